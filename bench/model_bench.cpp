@@ -1,12 +1,15 @@
 // End-to-end CPU prefill and decode throughput of a Gemma 4 checkpoint (use `fourcast synth` for
 // the real geometry), with the weight bytes each decode step reads, the achieved bytes/s, and the
 // machine's read bandwidth measured in the same run. Not a test: it prints figures.
-//   bench_model --model DIR [--threads N] [--prompt-len 256] [--decode-tokens 16] [--reps 2]
+//   bench_model --model DIR [--model DIR2 ...] [--threads N] [--prompt-len 256] [--decode-tokens
+//   16] [--reps 2]
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/matmul.h"
@@ -18,7 +21,7 @@
 namespace {
 
 int64_t bytes_of(const fc::Weight& w) {
-  return w.empty() ? 0 : w.rows * w.cols * fc::dtype_bits(w.dtype) / 8;
+  return w.empty() ? 0 : w.bytes();
 }
 
 // Weight bytes one decode token streams: every matrix of every layer, the PLE projection and the
@@ -36,8 +39,9 @@ int64_t decode_weight_bytes(const fc::gemma4::Model& m) {
           &l.per_layer_input_gate, &l.per_layer_projection, &l.router_proj})
       b += bytes_of(*x);
     if (c.enable_moe_block)  // top-k experts of E per token
-      b += (bytes_of(l.experts_gate_up) + bytes_of(l.experts_down)) * c.top_k_experts /
-           c.num_experts;
+      for (size_t e = 0; e < l.expert_gate.size(); ++e)
+        b += (bytes_of(l.expert_gate[e]) + bytes_of(l.expert_up[e]) + bytes_of(l.expert_down[e])) *
+             c.top_k_experts / c.num_experts;
   }
   return b;
 }
@@ -50,12 +54,76 @@ const char* flag(int argc, char** argv, const char* name, const char* dflt) {
 
 }  // namespace
 
+struct Result {
+  std::string dir;
+  int64_t wbytes = 0;
+  double prefill_tps = 0, decode_tps = 0;
+};
+
+// Loads one model, times a prefill of prompt_len random tokens and decode_tokens single-token
+// steps (best of reps), and folds the bandwidth probe's readings into `bw`.
+Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool& pool,
+                 fc::bench::BandwidthProbe& probe, int prompt_len, int decode_tokens, int reps,
+                 double& bw) {
+  using namespace fc;
+  const auto t_load = bench::Clock::now();
+  gemma4::ModelOptions mo;
+  mo.bf16_embed_scale = true;
+  gemma4::Model model(gemma4::load_config(dir), Checkpoint::open_dir(dir), be, mo);
+  const double load_s = bench::seconds_since(t_load);
+  Result res;
+  res.dir = dir;
+  res.wbytes = decode_weight_bytes(model);
+  std::printf(
+      "model %s: %.3f B params (%lld NVFP4 linears), load %.2f s, matmul isa %s, "
+      "threads %d\n",
+      dir.c_str(), model.weights().parameter_count / 1e9,
+      static_cast<long long>(model.weights().nvfp4_linears), load_s, cpu::matmul_isa(),
+      pool.size());
+  std::printf("weight bytes read per decode token: %.3f GB\n", res.wbytes / 1e9);
+  SessionOptions so;
+  so.max_seqs = 1;
+  so.max_tokens = prompt_len + decode_tokens + 16;
+  so.max_step_tokens = prompt_len;
+  Session s(model, be, so);
+  std::mt19937 rng(7);
+  std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
+  const int32_t vocab = static_cast<int32_t>(model.config().vocab_size);
+  for (int32_t& t : prompt) t = 3 + static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab - 3));
+  gemma4::ForwardOutput out;
+  double best_prefill = 1e30, best_decode = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    bw = std::max(bw, probe.measure());
+    s.add(r);
+    auto t0 = bench::Clock::now();
+    s.run({{r, prompt, {prompt_len - 1}, {}}}, out);
+    best_prefill = std::min(best_prefill, bench::seconds_since(t0));
+    int32_t tok = 3;
+    t0 = bench::Clock::now();
+    for (int i = 0; i < decode_tokens; ++i) {
+      s.run({{r, {tok}, {0}, {}}}, out);
+      tok = 3 + (tok * 7919) % (vocab - 3);  // any token: timing does not depend on the value
+    }
+    best_decode = std::min(best_decode, bench::seconds_since(t0) / decode_tokens);
+    s.remove(r);
+    bw = std::max(bw, probe.measure());
+  }
+  res.prefill_tps = prompt_len / best_prefill;
+  res.decode_tps = 1.0 / best_decode;
+  std::printf("prefill %d tokens: %.2f s, %.1f tok/s; decode (context %d..%d): %.2f tok/s\n",
+              prompt_len, best_prefill, res.prefill_tps, prompt_len, prompt_len + decode_tokens,
+              res.decode_tps);
+  return res;
+}
+
 int main(int argc, char** argv) {
   using namespace fc;
-  const char* dir = flag(argc, argv, "--model", nullptr);
-  if (!dir) {
+  std::vector<std::string> dirs;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (!std::strcmp(argv[i], "--model")) dirs.push_back(argv[i + 1]);
+  if (dirs.empty()) {
     std::fprintf(stderr,
-                 "usage: bench_model --model DIR [--threads N] [--prompt-len N] "
+                 "usage: bench_model --model DIR [--model DIR2 ...] [--threads N] [--prompt-len N] "
                  "[--decode-tokens N] [--reps N]\n");
     return 2;
   }
@@ -67,51 +135,18 @@ int main(int argc, char** argv) {
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
     cpu::CpuBackend be(pool);
     bench::BandwidthProbe probe(pool, size_t{1} << 30);
-    const auto t_load = bench::Clock::now();
-    gemma4::ModelOptions mo;
-    mo.bf16_embed_scale = true;
-    gemma4::Model model(gemma4::load_config(dir), Checkpoint::open_dir(dir), be, mo);
-    const double load_s = bench::seconds_since(t_load);
-    const int64_t wbytes = decode_weight_bytes(model);
-    std::printf("model %s: %.3f B params, load %.2f s, matmul isa %s, threads %d\n", dir,
-                model.weights().parameter_count / 1e9, load_s, cpu::matmul_isa(), pool.size());
-    std::printf("weight bytes read per decode token: %.3f GB\n", wbytes / 1e9);
-
-    SessionOptions so;
-    so.max_seqs = 1;
-    so.max_tokens = prompt_len + decode_tokens + 16;
-    so.max_step_tokens = prompt_len;
-    Session s(model, be, so);
-    std::mt19937 rng(7);
-    std::vector<int32_t> prompt(static_cast<size_t>(prompt_len));
-    for (int32_t& t : prompt) t = 3 + static_cast<int32_t>(rng() % 200000);
-    gemma4::ForwardOutput out;
-    double best_prefill = 1e30, best_decode = 1e30, bw = 0;
-    for (int r = 0; r < reps; ++r) {
-      bw = std::max(bw, probe.measure());
-      s.add(r);
-      auto t0 = bench::Clock::now();
-      s.run({{r, prompt, {prompt_len - 1}, {}}}, out);
-      best_prefill = std::min(best_prefill, bench::seconds_since(t0));
-      int32_t tok = 3;
-      t0 = bench::Clock::now();
-      for (int i = 0; i < decode_tokens; ++i) {
-        s.run({{r, {tok}, {0}, {}}}, out);
-        tok = 3 + (tok * 7919) % 200000;  // any token: timing does not depend on the value
-      }
-      best_decode = std::min(best_decode, bench::seconds_since(t0) / decode_tokens);
-      s.remove(r);
-      bw = std::max(bw, probe.measure());
-    }
-    const double dec_tps = 1.0 / best_decode;
-    std::printf("memory read bandwidth (1 GiB, %d threads): %.2f GB/s\n", pool.size(), bw / 1e9);
-    std::printf("prefill %d tokens: %.2f s, %.1f tok/s\n", prompt_len, best_prefill,
-                prompt_len / best_prefill);
-    std::printf(
-        "decode (context %d..%d): %.3f s/token, %.2f tok/s, weights %.2f GB/s = %.0f%% of "
-        "measured bandwidth\n",
-        prompt_len, prompt_len + decode_tokens, best_decode, dec_tps, wbytes * dec_tps / 1e9,
-        100.0 * wbytes * dec_tps / bw);
+    std::vector<Result> results;
+    double bw = 0;
+    for (const std::string& dir : dirs)
+      results.push_back(bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, bw));
+    std::printf("\nmemory read bandwidth (1 GiB, %d threads, best of the run): %.2f GB/s\n",
+                pool.size(), bw / 1e9);
+    std::printf("%-40s %10s %12s %10s %12s %8s\n", "model", "GB/token", "prefill t/s", "decode t/s",
+                "decode GB/s", "of bw");
+    for (const Result& r : results)
+      std::printf("%-40s %10.3f %12.1f %10.2f %12.2f %7.0f%%\n", r.dir.c_str(), r.wbytes / 1e9,
+                  r.prefill_tps, r.decode_tps, r.wbytes * r.decode_tps / 1e9,
+                  100.0 * r.wbytes * r.decode_tps / bw);
     if (probe.checksum() == 42) std::printf(" ");  // keep the probe's reads observable
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_model: %s\n", e.what());

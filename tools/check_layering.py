@@ -19,6 +19,7 @@ ALLOWED = {
     "kv": {"backend", "core"},
     "sample": {"core"},
     "model/gemma4": {"backend", "io", "kv", "quant", "core"},
+    "quantizer": {"model/gemma4", "backend/cpu", "backend", "io", "kv", "quant", "tokenizer", "core"},
     "spec": {"model/gemma4", "kv", "sample", "backend", "io", "quant", "core"},
     "engine": {"spec", "model/gemma4", "kv", "sample", "backend", "io", "quant", "core"},
     "tokenizer": {"core"},

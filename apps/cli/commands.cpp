@@ -25,15 +25,21 @@ namespace fc::cli {
 int cmd_generate(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"--model", "--prompt-ids", "--max-tokens", "--temperature", "--top-k", "--top-p",
-          "--min-p", "--seed", "--threads", "--prefill-chunk", "--repetition-penalty"},
-         {"--ignore-eos"});
+          "--min-p", "--seed", "--threads", "--prefill-chunk", "--repetition-penalty",
+          "--kv-cache-dtype", "--nvfp4-mode"},
+         {"--ignore-eos", "--zero-nan-scales"});
   const std::string dir = a.require("--model");
   const std::vector<int32_t> prompt = parse_id_list(a.require("--prompt-ids"), "--prompt-ids");
   ThreadPool pool(a.get_int("--threads", hardware_threads()));
-  cpu::CpuBackend be(pool);
+  const std::string mode = a.get("--nvfp4-mode").value_or("w4a16");
+  if (mode != "w4a16" && mode != "w4a4") fail("--nvfp4-mode: '", mode, "' is not w4a16 or w4a4");
+  cpu::CpuOptions copt;
+  copt.emulate_w4a4 = mode == "w4a4";
+  cpu::CpuBackend be(pool, copt);
   gemma4::Config cfg = gemma4::load_config(dir);
   std::shared_ptr<const Checkpoint> ckpt = Checkpoint::open_dir(dir);
   gemma4::ModelOptions mo;
+  mo.load.zero_bad_scales = a.has("--zero-nan-scales");
   // Serve as HF would at the checkpoint's dtype: bf16 checkpoints round the embedding scale.
   const TensorInfo* emb = ckpt->find(cfg.tensor_prefix + "embed_tokens.weight");
   mo.bf16_embed_scale = emb && emb->dtype == DType::kBF16;
@@ -62,6 +68,13 @@ int cmd_generate(int argc, char** argv) {
   so.max_seqs = 1;
   so.max_tokens = static_cast<int64_t>(prompt.size()) + go.max_tokens + 16;
   so.max_step_tokens = go.prefill_chunk;
+  const std::string kvd = a.get("--kv-cache-dtype").value_or("auto");
+  if (kvd == "fp8" || kvd == "fp8_e4m3")
+    so.kv_dtype = DType::kF8_E4M3;
+  else if (kvd == "bfloat16")
+    so.kv_dtype = DType::kBF16;
+  else if (kvd != "auto")
+    fail("--kv-cache-dtype: '", kvd, "' is not one of auto, bfloat16, fp8, fp8_e4m3");
   Session session(model, be, so);
   GenerateResult r = generate(session, 1, prompt, go);
   std::string ids;
@@ -121,7 +134,8 @@ int cmd_inspect(int argc, char** argv) {
 }
 
 int cmd_synth(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--shape", "--out", "--seed", "--shard-gb", "--tokenizer"}, {});
+  Args a(argc, argv, 2, {"--shape", "--out", "--seed", "--shard-gb", "--tokenizer", "--quant"},
+         {"--attn-bf16", "--w4a16"});
   const std::string shape = a.require("--shape");
   const std::string out = a.require("--out");
   nlohmann::json cfg;
@@ -139,6 +153,15 @@ int cmd_synth(int argc, char** argv) {
   gemma4::SynthOptions so;
   so.seed = static_cast<uint64_t>(a.get_int("--seed", 1));
   so.max_shard_bytes = static_cast<uint64_t>(a.get_double("--shard-gb", 4.0) * (1ull << 30));
+  const std::string quant = a.get("--quant").value_or("none");
+  if (quant == "modelopt")
+    so.quant = gemma4::SynthOptions::Quant::kModelOpt;
+  else if (quant == "compressed-tensors")
+    so.quant = gemma4::SynthOptions::Quant::kCompressedTensors;
+  else if (quant != "none")
+    fail("synth: --quant '", quant, "' is not one of none, modelopt, compressed-tensors");
+  so.quantize_attention = !a.has("--attn-bf16");
+  so.input_scales = !a.has("--w4a16");
   if (auto tpath = a.get("--tokenizer")) {
     // Also copy the tokenizer so the checkpoint can be served.
     const tok::Tokenizer t = tok::Tokenizer::from_file(*tpath);

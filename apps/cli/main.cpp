@@ -18,11 +18,16 @@ void usage() {
       "           [--prefill-chunk N]\n"
       "  inspect  --model DIR\n"
       "  synth    --shape e2b|e4b|26b-a4b|31b|FILE.json --out DIR [--seed S] [--tokenizer FILE]\n"
+      "           [--quant none|modelopt|compressed-tensors] [--attn-bf16] [--w4a16]\n"
+      "           [--quant none|modelopt|compressed-tensors] [--attn-bf16] [--w4a16]\n"
       "  serve    [MODEL_DIR] [vLLM serve flags] (default: the bundled tiny model)\n"
       "  tokenize --tokenizer FILE (--text STR | --ids 1,2,3) [--json]\n"
       "  template (--model DIR | --template FILE) --messages FILE.json [--tools FILE.json]\n"
       "           [--kwargs JSON] [--no-generation-prompt]\n"
-      "  parse    --text FILE [--tools] [--no-reasoning] [--start-in-reasoning]\n");
+      "  parse    --text FILE [--tools] [--no-reasoning] [--start-in-reasoning]\n"
+      "  quantize --model BF16_DIR --out DIR --format modelopt|compressed-tensors\n"
+      "           --algo max|awq-lite|awq-full [--calib FILE] [--kv-cache fp8] ... (--help)\n"
+      "  kl       --base DIR --model QUANT_DIR [--text FILE | --ids FILE] ... (--help)\n");
 }
 
 }  // namespace
@@ -41,6 +46,8 @@ int main(int argc, char** argv) {
     if (cmd == "tokenize") return fc::cli::cmd_tokenize(argc, argv);
     if (cmd == "template") return fc::cli::cmd_template(argc, argv);
     if (cmd == "parse") return fc::cli::cmd_parse(argc, argv);
+    if (cmd == "quantize") return fc::cli::cmd_quantize(argc, argv);
+    if (cmd == "kl") return fc::cli::cmd_kl(argc, argv);
     if (cmd == "bench" && argc >= 3 && !std::strcmp(argv[2], "serve"))
       return run_bench_serve(argc, argv, 3);
     std::fprintf(stderr, "fourcast: unknown command '%s'\n", cmd.c_str());

@@ -21,6 +21,22 @@
 #include "tokenizer/tokenizer.h"
 
 namespace fc::cli {
+namespace {
+
+// vLLM refuses a --quantization that does not match the checkpoint's own description.
+void check_quantization_flag(const ServeOptions& o, const gemma4::Config& cfg) {
+  if (o.quantization.empty()) return;
+  const bool ct = o.quantization == "compressed-tensors";
+  const quant::Format want = ct ? quant::Format::kCompressedTensors : quant::Format::kModelOpt;
+  if (cfg.quant.format != want)
+    fail("flag --quantization ", o.quantization, ": ", o.model, " is ",
+         cfg.quant.format == quant::Format::kNone ? "not quantized"
+         : cfg.quant.format == quant::Format::kModelOpt
+             ? "a ModelOpt checkpoint (use --quantization modelopt)"
+             : "a compressed-tensors checkpoint (use --quantization compressed-tensors)");
+}
+
+}  // namespace
 
 int cmd_serve(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -46,12 +62,16 @@ int cmd_serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   ThreadPool pool(o.threads > 0 ? o.threads : hardware_threads());
-  cpu::CpuBackend be(pool);
+  cpu::CpuOptions copt;
+  copt.emulate_w4a4 = o.nvfp4_mode == "w4a4";
+  cpu::CpuBackend be(pool, copt);
   gemma4::Config cfg = gemma4::load_config(o.model);
+  check_quantization_flag(o, cfg);
   std::shared_ptr<const Checkpoint> ckpt = Checkpoint::open_dir(o.model);
   gemma4::ModelOptions mo;
   const TensorInfo* emb = ckpt->find(cfg.tensor_prefix + "embed_tokens.weight");
   mo.bf16_embed_scale = emb && emb->dtype == DType::kBF16;
+  mo.load.zero_bad_scales = o.zero_nan_scales;
   gemma4::Model model(cfg, ckpt, be, mo);
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(o.model + "/tokenizer.json");
   if (tokenizer.id_bound() > cfg.vocab_size)
@@ -70,9 +90,15 @@ int cmd_serve(int argc, char** argv) {
   DType kv_dtype = mo.bf16_embed_scale ? DType::kBF16 : DType::kF32;
   if (o.kv_cache_dtype == "bfloat16") kv_dtype = DType::kBF16;
   if (o.kv_cache_dtype.rfind("fp8", 0) == 0) {
-    log_line(LogLevel::kWarn, "--kv-cache-dtype " + o.kv_cache_dtype +
-                                  ": FP8 KV is not implemented yet; storing the KV cache in BF16");
-    kv_dtype = DType::kBF16;
+    kv_dtype = DType::kF8_E4M3;
+    int unscaled = 0;
+    for (size_t i = 0; i < cfg.layers.size(); ++i)
+      if (!cfg.layers[i].kv_shared && !model.weights().layers[i].has_kv_scales) ++unscaled;
+    if (unscaled > 0)  // vLLM's rule: missing scales mean 1.0 (spec weight-formats §5)
+      log_line(LogLevel::kWarn, "--kv-cache-dtype " + o.kv_cache_dtype + ": " +
+                                    std::to_string(unscaled) +
+                                    " layer(s) have no k_scale/v_scale in the checkpoint; using "
+                                    "1.0 (may cost accuracy)");
   }
   // KV budget: full-attention layers pay per token of context; sliding layers at most a window
   // per running sequence (docs/design.md).

@@ -12,21 +12,41 @@
 
 namespace fc {
 
-// A weight as the backend sees it: a 2-D [rows, cols] matrix (row stride ld elements) or a vector
-// (rows = 1), in the checkpoint's dtype, resident where the backend computes.
+enum class WeightFormat : uint8_t {
+  kDense,  // dtype F32 / BF16 / F16, row stride ld elements
+  kNvfp4,  // packed E2M1 codes (dtype U8), row stride ld bytes; see the NVFP4 fields below
+};
+
+// A weight as the backend sees it: a 2-D [rows, cols] matrix or a vector (rows = 1), in the
+// checkpoint's storage, resident where the backend computes.
 struct Weight {
   const void* data = nullptr;
   DType dtype = DType::kF32;
   int64_t rows = 0, cols = 0, ld = 0;
   std::string name;  // checkpoint tensor name, for errors and dumps
+  WeightFormat format = WeightFormat::kDense;
+  // NVFP4 (spec weight-formats §2.3): W[n, k] = e2m1(code[n, k]) · e4m3(block_scale[n, k/16]) ·
+  // global_scale; element 2j in the low nibble of byte j of a row.
+  const uint8_t* block_scale = nullptr;  // F8_E4M3 [rows, scale_ld bytes] (cols/16 used)
+  int64_t scale_ld = 0;
+  float global_scale = 1.0f;  // ModelOpt weight_scale_2 (= 1 / CT weight_global_scale)
+  float input_scale = 0.0f;   // ModelOpt input_scale (= 1 / CT input_global_scale); 0: none
+  // AWQ pre_quant_scale [cols] (dtype pqs_dtype): the activation is multiplied by it first.
+  const void* pre_quant_scale = nullptr;
+  DType pqs_dtype = DType::kBF16;
+
   bool empty() const { return data == nullptr; }
+  bool nvfp4() const { return format == WeightFormat::kNvfp4; }
+  // Bytes the weight occupies (codes + scales for NVFP4), what one pass over it reads.
+  int64_t bytes() const;
   // Row block [r0, r0+n) of a matrix (e.g. one expert out of a stacked [E*R, C] tensor).
   Weight slice_rows(int64_t r0, int64_t n) const;
 };
 
 // Inputs of one attention call over a paged KV cache (one layer, all sequences of the batch).
 // q: [n_tokens, n_heads, head_dim]; out: [n_tokens, n_heads, head_dim].
-// K/V caches: [num_blocks, block_size, n_kv_heads, head_dim] in kv_dtype (F32 or BF16).
+// K/V caches: [num_blocks, block_size, n_kv_heads, head_dim] in kv_dtype (F32, BF16, or
+// F8_E4M3 holding k / k_scale and v / v_scale).
 // Query head h reads KV head h / (n_heads / n_kv_heads) (contiguous GQA groups).
 struct AttentionArgs {
   const float* q = nullptr;
@@ -36,6 +56,7 @@ struct AttentionArgs {
   const void* k_cache = nullptr;
   const void* v_cache = nullptr;
   DType kv_dtype = DType::kF32;
+  float k_scale = 1.0f, v_scale = 1.0f;  // F8_E4M3 caches only: stored value · scale
   int n_heads = 0, n_kv_heads = 0, head_dim = 0;
   int block_size = 0;
   float scale = 1.0f;
@@ -89,10 +110,11 @@ class Backend {
   virtual void softcap(float* x, int64_t ldx, int64_t T, int64_t n, float c) = 0;
   // Writes new K/V rows into the paged caches: row t goes to slot slots[t] (block*B + offset);
   // k/v: [T, n_kv_heads*head_dim] fp32 with row strides ldk/ldv, stored as cache_dtype (BF16:
-  // rounded to nearest even); slot -1 skips the row.
+  // rounded to nearest even; F8_E4M3: sat_e4m3(k / k_scale), sat_e4m3(v / v_scale), round to
+  // nearest even, saturating at ±448); slot -1 skips the row.
   virtual void kv_write(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
                         int64_t row_elems, const int32_t* slots, void* k_cache, void* v_cache,
-                        DType cache_dtype) = 0;
+                        DType cache_dtype, float k_scale = 1.0f, float v_scale = 1.0f) = 0;
   virtual void attention(const AttentionArgs& a) = 0;
   // MoE routing (Gemma 4): probs = softmax(logits[t, :E]) in fp32, top-k by probability,
   // weights renormalised to sum 1, then multiplied by per_expert_scale[idx].
@@ -100,11 +122,11 @@ class Backend {
   virtual void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                          const Weight& per_expert_scale, int32_t* idx, float* weights) = 0;
   // out[t] = Σ_j weights[t, j] · Expert_{idx[t, j]}(x[t]) with
-  // Expert_e(x) = down_e(gelu_tanh(gate_e(x)) ⊙ up_e(x)); gate_up: [E*2I, H] (per expert:
-  // I gate rows then I up rows), down: [E*H, I]. Contributions are added in ascending expert id.
+  // Expert_e(x) = down[e](gelu_tanh(gate[e](x)) ⊙ up[e](x)); gate/up: E weights [I, H] each,
+  // down: E weights [H, I] (dense or NVFP4). Contributions are added in ascending expert id.
   virtual void moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx,
-                           const float* weights, int k, const Weight& gate_up, const Weight& down,
-                           int E, int inter, float* out, int64_t ldo) = 0;
+                           const float* weights, int k, const Weight* gate, const Weight* up,
+                           const Weight* down, int E, float* out, int64_t ldo) = 0;
 };
 
 }  // namespace fc

@@ -13,8 +13,8 @@ KVStorage::KVStorage(Backend& backend, std::vector<GroupLayout> groups, int bloc
       block_size_(block_size),
       num_blocks_(std::move(num_blocks)),
       dtype_(dtype) {
-  FC_CHECK(dtype_ == DType::kF32 || dtype_ == DType::kBF16, "KVStorage: dtype ", dtype_name(dtype_),
-           " is not supported (F32, BF16)");
+  FC_CHECK(dtype_ == DType::kF32 || dtype_ == DType::kBF16 || dtype_ == DType::kF8_E4M3,
+           "KVStorage: dtype ", dtype_name(dtype_), " is not supported (F32, BF16, F8_E4M3)");
   FC_CHECK(num_blocks_.size() == groups_.size(), "KVStorage: one block count per group");
   int max_layer = -1;
   for (const GroupLayout& g : groups_)

@@ -1,7 +1,7 @@
 // Device memory of the paged KV cache: for every layer that owns K/V, one K and one V array of
-// [num_blocks, block_size, num_kv_heads, head_dim] in `dtype` (F32 or BF16), indexed by the block
-// ids of its group's block tables (kv_manager.h). KV-shared layers have no arrays; they read their
-// source layer's.
+// [num_blocks, block_size, num_kv_heads, head_dim] in `dtype` (F32, BF16 or F8_E4M3), indexed by
+// the block ids of its group's block tables (kv_manager.h). KV-shared layers have no arrays; they
+// read their source layer's.
 #pragma once
 
 #include <cstdint>

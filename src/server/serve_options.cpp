@@ -51,6 +51,7 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
        [&](auto&, auto& v) { o.chat_template_content_format = v; }},
       {"--generation-config", [&](auto&, auto& v) { o.generation_config = v; }},
       {"--quantization", [&](auto&, auto& v) { o.quantization = v; }},
+      {"--nvfp4-mode", [&](auto&, auto& v) { o.nvfp4_mode = v; }},
       {"-q", [&](auto&, auto& v) { o.quantization = v; }},
       {"--dtype", [&](auto&, auto& v) { o.dtype = v; }},
       {"--tensor-parallel-size", [&](auto& f, auto& v) { o.tensor_parallel_size = to_int(f, v); }},
@@ -88,6 +89,7 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enable-chunked-prefill", [&] { o.enable_chunked_prefill = true; }},
       {"--no-enable-chunked-prefill", [&] { o.enable_chunked_prefill = false; }},
       {"--enable-auto-tool-choice", [&] { o.enable_auto_tool_choice = true; }},
+      {"--zero-nan-scales", [&] { o.zero_nan_scales = true; }},
   };
   const std::vector<std::string> ignored_switches = {"--trust-remote-code",
                                                      "--disable-hybrid-kv-cache-manager",
@@ -162,6 +164,12 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
          "' is not one of auto, string, openai");
   if (!o.default_chat_template_kwargs.is_object())
     fail("flag --default-chat-template-kwargs must be a JSON object");
+  if (o.nvfp4_mode != "w4a16" && o.nvfp4_mode != "w4a4")
+    fail("flag --nvfp4-mode: '", o.nvfp4_mode, "' is not one of w4a16, w4a4");
+  if (!o.quantization.empty() && o.quantization != "modelopt" && o.quantization != "modelopt_fp4" &&
+      o.quantization != "compressed-tensors")
+    fail("flag --quantization: '", o.quantization,
+         "' is not supported (modelopt, modelopt_fp4, compressed-tensors)");
   if (o.device != "cpu" && o.device != "cuda")
     fail("flag --device: '", o.device, "' is not one of cpu, cuda");
   if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1))

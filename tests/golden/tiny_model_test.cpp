@@ -68,7 +68,8 @@ TEST_P(TinyModel, GreedyReproducesTrainedAnswers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(KvDtypes, TinyModel, ::testing::Values(DType::kF32, DType::kBF16),
+INSTANTIATE_TEST_SUITE_P(KvDtypes, TinyModel,
+                         ::testing::Values(DType::kF32, DType::kBF16, DType::kF8_E4M3),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace

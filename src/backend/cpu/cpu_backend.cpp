@@ -9,9 +9,11 @@
 
 #include "backend/cpu/fast_math.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/nvfp4_linear.h"
 #include "backend/cpu/ops.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/nvfp4.h"
 
 namespace fc::cpu {
 namespace {
@@ -25,6 +27,10 @@ inline float load_kv(float x) {
 }
 inline float load_kv(uint16_t x) {
   return bf16_to_f32(x);
+}
+// FP8 E4M3 cache bytes, before the per-layer scale (applied by the caller once per dot / axpy).
+inline float load_kv(uint8_t x) {
+  return quant::e4m3_table()[x];
 }
 
 // Dot product of an fp32 query with a cache row (fp32 or bf16) using 8 independent partial sums
@@ -72,7 +78,11 @@ void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
 
 void CpuBackend::linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,
                         int64_t ldy, bool accumulate) {
-  matmul(pool_, x, T, ldx, mat(w), y, ldy, accumulate);
+  if (w.nvfp4()) {
+    nvfp4_linear(pool_, nvfp4_scratch_, x, T, ldx, w, y, ldy, accumulate, opts_.emulate_w4a4);
+  } else {
+    matmul(pool_, x, T, ldx, mat(w), y, ldy, accumulate);
+  }
 }
 
 void CpuBackend::rmsnorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const Weight* w,
@@ -137,11 +147,18 @@ void CpuBackend::softcap(float* x, int64_t ldx, int64_t T, int64_t n, float c) {
 
 void CpuBackend::kv_write(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
                           int64_t row_elems, const int32_t* slots, void* k_cache, void* v_cache,
-                          DType cache_dtype) {
+                          DType cache_dtype, float k_scale, float v_scale) {
   for (int64_t t = 0; t < T; ++t) {
     if (slots[t] < 0) continue;
     const int64_t off = static_cast<int64_t>(slots[t]) * row_elems;
-    if (cache_dtype == DType::kBF16) {
+    if (cache_dtype == DType::kF8_E4M3) {
+      uint8_t* kc = static_cast<uint8_t*>(k_cache) + off;
+      uint8_t* vc = static_cast<uint8_t*>(v_cache) + off;
+      for (int64_t i = 0; i < row_elems; ++i) {
+        kc[i] = quant::float_to_e4m3(k[t * ldk + i] / k_scale);
+        vc[i] = quant::float_to_e4m3(v[t * ldv + i] / v_scale);
+      }
+    } else if (cache_dtype == DType::kBF16) {
       uint16_t* kc = static_cast<uint16_t*>(k_cache) + off;
       uint16_t* vc = static_cast<uint16_t*>(v_cache) + off;
       for (int64_t i = 0; i < row_elems; ++i) {
@@ -159,9 +176,11 @@ void CpuBackend::kv_write(const float* k, int64_t ldk, const float* v, int64_t l
 
 namespace {
 
-// One attention row (query token t, head h) over cache elements of type KV (float or bf16 bits).
+// One attention row (query token t, head h) over cache elements of type KV (float, bf16 bits or
+// e4m3 bytes; k_mul / v_mul are the FP8 per-layer scales, 1 otherwise).
 template <typename KV>
-void attention_row(const AttentionArgs& a, int s, int64_t t, int h, std::vector<float>& scores) {
+void attention_row(const AttentionArgs& a, int s, int64_t t, int h, std::vector<float>& scores,
+                   float k_mul, float v_mul) {
   const int rep = a.n_heads / a.n_kv_heads;
   const int D = a.head_dim;
   const KV* kc = static_cast<const KV*>(a.k_cache);
@@ -176,7 +195,7 @@ void attention_row(const AttentionArgs& a, int s, int64_t t, int h, std::vector<
   for (int j = lo; j <= p; ++j) {
     const int64_t slot =
         static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
-    const float sc = dot(q, kc + (slot * a.n_kv_heads + g) * D, D) * a.scale;
+    const float sc = dot(q, kc + (slot * a.n_kv_heads + g) * D, D) * (k_mul * a.scale);
     scores[static_cast<size_t>(j - lo)] = sc;
     mx = std::max(mx, sc);
   }
@@ -188,7 +207,8 @@ void attention_row(const AttentionArgs& a, int s, int64_t t, int h, std::vector<
   for (int j = lo; j <= p; ++j) {
     const int64_t slot =
         static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
-    axpy(scores[static_cast<size_t>(j - lo)] * inv, vc + (slot * a.n_kv_heads + g) * D, o, D);
+    axpy(scores[static_cast<size_t>(j - lo)] * inv * v_mul, vc + (slot * a.n_kv_heads + g) * D, o,
+         D);
   }
 }
 
@@ -208,9 +228,11 @@ void CpuBackend::attention(const AttentionArgs& a) {
       const int h = static_cast<int>(item % a.n_heads);
       const int s = seq_of_row[static_cast<size_t>(r)];
       if (a.kv_dtype == DType::kBF16)
-        attention_row<uint16_t>(a, s, r, h, scores);
+        attention_row<uint16_t>(a, s, r, h, scores, 1.0f, 1.0f);
+      else if (a.kv_dtype == DType::kF8_E4M3)
+        attention_row<uint8_t>(a, s, r, h, scores, a.k_scale, a.v_scale);
       else
-        attention_row<float>(a, s, r, h, scores);
+        attention_row<float>(a, s, r, h, scores, 1.0f, 1.0f);
     }
   });
 }
@@ -241,9 +263,9 @@ void CpuBackend::moe_route(const float* logits, int64_t ldl, int64_t T, int E, i
 }
 
 void CpuBackend::moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx,
-                             const float* weights, int k, const Weight& gate_up, const Weight& down,
-                             int E, int inter, float* out, int64_t ldo) {
-  const int64_t H = gate_up.cols;
+                             const float* weights, int k, const Weight* gate, const Weight* up,
+                             const Weight* down, int E, float* out, int64_t ldo) {
+  const int64_t H = gate[0].cols, inter = gate[0].rows;
   for (int64_t t = 0; t < T; ++t) std::fill(out + t * ldo, out + t * ldo + H, 0.0f);
   std::vector<int64_t> rows;
   std::vector<float> w, xs, gu, act, y;
@@ -263,12 +285,12 @@ void CpuBackend::moe_experts(const float* x, int64_t ldx, int64_t T, const int32
       std::copy(x + rows[static_cast<size_t>(r)] * ldx, x + rows[static_cast<size_t>(r)] * ldx + H,
                 xs.data() + r * H);
     gu.resize(static_cast<size_t>(n * 2 * inter));
-    matmul(pool_, xs.data(), n, H, mat(gate_up.slice_rows(int64_t{e} * 2 * inter, 2 * inter)),
-           gu.data(), 2 * inter);
+    linear(xs.data(), n, H, gate[e], gu.data(), 2 * inter, false);
+    linear(xs.data(), n, H, up[e], gu.data() + inter, 2 * inter, false);
     act.resize(static_cast<size_t>(n * inter));
     gelu_mul(gu.data(), 2 * inter, gu.data() + inter, 2 * inter, n, inter, act.data(), inter);
     y.resize(static_cast<size_t>(n * H));
-    matmul(pool_, act.data(), n, inter, mat(down.slice_rows(int64_t{e} * H, H)), y.data(), H);
+    linear(act.data(), n, inter, down[e], y.data(), H, false);
     for (int64_t r = 0; r < n; ++r) {
       float* o = out + rows[static_cast<size_t>(r)] * ldo;
       const float wr = w[static_cast<size_t>(r)];

@@ -2,14 +2,22 @@
 // from the checkpoint mapping, data-parallel over a ThreadPool owned by the caller.
 #pragma once
 
+#include <vector>
+
 #include "backend/backend.h"
 #include "core/thread_pool.h"
 
 namespace fc::cpu {
 
+struct CpuOptions {
+  // NVFP4 weights with an input_scale: put activations through the W4A4 quantize-dequantize
+  // first (vLLM's NVFP4 emulation), instead of W4A16 (fp32 activations).
+  bool emulate_w4a4 = false;
+};
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(ThreadPool& pool) : pool_(pool) {}
+  explicit CpuBackend(ThreadPool& pool, CpuOptions opts = {}) : pool_(pool), opts_(opts) {}
   std::string name() const override { return "cpu"; }
   ThreadPool& pool() { return pool_; }
 
@@ -36,16 +44,18 @@ class CpuBackend final : public Backend {
   void softcap(float* x, int64_t ldx, int64_t T, int64_t n, float c) override;
   void kv_write(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
                 int64_t row_elems, const int32_t* slots, void* k_cache, void* v_cache,
-                DType cache_dtype) override;
+                DType cache_dtype, float k_scale = 1.0f, float v_scale = 1.0f) override;
   void attention(const AttentionArgs& a) override;
   void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                  const Weight& per_expert_scale, int32_t* idx, float* weights) override;
   void moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx, const float* weights,
-                   int k, const Weight& gate_up, const Weight& down, int E, int inter, float* out,
-                   int64_t ldo) override;
+                   int k, const Weight* gate, const Weight* up, const Weight* down, int E,
+                   float* out, int64_t ldo) override;
 
  private:
   ThreadPool& pool_;
+  CpuOptions opts_;
+  std::vector<float> nvfp4_scratch_;  // activations prepared for NVFP4 linears (pqs / W4A4)
 };
 
 }  // namespace fc::cpu

@@ -4,12 +4,20 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/nvfp4_linear.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/nvfp4.h"
 
 namespace fc::cpu {
 
 float weight_at(const Weight& w, int64_t row, int64_t col) {
+  if (w.nvfp4()) {  // dequantized as quant::dequantize_row does (pre_quant_scale not applied)
+    const uint8_t byte = static_cast<const uint8_t*>(w.data)[row * w.ld + col / 2];
+    const float sc =
+        quant::e4m3_table()[w.block_scale[row * w.scale_ld + col / 16]] * w.global_scale;
+    return quant::kE2M1[col % 2 ? byte >> 4 : byte & 0xF] * sc;
+  }
   const int64_t i = row * w.ld + col;
   switch (w.dtype) {
     case DType::kF32:
@@ -24,6 +32,7 @@ float weight_at(const Weight& w, int64_t row, int64_t col) {
 }
 
 void weight_row(const Weight& w, int64_t row, float* dst) {
+  if (w.nvfp4()) return quant::dequantize_row(nvfp4_matrix(w), row, dst);
   switch (w.dtype) {
     case DType::kF32: {
       const float* p = static_cast<const float*>(w.data) + row * w.ld;
@@ -81,9 +90,15 @@ float gelu_tanh(float x) {
 }
 
 namespace {
-float kv_at(const AttentionArgs& a, const void* cache, int64_t i) {
-  return a.kv_dtype == DType::kBF16 ? bf16_to_f32(static_cast<const uint16_t*>(cache)[i])
-                                    : static_cast<const float*>(cache)[i];
+float kv_at(const AttentionArgs& a, const void* cache, int64_t i, float scale) {
+  switch (a.kv_dtype) {
+    case DType::kBF16:
+      return bf16_to_f32(static_cast<const uint16_t*>(cache)[i]);
+    case DType::kF8_E4M3:
+      return quant::e4m3_to_float(static_cast<const uint8_t*>(cache)[i]) * scale;
+    default:
+      return static_cast<const float*>(cache)[i];
+  }
 }
 }  // namespace
 
@@ -107,7 +122,7 @@ void attention_ref(const AttentionArgs& a) {
               static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
           const int64_t kofs = (slot * a.n_kv_heads + g) * D;
           float dot = 0;
-          for (int d = 0; d < D; ++d) dot += q[d] * kv_at(a, a.k_cache, kofs + d);
+          for (int d = 0; d < D; ++d) dot += q[d] * kv_at(a, a.k_cache, kofs + d, a.k_scale);
           scores[static_cast<size_t>(j - lo)] = dot * a.scale;
           mx = std::max(mx, dot * a.scale);
         }
@@ -120,7 +135,7 @@ void attention_ref(const AttentionArgs& a) {
               static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
           const int64_t vofs = (slot * a.n_kv_heads + g) * D;
           const float pj = scores[static_cast<size_t>(j - lo)] / sum;
-          for (int d = 0; d < D; ++d) o[d] += pj * kv_at(a, a.v_cache, vofs + d);
+          for (int d = 0; d < D; ++d) o[d] += pj * kv_at(a, a.v_cache, vofs + d, a.v_scale);
         }
       }
     }

@@ -8,7 +8,7 @@
 
 namespace fc::cpu {
 
-// Reads element i of a weight vector/matrix row as fp32 (F32, BF16 or F16).
+// Reads element i of a weight vector/matrix row as fp32 (F32, BF16, F16 or NVFP4 dequantized).
 float weight_at(const Weight& w, int64_t row, int64_t col);
 // Widens row r of w into dst[0..w.cols).
 void weight_row(const Weight& w, int64_t row, float* dst);

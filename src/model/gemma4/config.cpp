@@ -301,7 +301,9 @@ Config load_config(const std::string& model_dir) {
   } catch (const json::exception& e) {
     fail(path, ": invalid JSON: ", e.what());
   }
-  return parse_config(j, path);
+  Config c = parse_config(j, path);
+  c.quant = quant::load_quant_config(model_dir, j);
+  return c;
 }
 
 std::string describe(const Config& c) {

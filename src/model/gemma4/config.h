@@ -6,9 +6,11 @@
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
+
 #include <optional>
 #include <string>
 #include <vector>
+#include "quant/quant_config.h"
 
 namespace fc::gemma4 {
 
@@ -37,6 +39,7 @@ struct Config {
   // As read (names follow Gemma4TextConfig).
   std::string architecture;   // e.g. Gemma4ForCausalLM
   std::string tensor_prefix;  // "model." or "model.language_model."
+  quant::QuantConfig quant;   // NVFP4 description (load_config reads it; none from parse_config)
   int vocab_size = 262144;
   int hidden_size = 2304;
   int intermediate_size = 9216;

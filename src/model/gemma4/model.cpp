@@ -52,7 +52,7 @@ struct Model::Scratch {
 Model::Model(Config config, std::shared_ptr<const Checkpoint> ckpt, Backend& backend,
              ModelOptions options)
     : cfg_(std::move(config)), ckpt_(std::move(ckpt)), be_(backend), opt_(options) {
-  w_ = bind_weights(cfg_, *ckpt_, be_);
+  w_ = bind_weights(cfg_, *ckpt_, be_, opt_.load);
   for (LayerType t : {LayerType::kSliding, LayerType::kFull}) {
     kv::GroupLayout g;
     g.sliding_window = t == LayerType::kSliding ? cfg_.sliding_window : 0;
@@ -275,7 +275,8 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
       be_.rope(k, T, kvd, Hkv, D, d_pos, inv_freq_dev_[ti]);
       be_.rmsnorm(v, T * Hkv, D, D, nullptr, eps, v, D);
       be_.kv_write(k, kvd, v, kvd, T, kvd, d_slots[static_cast<size_t>(g)],
-                   kv.k(static_cast<int>(i)), kv.v(static_cast<int>(i)), kv.dtype());
+                   kv.k(static_cast<int>(i)), kv.v(static_cast<int>(i)), kv.dtype(), lw.k_scale,
+                   lw.v_scale);
     }
     AttentionArgs aa;
     aa.q = q;
@@ -285,6 +286,8 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
     aa.k_cache = kv.k(src);
     aa.v_cache = kv.v(src);
     aa.kv_dtype = kv.dtype();
+    aa.k_scale = w_.layers[static_cast<size_t>(src)].k_scale;  // the owner's scales (KV sharing)
+    aa.v_scale = w_.layers[static_cast<size_t>(src)].v_scale;
     aa.n_heads = static_cast<int>(Hq);
     aa.n_kv_heads = Hkv;
     aa.head_dim = D;
@@ -318,8 +321,8 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
       be_.linear(x, T, H, lw.router_proj, g1, E);
       be_.moe_route(g1, E, T, E, K, lw.router_per_expert_scale, moe_idx, moe_w);
       be_.rmsnorm(h, T, H, H, &lw.pre_feedforward_layernorm_2, eps, x, H);
-      be_.moe_experts(x, H, T, moe_idx, moe_w, K, lw.experts_gate_up, lw.experts_down, E,
-                      c.moe_intermediate_size, m2, H);
+      be_.moe_experts(x, H, T, moe_idx, moe_w, K, lw.expert_gate.data(), lw.expert_up.data(),
+                      lw.expert_down.data(), E, m2, H);
       be_.rmsnorm(m2, T, H, H, &lw.post_feedforward_layernorm_2, eps, m2, H);
       be_.add(a, H, m2, H, T, H, a, H);
     }

@@ -23,6 +23,7 @@ struct ModelOptions {
   // HF multiplies embeddings by sqrt(H) (and PLE rows by sqrt(P)) cast to the dtype the model
   // runs in: bf16 when served in bf16 (73.5 for the 31B), exact in fp32. true = round to bf16.
   bool bf16_embed_scale = false;
+  LoadOptions load;  // how bad quantization scales are treated
 };
 
 // One sequence's part of a forward batch.

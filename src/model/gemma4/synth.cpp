@@ -1,6 +1,7 @@
 #include "model/gemma4/synth.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -141,6 +142,86 @@ TensorSource random_bf16(const std::string& name, std::vector<int64_t> shape, ui
   return t;
 }
 
+// Uniform random bytes in [lo, hi] (packed E2M1 codes: 0..255; FP8 scales: a range of codes).
+TensorSource random_u8(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                       uint64_t salt, uint8_t lo, uint8_t hi) {
+  TensorSource t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.fill = [salt, lo, hi](uint8_t* dst, uint64_t offset, uint64_t len) {
+    const uint64_t span = uint64_t{hi} - lo + 1;
+    for (uint64_t i = 0; i < len; ++i)
+      dst[i] = static_cast<uint8_t>(lo + mix(salt ^ mix(offset + i)) % span);
+  };
+  return t;
+}
+
+TensorSource f32_scalar(const std::string& name, std::vector<int64_t> shape, float v) {
+  TensorSource t;
+  t.name = name;
+  t.dtype = DType::kF32;
+  t.shape = std::move(shape);
+  t.fill = [v](uint8_t* dst, uint64_t offset, uint64_t len) {
+    for (uint64_t i = 0; i < len; i += 4) std::memcpy(dst + i, &v, 4);
+  };
+  return t;
+}
+
+// Quantization description files of a synthetic NVFP4 checkpoint.
+// `dense`: linear modules left in BF16 because their input width is not a multiple of 16.
+void add_quant_config(json& config, const std::string& dir, const SynthOptions& opt,
+                      const std::vector<std::string>& dense) {
+  using Q = SynthOptions::Quant;
+  const bool modelopt = opt.quant == Q::kModelOpt;
+  std::vector<std::string> exclude = {"lm_head", "*router*", "*vision*", "*audio*"};
+  if (!opt.quantize_attention) exclude.push_back("*self_attn*");
+  exclude.insert(exclude.end(), dense.begin(), dense.end());
+  if (modelopt) {
+    const json hf = {{"producer", {{"name", "modelopt"}, {"version", "fourcast-synth"}}},
+                     {"quantization",
+                      {{"quant_algo", opt.input_scales ? "NVFP4" : "W4A16_NVFP4"},
+                       {"group_size", 16},
+                       {"kv_cache_quant_algo", nullptr},
+                       {"exclude_modules", exclude}}}};
+    std::ofstream f(dir + "/hf_quant_config.json");
+    f << hf.dump(2) << "\n";
+    if (!f) fail("synth: cannot write ", dir, "/hf_quant_config.json");
+    json group = {
+        {"weights", {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}}},
+        {"targets", {"Linear"}}};
+    if (opt.input_scales)
+      group["input_activations"] = {
+          {"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}};
+    config["quantization_config"] = {{"config_groups", {{"group_0", group}}},
+                                     {"ignore", exclude},
+                                     {"quant_algo", hf["quantization"]["quant_algo"]},
+                                     {"kv_cache_scheme", nullptr},
+                                     {"producer", hf["producer"]},
+                                     {"quant_method", "modelopt"}};
+    return;
+  }
+  std::vector<std::string> ignore = {"lm_head", "re:.*router.*", "re:.*vision.*", "re:.*audio.*"};
+  if (!opt.quantize_attention) ignore.push_back("re:.*self_attn.*");
+  ignore.insert(ignore.end(), dense.begin(), dense.end());
+  const json args = {{"num_bits", 4},       {"type", "float"},   {"strategy", "tensor_group"},
+                     {"group_size", 16},    {"symmetric", true}, {"dynamic", false},
+                     {"observer", "minmax"}};
+  json group = {{"targets", {"Linear"}}, {"weights", args}, {"output_activations", nullptr}};
+  if (opt.input_scales) {
+    group["input_activations"] = args;
+    group["input_activations"]["dynamic"] = "local";
+  } else {
+    group["input_activations"] = nullptr;
+  }
+  config["quantization_config"] = {{"quant_method", "compressed-tensors"},
+                                   {"format", "nvfp4-pack-quantized"},
+                                   {"quantization_status", "compressed"},
+                                   {"config_groups", {{"group_0", group}}},
+                                   {"ignore", ignore},
+                                   {"kv_cache_scheme", nullptr}};
+}
+
 }  // namespace
 
 int64_t write_synthetic(const json& config, const std::string& dir, const SynthOptions& opt) {
@@ -161,6 +242,33 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
   auto matrix = [&](const std::string& rel, int64_t rows, int64_t cols) {
     add(rel, {rows, cols}, 0.0f, hw);
   };
+  // A linear module: BF16, or NVFP4 with the same weight std. Uniform codes have rms
+  // sqrt(68.5/8) ≈ 2.93; block scales are uniform over e4m3 [0.5, 1] (codes 0x30..0x38, rms ≈
+  // 0.76).
+  const bool quant = opt.quant != SynthOptions::Quant::kNone;
+  const bool ct = opt.quant == SynthOptions::Quant::kCompressedTensors;
+  const float s2 = opt.weight_std / (2.93f * 0.76f);
+  const float in_scale = 8.0f / 2688.0f;  // activation amax 8
+  std::vector<std::string> dense;         // quantizable modules left dense (input width % 16 != 0)
+  auto linear = [&](const std::string& rel, int64_t rows, int64_t cols, bool quantize) {
+    const std::string m = c.tensor_prefix + rel;
+    if (quant && quantize && cols % 16 != 0) dense.push_back(m);
+    if (!quant || !quantize || cols % 16 != 0) return matrix(rel + ".weight", rows, cols);
+    params += rows * cols;
+    ts.push_back(random_u8(m + (ct ? ".weight_packed" : ".weight"), DType::kU8, {rows, cols / 2},
+                           salt = mix(salt), 0, 255));
+    ts.push_back(random_u8(m + ".weight_scale", DType::kF8_E4M3, {rows, cols / 16},
+                           salt = mix(salt), 0x30, 0x38));
+    if (ct) {
+      ts.push_back(f32_scalar(m + ".weight_global_scale", {1}, 1.0f / s2));
+      if (opt.input_scales)
+        ts.push_back(f32_scalar(m + ".input_global_scale", {1}, 1.0f / in_scale));
+    } else {
+      ts.push_back(f32_scalar(m + ".weight_scale_2", {}, s2));
+      if (opt.input_scales) ts.push_back(f32_scalar(m + ".input_scale", {}, in_scale));
+    }
+  };
+  const bool qa = opt.quantize_attention;
   auto norm = [&](const std::string& rel, int64_t n) { add(rel, {n}, 1.0f, 0.1f); };
   matrix("embed_tokens.weight", V, H);
   if (!opt.used_ids.empty()) {
@@ -182,7 +290,7 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
   norm("norm.weight", H);
   if (P > 0) {
     matrix("embed_tokens_per_layer.weight", c.vocab_size_per_layer_input, L * P);
-    matrix("per_layer_model_projection.weight", L * P, H);
+    linear("per_layer_model_projection", L * P, H, true);
     norm("per_layer_projection_norm.weight", P);
   }
   for (int i = 0; i < L; ++i) {
@@ -192,21 +300,21 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
     for (const char* n : {"input_layernorm", "post_attention_layernorm",
                           "pre_feedforward_layernorm", "post_feedforward_layernorm"})
       norm(p + n + ".weight", H);
-    matrix(p + "self_attn.q_proj.weight", Hq * D, H);
+    linear(p + "self_attn.q_proj", Hq * D, H, qa);
     norm(p + "self_attn.q_norm.weight", D);
-    matrix(p + "self_attn.o_proj.weight", H, Hq * D);
+    linear(p + "self_attn.o_proj", H, Hq * D, qa);
     if (!s.kv_shared) {
-      matrix(p + "self_attn.k_proj.weight", Hkv * D, H);
+      linear(p + "self_attn.k_proj", Hkv * D, H, qa);
       norm(p + "self_attn.k_norm.weight", D);
-      if (s.has_v_proj) matrix(p + "self_attn.v_proj.weight", Hkv * D, H);
+      if (s.has_v_proj) linear(p + "self_attn.v_proj", Hkv * D, H, qa);
     }
-    matrix(p + "mlp.gate_proj.weight", I, H);
-    matrix(p + "mlp.up_proj.weight", I, H);
-    matrix(p + "mlp.down_proj.weight", H, I);
+    linear(p + "mlp.gate_proj", I, H, true);
+    linear(p + "mlp.up_proj", I, H, true);
+    linear(p + "mlp.down_proj", H, I, true);
     add(p + "layer_scalar", {1}, 1.0f, 0.0f);
     if (P > 0) {
-      matrix(p + "per_layer_input_gate.weight", P, H);
-      matrix(p + "per_layer_projection.weight", H, P);
+      linear(p + "per_layer_input_gate", P, H, true);
+      linear(p + "per_layer_projection", H, P, true);
       norm(p + "post_per_layer_input_norm.weight", H);
     }
     if (c.enable_moe_block) {
@@ -214,17 +322,28 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
       matrix(p + "router.proj.weight", E, H);
       norm(p + "router.scale", H);
       norm(p + "router.per_expert_scale", E);
-      add(p + "experts.gate_up_proj", {E, 2 * Im, H}, 0.0f, hw);
-      add(p + "experts.down_proj", {E, H, Im}, 0.0f, hw);
+      if (quant) {
+        for (int64_t e = 0; e < E; ++e) {
+          const std::string x = p + "experts." + std::to_string(e) + ".";
+          linear(x + "gate_proj", Im, H, true);
+          linear(x + "up_proj", Im, H, true);
+          linear(x + "down_proj", H, Im, true);
+        }
+      } else {
+        add(p + "experts.gate_up_proj", {E, 2 * Im, H}, 0.0f, hw);
+        add(p + "experts.down_proj", {E, H, Im}, 0.0f, hw);
+      }
       for (const char* n : {"pre_feedforward_layernorm_2", "post_feedforward_layernorm_1",
                             "post_feedforward_layernorm_2"})
         norm(p + n + ".weight", H);
     }
   }
   std::filesystem::create_directories(dir);
+  json written = config;
+  if (quant) add_quant_config(written, dir, opt, dense);
   {
     std::ofstream f(dir + "/config.json");
-    f << config.dump(2) << "\n";
+    f << written.dump(2) << "\n";
     std::ofstream g(dir + "/generation_config.json");
     g << json{{"bos_token_id", c.bos_token_id},
               {"eos_token_id", c.eos_token_ids},

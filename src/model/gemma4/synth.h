@@ -21,10 +21,18 @@ struct SynthOptions {
   // When set, embedding rows (= tied LM-head rows) of ids outside this sorted list are scaled by
   // 0.01, so a random model samples ids its tokenizer can print (benchmarks read text deltas).
   std::vector<int32_t> used_ids;
+  // NVFP4 checkpoints: every linear layer (attention too unless quantize_attention is false; never
+  // the embeddings, the tied LM head or the MoE router) written with random E2M1 codes and FP8
+  // block scales in the producer's layout and config files (spec weight-formats §2, §3); MoE
+  // experts as per-expert 2-D modules as the exporters write them.
+  enum class Quant { kNone, kModelOpt, kCompressedTensors } quant = Quant::kNone;
+  bool quantize_attention = true;
+  bool input_scales = true;  // W4A4 checkpoint (static activation scales); false: W4A16
 };
 
-// Writes DIR/config.json, DIR/generation_config.json and BF16 safetensors shards for the given
-// config document (text model only). Returns the number of parameters written.
+// Writes DIR/config.json, DIR/generation_config.json and BF16 (or NVFP4, see SynthOptions)
+// safetensors shards for the given config document (text model only). Returns the number of
+// parameters written (logical elements).
 int64_t write_synthetic(const nlohmann::json& config, const std::string& dir,
                         const SynthOptions& opt);
 

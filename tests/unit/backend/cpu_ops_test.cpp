@@ -105,6 +105,27 @@ TEST(CpuOps, PagedAttentionMatchesReference) {
       EXPECT_LE(max_rel(o4, o3), 1e-5f) << "bf16 heads " << c.n_heads << " D " << c.head_dim;
       EXPECT_LE(max_rel(o3, o1), 3e-2f) << "bf16 vs f32, heads " << c.n_heads;
       EXPECT_GT(max_rel(o3, o1), 0.0f) << "bf16 cache must actually round";
+      // FP8 E4M3 cache with per-layer scales (written through kv_write): fast == reference on
+      // the same bytes, and close to the fp32 result (3 mantissa bits).
+      const float ks = 0.037f, vs = 0.011f;
+      std::vector<uint8_t> k8(k.size()), v8(v.size());
+      std::vector<int32_t> all_slots(static_cast<size_t>(blocks * c.block));
+      std::iota(all_slots.begin(), all_slots.end(), 0);
+      be.kv_write(k.data(), kv_row, v.data(), kv_row, blocks * c.block, kv_row, all_slots.data(),
+                  k8.data(), v8.data(), DType::kF8_E4M3, ks, vs);
+      std::vector<float> o5 = o1, o6 = o1;
+      a.k_cache = k8.data();
+      a.v_cache = v8.data();
+      a.kv_dtype = DType::kF8_E4M3;
+      a.k_scale = ks;
+      a.v_scale = vs;
+      a.out = o5.data();
+      attention_ref(a);
+      a.out = o6.data();
+      be.attention(a);
+      EXPECT_LE(max_rel(o6, o5), 1e-5f) << "fp8 heads " << c.n_heads << " D " << c.head_dim;
+      EXPECT_LE(max_rel(o5, o1), 0.25f) << "fp8 vs f32, heads " << c.n_heads;
+      EXPECT_GT(max_rel(o5, o1), 0.0f);
       // Padding columns untouched.
       EXPECT_EQ(o2[static_cast<size_t>(ld - 1)], 7.0f);
     }
@@ -123,6 +144,25 @@ TEST(CpuOps, KvWriteRoundsToBf16) {
   EXPECT_EQ(kc[3], f32_to_bf16(1.00390625f));
   EXPECT_EQ(vc[3], f32_to_bf16(-0.1f));
   EXPECT_EQ(kc[4], 0xFFFF);  // row 1 skipped (slot -1)
+}
+
+TEST(CpuOps, KvWriteFp8DividesByScaleAndSaturates) {
+  ThreadPool pool(1);
+  CpuBackend be(pool);
+  // k / 0.5: 1 -> 2 (0x40), 300 -> 600 saturates to 448 (0x7E), -0.001 -> -0.002 rounds to the
+  // subnormal -1·2⁻⁹ (0x81); v / 2: 3 -> 1.5 (0x3C), 1e9 -> 448, 0 -> 0.
+  const std::vector<float> k = {1.0f, 300.0f, -0.001f}, v = {3.0f, 1e9f, 0.0f};
+  std::vector<uint8_t> kc(6, 0xAA), vc(6, 0xAA);
+  const std::vector<int32_t> slots = {1};
+  be.kv_write(k.data(), 3, v.data(), 3, 1, 3, slots.data(), kc.data(), vc.data(), DType::kF8_E4M3,
+              0.5f, 2.0f);
+  EXPECT_EQ(kc[0], 0xAA);
+  EXPECT_EQ(kc[3], 0x40);
+  EXPECT_EQ(kc[4], 0x7E);
+  EXPECT_EQ(kc[5], 0x81);
+  EXPECT_EQ(vc[3], 0x3C);
+  EXPECT_EQ(vc[4], 0x7E);
+  EXPECT_EQ(vc[5], 0x00);
 }
 
 TEST(CpuOps, AttentionIsSoftmaxOverWindow) {

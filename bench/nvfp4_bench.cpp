@@ -1,0 +1,207 @@
+// Prints NVFP4 (W4A16) GEMV / small-T throughput for Gemma-sized linear layers next to BF16
+// matmul of the same shapes and the memory read bandwidth, all measured in the same run. Weight
+// GB/s counts the bytes a pass reads (NVFP4: codes + block scales; BF16: 2 bytes per weight).
+// Not a test: figures only.
+//   bench_nvfp4 [--threads N] [--isa avx512|avx2|scalar] [--reps R]   (default: 2 threads)
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/nvfp4_matmul.h"
+#include "bench/bench_util.h"
+#include "core/thread_pool.h"
+#include "quant/nvfp4.h"
+
+namespace {
+
+using fc::bench::Clock;
+using fc::bench::seconds_since;
+
+// xorshift64*: fills hundreds of MiB fast enough for a benchmark's set-up.
+struct Rng {
+  uint64_t s = 0x9E3779B97F4A7C15ull;
+  uint64_t next() {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return s * 2685821657736338717ull;
+  }
+};
+
+struct Shape {
+  const char* name;
+  int64_t K, N;  // y[N] = W[N, K] · x[K]
+};
+
+template <typename F>
+double best_time(int reps, F&& fn) {
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    fn();
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, reps = 7;
+  std::string isa_name = "auto";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--threads" && i + 1 < argc) {
+      threads = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--isa" && i + 1 < argc) {
+      isa_name = argv[++i];
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::max(1, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "usage: bench_nvfp4 [--threads N] [--isa avx512|avx2|scalar]\n");
+      return 2;
+    }
+  }
+  using fc::cpu::MatmulIsa;
+  const MatmulIsa isa = isa_name == "avx512"   ? MatmulIsa::kAvx512
+                        : isa_name == "avx2"   ? MatmulIsa::kAvx2
+                        : isa_name == "scalar" ? MatmulIsa::kScalar
+                                               : MatmulIsa::kAuto;
+  if (!fc::cpu::matmul_isa_supported(isa)) {
+    std::fprintf(stderr, "isa %s not supported here\n", isa_name.c_str());
+    return 1;
+  }
+  if (isa == MatmulIsa::kAuto) isa_name = fc::cpu::matmul_isa();
+  fc::ThreadPool pool(threads);
+  std::printf("isa: %s, threads: %d\n", isa_name.c_str(), threads);
+
+  fc::bench::BandwidthProbe probe(pool, size_t{1} << 30);  // 1 GiB
+
+  // Weight pools far larger than any cache, viewed as back-to-back matrices of each shape: a
+  // decode sweep over all copies streams every weight from DRAM, as a step over many layers does.
+  // NVFP4: 448 MiB of codes + 56 MiB of scales (random codes, scales in [2⁻³, 2³]).
+  Rng rng;
+  std::vector<uint64_t> codes_buf((size_t{448} << 20) / 8);
+  std::vector<uint8_t> scales_buf(size_t{56} << 20);
+  for (auto& w : codes_buf) w = rng.next();
+  for (auto& s : scales_buf) s = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
+  const auto* codes = reinterpret_cast<const uint8_t*>(codes_buf.data());
+  // BF16: 512 MiB of small random values.
+  std::vector<uint16_t> bf16(size_t{1} << 28);
+  for (auto& h : bf16) h = static_cast<uint16_t>(0x3C00 + rng.next() % 0x200);
+
+  const Shape shapes[] = {{"E2B q/gate/up", 1536, 6144}, {"E2B down", 6144, 1536},
+                          {"E2B o-proj", 2048, 1536},    {"E2B kv-proj", 1536, 512},
+                          {"31B gate/up", 5376, 21504},  {"31B down", 21504, 5376}};
+  const int64_t ts[] = {1, 4};
+  struct Run {
+    const Shape* s;
+    int64_t T;
+    int q_copies, b_copies;
+    std::vector<float> x, y;
+    double q_best = 1e30, b_best = 1e30;  // seconds per sweep over all copies
+  };
+  std::vector<Run> runs;
+  for (const Shape& s : shapes) {
+    for (int64_t T : ts) {
+      Run r{&s, T, 0, 0, {}, {}};
+      r.q_copies = static_cast<int>(
+          std::min<int64_t>(static_cast<int64_t>(codes_buf.size() * 8) / (s.N * s.K / 2),
+                            static_cast<int64_t>(scales_buf.size()) / (s.N * s.K / 16)));
+      r.b_copies = static_cast<int>(static_cast<int64_t>(bf16.size()) / (s.N * s.K));
+      r.x.assign(static_cast<size_t>(T * s.K), 0.01f);
+      r.y.assign(static_cast<size_t>(T * s.N), 0.0f);
+      runs.push_back(std::move(r));
+    }
+  }
+  auto nvfp4_view = [&](const Shape& s, int c) {
+    fc::quant::Nvfp4Matrix m;
+    m.packed = codes + c * s.N * s.K / 2;
+    m.scales = scales_buf.data() + c * s.N * s.K / 16;
+    m.rows = s.N;
+    m.cols = s.K;
+    m.ld = s.K / 2;
+    m.scale_ld = s.K / 16;
+    m.global_scale = 0.001f;
+    return m;
+  };
+
+  // The machine may be shared: interleave the bandwidth reference with the runs and keep the
+  // best of each, so all figures are taken under the same conditions.
+  double bw = 0;
+  for (int rep = 0; rep < reps; ++rep) {
+    bw = std::max(bw, probe.measure(1));
+    for (Run& r : runs) {
+      const Shape& s = *r.s;
+      auto t0 = Clock::now();
+      for (int c = 0; c < r.q_copies; ++c) {
+        fc::cpu::nvfp4_matmul_with_isa(isa, pool, r.x.data(), r.T, s.K, nvfp4_view(s, c),
+                                       r.y.data(), s.N);
+      }
+      r.q_best = std::min(r.q_best, seconds_since(t0));
+      t0 = Clock::now();
+      for (int c = 0; c < r.b_copies; ++c) {
+        const fc::cpu::MatView v{bf16.data() + c * s.K * s.N, fc::DType::kBF16, s.N, s.K, s.K};
+        fc::cpu::matmul_with_isa(isa, pool, r.x.data(), r.T, s.K, v, r.y.data(), s.N);
+      }
+      r.b_best = std::min(r.b_best, seconds_since(t0));
+    }
+  }
+  std::printf("memory read bandwidth (1 GiB, %d threads): %.1f GB/s%s\n\n", threads, bw / 1e9,
+              probe.checksum() == 42 ? " " : "");
+  std::printf("%-14s %6s %6s %3s | %9s %8s %6s | %9s %8s %6s | %s\n", "shape", "K", "N", "T",
+              "nvfp4 us", "GB/s", "%bw", "bf16 us", "GB/s", "%bw", "speed-up");
+  for (const Run& r : runs) {
+    const Shape& s = *r.s;
+    const double q_call = r.q_best / r.q_copies, b_call = r.b_best / r.b_copies;
+    const double q_bytes = static_cast<double>(s.N * (s.K / 2 + s.K / 16));
+    const double b_bytes = static_cast<double>(s.N * s.K * 2);
+    std::printf("%-14s %6lld %6lld %3lld | %9.1f %8.1f %5.1f%% | %9.1f %8.1f %5.1f%% | %.2fx\n",
+                s.name, static_cast<long long>(s.K), static_cast<long long>(s.N),
+                static_cast<long long>(r.T), q_call * 1e6, q_bytes / q_call / 1e9,
+                100.0 * q_bytes / q_call / bw, b_call * 1e6, b_bytes / b_call / 1e9,
+                100.0 * b_bytes / b_call / bw, b_call / q_call);
+  }
+
+  // The decode kernels' compute ceiling: a matrix that stays in L2 (442 KiB NVFP4), called again
+  // and again. Far above the DRAM figure means the DRAM runs above are bandwidth-bound.
+  for (int64_t T : ts) {
+    const Shape& s = shapes[3];
+    std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
+    const double t = best_time(reps, [&] {
+      for (int i = 0; i < 20; ++i) {
+        fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, nvfp4_view(s, 0), y.data(),
+                                       s.N);
+      }
+    });
+    std::printf("in-cache NVFP4 decode %s T=%lld: %.1f GB/s of weights\n", s.name,
+                static_cast<long long>(T),
+                20.0 * static_cast<double>(s.N * (s.K / 2 + s.K / 16)) / t / 1e9);
+  }
+
+  // Prefill (compute-bound; one matrix reused, so it stays in cache): GFLOP/s.
+  std::printf("\n%-14s %6s %6s %4s | %12s | %12s\n", "prefill", "K", "N", "T", "nvfp4 GFLOP/s",
+              "bf16 GFLOP/s");
+  for (const Shape& s : {shapes[0], shapes[1]}) {
+    for (int64_t T : {16, 64, 256}) {
+      std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
+      const double tq = best_time(3, [&] {
+        fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, nvfp4_view(s, 0), y.data(),
+                                       s.N);
+      });
+      const fc::cpu::MatView v{bf16.data(), fc::DType::kBF16, s.N, s.K, s.K};
+      const double tb = best_time(
+          3, [&] { fc::cpu::matmul_with_isa(isa, pool, x.data(), T, s.K, v, y.data(), s.N); });
+      const double flop = 2.0 * static_cast<double>(T * s.K * s.N);
+      std::printf("%-14s %6lld %6lld %4lld | %12.1f | %12.1f\n", s.name,
+                  static_cast<long long>(s.K), static_cast<long long>(s.N),
+                  static_cast<long long>(T), flop / tq / 1e9, flop / tb / 1e9);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,41 @@
+// NVFP4 linear layers as the CPU backend runs them (spec weight-formats §2.3): the activation is
+// multiplied by the AWQ pre_quant_scale if the weight has one, optionally put through the W4A4
+// activation quantize-dequantize (vLLM's NVFP4 emulation), then multiplied by the NVFP4 weight
+// with nvfp4_matmul. `nvfp4_linear_ref` does the same with the scalar pieces.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/thread_pool.h"
+#include "quant/nvfp4.h"
+
+namespace fc::cpu {
+
+// The quant::Nvfp4Matrix view of an NVFP4 weight (w.nvfp4() must hold).
+quant::Nvfp4Matrix nvfp4_matrix(const Weight& w);
+
+// The activations the matmul of w consumes: x [T, w.cols] (row stride ldx) times
+// w.pre_quant_scale (if set), then, if emulate_w4a4 and w.input_scale > 0, quant::activation_qdq
+// of each row. Returns x itself (and ld_out = ldx) when neither applies; otherwise the result is
+// written to scratch ([T, w.cols], row stride w.cols; resized as needed) and scratch.data() is
+// returned. Rows are split over the pool; every element is computed as the scalar ref does.
+const float* nvfp4_prepare_activations(ThreadPool& pool, std::vector<float>& scratch,
+                                       const float* x, int64_t T, int64_t ldx, const Weight& w,
+                                       bool emulate_w4a4, int64_t* ld_out);
+
+// y[T, w.rows] (+)= prepare(x) · Wᵀ with W = the NVFP4 weight w. scratch: caller-owned buffer for
+// the prepared activations (holds them on return when pqs / QDQ applied).
+void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
+                  int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate,
+                  bool emulate_w4a4);
+
+// Scalar reference of nvfp4_linear: single-threaded preparation, then nvfp4_matmul_ref. If
+// prepared is not null it receives the prepared activations [T, w.cols] (always, even when
+// nothing applied: then a copy of x).
+void nvfp4_linear_ref(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,
+                      int64_t ldy, bool accumulate, bool emulate_w4a4,
+                      std::vector<float>* prepared = nullptr);
+
+}  // namespace fc::cpu

@@ -1,0 +1,321 @@
+// NVFP4 matmul driver: argument checks, kernel-set choice, the activation layout of the direct
+// kernels, blocking and threading. SIMD kernels live in nvfp4_matmul_avx512.cpp /
+// nvfp4_matmul_avx2.cpp; the portable scalar set is here.
+//
+// Two paths, as for dense matmul (matmul.cpp):
+//  * direct (T <= kDirectMaxT: decode, small batches): x is re-arranged once per call into the
+//    order in which the kernels decode codes (nvfp4_kernels.h), threads get contiguous
+//    nr-aligned ranges of W rows, and each nr-row group of packed codes + scales is read from
+//    memory once and decoded in registers for all T activation rows (memory-bound at T = 1,
+//    FMA-bound from T ~ 4).
+//  * blocked (prefill): compute-bound. Panels of kPanelRows rows × a K block are dequantized into
+//    a per-thread fp32 scratch (exactly quant::dequantize_row's values) and swept by the dense
+//    fp32 register tiles of matmul's kernel set.
+#include "backend/cpu/nvfp4_matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "backend/cpu/matmul_kernels.h"
+#include "backend/cpu/nvfp4_kernels.h"
+#include "core/error.h"
+
+namespace fc::cpu {
+namespace detail {
+namespace {
+
+// ---- Portable scalar kernel set --------------------------------------------------------------
+
+// On the plain activation layout (x_lanes = 1).
+template <int MR, int NR>
+struct ScalarNvfp4Tile {
+  static void run(const float* xd, int64_t ldxd, const uint8_t* codes, int64_t ld,
+                  const uint8_t* scales, int64_t sld, int64_t K, float gs, float* y, int64_t ldy,
+                  bool add) {
+    const float* e4m3 = quant::e4m3_table();
+    float acc[MR][NR] = {};
+    for (int64_t k = 0; k < K; k += 2) {  // byte k/2 holds columns k (low nibble) and k+1
+      float wl[NR], wh[NR];
+      for (int j = 0; j < NR; ++j) {
+        const uint8_t byte = codes[j * ld + k / 2];
+        const float s = e4m3[scales[j * sld + k / 16]] * gs;
+        wl[j] = quant::kE2M1[byte & 0xF] * s;
+        wh[j] = quant::kE2M1[byte >> 4] * s;
+      }
+      for (int i = 0; i < MR; ++i) {
+        const float x0 = xd[i * ldxd + k], x1 = xd[i * ldxd + k + 1];
+        for (int j = 0; j < NR; ++j) acc[i][j] += x0 * wl[j] + x1 * wh[j];
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      for (int j = 0; j < NR; ++j) y[i * ldy + j] = add ? y[i * ldy + j] + acc[i][j] : acc[i][j];
+    }
+  }
+};
+
+void scalar_dequant(const uint8_t* codes, int64_t ld, const uint8_t* scales, int64_t sld,
+                    int64_t rows, int64_t k0, int64_t cols, float gs, float* dst, int64_t ldd) {
+  const float* e4m3 = quant::e4m3_table();
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* p = codes + r * ld;
+    const uint8_t* s = scales + r * sld;
+    float* d = dst + r * ldd;
+    for (int64_t k = 0; k < cols; k += 2) {
+      const uint8_t byte = p[(k0 + k) / 2];
+      const float sc = e4m3[s[(k0 + k) / 16]] * gs;  // same operation order as dequantize_row
+      d[k] = quant::kE2M1[byte & 0xF] * sc;
+      d[k + 1] = quant::kE2M1[byte >> 4] * sc;
+    }
+  }
+}
+
+}  // namespace
+
+Nvfp4KernelSet nvfp4_kernels_scalar() {
+  Nvfp4KernelSet ks;
+  ks.name = "scalar";
+  ks.x_lanes = 1;
+  fill_nvfp4_tiles<ScalarNvfp4Tile, 2, 4>(ks);
+  ks.dequant = &scalar_dequant;
+  return ks;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::KernelSet;
+using detail::Nvfp4KernelSet;
+
+// Direct path up to this many activation rows. The direct tiles are FMA-bound from T ~ 4 on
+// (~160 GFLOP/s per Zen 5 core, weights in cache) and stay ahead of dequantize-to-panel + fp32
+// tiles up to T ~ 32 (K = 1536) - 48 (K = 6144), measured.
+constexpr int64_t kDirectMaxT = 32;
+// Prefill panel: weight rows dequantized together (a multiple of the dense kernels' nr: 3 and 4).
+constexpr int64_t kPanelRows = 48;
+// Prefill K block, at most (a multiple of 32): a 48 × 512 fp32 panel is 96 KiB (L2).
+constexpr int64_t kMaxKBlock = 512;
+// Less work than this (multiply-adds) per thread is not worth waking a thread for.
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 16;
+
+MatmulIsa resolve(MatmulIsa isa) {
+  if (isa != MatmulIsa::kAuto) return isa;
+  if (matmul_isa_supported(MatmulIsa::kAvx512)) return MatmulIsa::kAvx512;
+  if (matmul_isa_supported(MatmulIsa::kAvx2)) return MatmulIsa::kAvx2;
+  return MatmulIsa::kScalar;
+}
+
+// The NVFP4 kernels and the dense fp32 kernels (for the blocked path) of one family.
+struct Kernels {
+  Nvfp4KernelSet q;
+  KernelSet dense;
+};
+
+Kernels kernels_for(MatmulIsa isa) {
+  isa = resolve(isa);
+  FC_CHECK(matmul_isa_supported(isa), "nvfp4_matmul: this CPU does not support the requested ISA");
+  switch (isa) {
+    case MatmulIsa::kAvx512:
+      return {detail::nvfp4_kernels_avx512(), detail::kernels_avx512()};
+    case MatmulIsa::kAvx2:
+      return {detail::nvfp4_kernels_avx2(), detail::kernels_avx2()};
+    default:
+      return {detail::nvfp4_kernels_scalar(), detail::kernels_scalar()};
+  }
+}
+
+void check_args(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, const float* y,
+                int64_t ldy) {
+  FC_CHECK(T >= 0 && w.rows >= 0 && w.cols >= 0, "nvfp4_matmul: negative size (T=", T,
+           ", rows=", w.rows, ", cols=", w.cols, ")");
+  FC_CHECK(w.cols % 16 == 0, "nvfp4_matmul: cols ", w.cols, " is not a multiple of 16");
+  FC_CHECK(w.ld >= w.cols / 2, "nvfp4_matmul: code row stride ", w.ld, " < cols/2 ", w.cols / 2);
+  FC_CHECK(w.scale_ld >= w.cols / 16, "nvfp4_matmul: scale row stride ", w.scale_ld, " < cols/16 ",
+           w.cols / 16);
+  if (T > 1) {
+    FC_CHECK(ldx >= w.cols, "nvfp4_matmul: activation row stride ", ldx, " < K ", w.cols);
+    FC_CHECK(ldy >= w.rows, "nvfp4_matmul: output row stride ", ldy, " < N ", w.rows);
+  }
+  if (T > 0 && w.rows > 0) {
+    FC_CHECK(y != nullptr, "nvfp4_matmul: null output");
+    FC_CHECK(w.cols == 0 || (x != nullptr && w.packed != nullptr && w.scales != nullptr),
+             "nvfp4_matmul: null input");
+  }
+}
+
+// x [T, K] (row stride ldx) into the direct kernels' layout for L lanes (nvfp4_kernels.h):
+// per group of G = 8L columns, xd[g*G + s*L + j] = x[g*G + 8j + s]; row stride ldxd (a multiple
+// of G), zeros past K.
+void arrange(const float* x, int64_t T, int64_t ldx, int64_t K, int L, float* xd, int64_t ldxd) {
+  const int64_t G = 8 * int64_t{L};
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xr = x + t * ldx;
+    float* d = xd + t * ldxd;
+    for (int64_t g = 0; g < ldxd; g += G) {
+      for (int s = 0; s < 8; ++s) {
+        for (int j = 0; j < L; ++j) {
+          const int64_t k = g + 8 * j + s;
+          d[g + s * L + j] = k < K ? xr[k] : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+struct Problem {
+  const float* x = nullptr;  // [T, K], row stride ldx
+  int64_t T = 0, ldx = 0;
+  quant::Nvfp4Matrix w;  // [N, K]
+  float* y = nullptr;    // [T, N], row stride ldy
+  int64_t ldy = 0;
+  bool accumulate = false;
+};
+
+void run_direct(const Nvfp4KernelSet& ks, const Problem& p, const float* xd, int64_t ldxd,
+                int64_t n0, int64_t n1) {
+  const quant::Nvfp4Matrix& w = p.w;
+  for (int64_t n = n0; n < n1; n += ks.nr) {
+    const int nr = static_cast<int>(std::min<int64_t>(ks.nr, n1 - n));
+    for (int64_t t = 0; t < p.T; t += ks.mr) {
+      const int mr = static_cast<int>(std::min<int64_t>(ks.mr, p.T - t));
+      ks.tile[mr - 1][nr - 1](xd + t * ldxd, ldxd, w.packed + n * w.ld, w.ld,
+                              w.scales + n * w.scale_ld, w.scale_ld, w.cols, w.global_scale,
+                              p.y + t * p.ldy + n, p.ldy, p.accumulate);
+    }
+  }
+}
+
+// y[t0:t1, n0:n1] (n0 a panel start) through fp32 panels of kPanelRows × kblock in scratch.
+void run_blocked(const Kernels& ks, const Problem& p, int64_t n0, int64_t n1, int64_t t0,
+                 int64_t t1, int64_t kblock, float* scratch) {
+  const KernelSet& d = ks.dense;
+  const quant::Nvfp4Matrix& w = p.w;
+  constexpr int kF32 = static_cast<int>(detail::WKind::kF32);
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = std::min(kPanelRows, n1 - nb);
+    for (int64_t kb = 0; kb < w.cols; kb += kblock) {
+      const int64_t kl = std::min(kblock, w.cols - kb);
+      ks.q.dequant(w.packed + nb * w.ld, w.ld, w.scales + nb * w.scale_ld, w.scale_ld, rows, kb, kl,
+                   w.global_scale, scratch, kblock);
+      const bool add = p.accumulate || kb > 0;  // later K blocks add onto the partial sums
+      for (int64_t t = t0; t < t1; t += d.mr) {
+        const int mr = static_cast<int>(std::min<int64_t>(d.mr, t1 - t));
+        const float* xt = p.x + t * p.ldx + kb;
+        float* yt = p.y + t * p.ldy + nb;
+        for (int64_t n = 0; n < rows; n += d.nr) {
+          const int nr = static_cast<int>(std::min<int64_t>(d.nr, rows - n));
+          d.tile[kF32][mr - 1][nr - 1](xt, p.ldx, scratch + n * kblock, kblock, kl, yt + n, p.ldy,
+                                       add);
+        }
+      }
+    }
+  }
+}
+
+void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path) {
+  const int64_t T = p.T, N = p.w.rows, K = p.w.cols;
+  const int64_t threads =
+      std::clamp<int64_t>(T * N * K / kMinMacsPerThread, 1, static_cast<int64_t>(pool.size()));
+  if (path == MatmulPath::kAuto)
+    path = T <= kDirectMaxT ? MatmulPath::kDirect : MatmulPath::kBlocked;
+
+  if (path == MatmulPath::kDirect) {
+    // The re-arranged activations: per call, reused by every row group (L1/L2 resident). A
+    // thread_local buffer of the calling thread avoids an allocation per decode step.
+    thread_local std::vector<float> xd_buf;
+    const int64_t G = 8 * int64_t{ks.q.x_lanes};
+    const int64_t ldxd = (K + G - 1) / G * G;
+    if (xd_buf.size() < static_cast<size_t>(T * ldxd + 16)) {
+      xd_buf.resize(static_cast<size_t>(T * ldxd + 16));
+    }
+    const auto addr = reinterpret_cast<uintptr_t>(xd_buf.data());
+    float* xd = xd_buf.data() + ((64 - addr % 64) % 64) / sizeof(float);  // 64-byte aligned
+    arrange(p.x, T, p.ldx, K, ks.q.x_lanes, xd, ldxd);
+    const int64_t per = (N + threads - 1) / threads;
+    const int64_t grain = (per + ks.q.nr - 1) / ks.q.nr * ks.q.nr;
+    pool.parallel_for(N, grain,
+                      [&](int64_t b, int64_t e, int) { run_direct(ks.q, p, xd, ldxd, b, e); });
+    return;
+  }
+
+  // K blocks of near-equal size, multiples of 32 columns (whole chunks; scratch rows stay 64-byte
+  // aligned), at most kMaxKBlock unless K itself needs rounding up.
+  const int64_t n_kblocks = (K + kMaxKBlock - 1) / kMaxKBlock;
+  const int64_t kblock = ((K + n_kblocks - 1) / n_kblocks + 31) / 32 * 32;
+  // Tasks = (panel, activation block) pairs, panel-major; activations are split only when there
+  // are fewer panels than threads, each block keeping >= 4 register tiles of rows.
+  const int64_t mr = ks.dense.mr;
+  const int64_t n_panels = (N + kPanelRows - 1) / kPanelRows;
+  int64_t t_blocks = 1;
+  if (n_panels < threads) {
+    t_blocks = std::min((threads + n_panels - 1) / n_panels, std::max<int64_t>(1, T / (4 * mr)));
+  }
+  const int64_t t_rows = ((T + t_blocks - 1) / t_blocks + mr - 1) / mr * mr;
+  t_blocks = (T + t_rows - 1) / t_rows;
+  const int64_t tasks = n_panels * t_blocks;
+  const int64_t grain = (tasks + threads - 1) / threads;
+
+  pool.parallel_for(tasks, grain, [&](int64_t b, int64_t e, int) {
+    // Per-call, per-thread scratch, 64-byte aligned; every element read is written first.
+    std::unique_ptr<float[]> buf(new float[static_cast<size_t>(kPanelRows * kblock + 16)]);
+    const auto addr = reinterpret_cast<uintptr_t>(buf.get());
+    float* scratch = buf.get() + ((64 - addr % 64) % 64) / sizeof(float);
+    // Consecutive tasks of one panel become one call, so the panel is dequantized once.
+    for (int64_t i = b; i < e;) {
+      const int64_t panel = i / t_blocks;
+      const int64_t j = std::min(e, (panel + 1) * t_blocks);
+      const int64_t tb0 = i - panel * t_blocks, tb1 = j - panel * t_blocks;
+      const int64_t n0 = panel * kPanelRows, n1 = std::min(N, n0 + kPanelRows);
+      run_blocked(ks, p, n0, n1, tb0 * t_rows, std::min(T, tb1 * t_rows), kblock, scratch);
+      i = j;
+    }
+  });
+}
+
+}  // namespace
+
+void nvfp4_matmul_with_isa(MatmulIsa isa, ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
+                           const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate,
+                           MatmulPath path) {
+  check_args(x, T, ldx, w, y, ldy);
+  const Kernels ks = kernels_for(isa);
+  if (T == 0 || w.rows == 0) return;
+  if (w.cols == 0) {  // empty sums
+    if (!accumulate) {
+      for (int64_t t = 0; t < T; ++t) std::fill_n(y + t * ldy, w.rows, 0.0f);
+    }
+    return;
+  }
+  Problem p;
+  p.x = x;
+  p.T = T;
+  p.ldx = ldx;
+  p.w = w;
+  p.y = y;
+  p.ldy = ldy;
+  p.accumulate = accumulate;
+  run(ks, pool, p, path);
+}
+
+void nvfp4_matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
+                  const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate) {
+  nvfp4_matmul_with_isa(MatmulIsa::kAuto, pool, x, T, ldx, w, y, ldy, accumulate);
+}
+
+void nvfp4_matmul_ref(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, float* y,
+                      int64_t ldy, bool accumulate) {
+  check_args(x, T, ldx, w, y, ldy);
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t n = 0; n < w.rows; ++n) {
+    quant::dequantize_row(w, n, row.data());
+    for (int64_t t = 0; t < T; ++t) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < w.cols; ++k) s += x[t * ldx + k] * row[static_cast<size_t>(k)];
+      y[t * ldy + n] = accumulate ? y[t * ldy + n] + s : s;
+    }
+  }
+}
+
+}  // namespace fc::cpu

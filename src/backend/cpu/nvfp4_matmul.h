@@ -1,0 +1,33 @@
+// NVFP4 (W4A16) linear layers on the CPU: y = x · Wᵀ with W an NVFP4 matrix [N, K] in checkpoint
+// layout (packed E2M1 codes + FP8 E4M3 block scales + a global scale, quant/nvfp4.h). Activations
+// and accumulation are fp32. The decode path decodes weights in registers (never to memory); the
+// prefill path dequantizes small weight panels into a per-thread fp32 scratch and runs the dense
+// fp32 register tiles of matmul. `nvfp4_matmul_ref` is the scalar loop both are tested against.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cpu/matmul.h"
+#include "core/thread_pool.h"
+#include "quant/nvfp4.h"
+
+namespace fc::cpu {
+
+// y[t, n] (+)= Σ_k x[t, k] · W[n, k]  for t < T, n < w.rows, k < w.cols (w.cols % 16 == 0).
+// x: [T, w.cols] fp32, row stride ldx; y: [T, w.rows] fp32, row stride ldy.
+// Scale bytes 0x7F / 0xFF (E4M3 NaN) are not supported by the fast path (they decode as ±480).
+void nvfp4_matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
+                  const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate = false);
+
+// The same with a forced kernel family (MatmulIsa of matmul.h) and loop structure (kDirect:
+// decode-style, weights decoded in registers; kBlocked: panels dequantized to scratch). Throws
+// fc::Error if this CPU lacks the instruction set.
+void nvfp4_matmul_with_isa(MatmulIsa isa, ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
+                           const quant::Nvfp4Matrix& w, float* y, int64_t ldy,
+                           bool accumulate = false, MatmulPath path = MatmulPath::kAuto);
+
+// Scalar reference: each row dequantized with quant::dequantize_row, then an in-order fp32 dot.
+void nvfp4_matmul_ref(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, float* y,
+                      int64_t ldy, bool accumulate = false);
+
+}  // namespace fc::cpu

@@ -1,0 +1,308 @@
+// nvfp4_matmul (every kernel family this CPU supports, both loop structures, pools of 1 and 3
+// threads) against nvfp4_matmul_ref at awkward shapes, strides and alignments; nvfp4_linear
+// (pre_quant_scale, W4A4 emulation) against nvfp4_linear_ref; the CPU backend's dispatch and the
+// scalar weight accessors on NVFP4 weights.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/nvfp4_linear.h"
+#include "backend/cpu/nvfp4_matmul.h"
+#include "backend/cpu/ops.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "quant/nvfp4.h"
+
+namespace fc::cpu {
+namespace {
+
+constexpr float kPad = 12345.0f;  // sentinel in output padding that must not be touched
+
+std::vector<MatmulIsa> supported_isas() {
+  std::vector<MatmulIsa> out;
+  for (MatmulIsa i : {MatmulIsa::kAvx512, MatmulIsa::kAvx2, MatmulIsa::kScalar}) {
+    if (matmul_isa_supported(i)) out.push_back(i);
+  }
+  return out;
+}
+
+const char* isa_name(MatmulIsa i) {
+  return i == MatmulIsa::kAvx512 ? "avx512" : i == MatmulIsa::kAvx2 ? "avx2" : "scalar";
+}
+
+// A random NVFP4 matrix [N, K]: every code (including 8 = -0), every scale byte except the NaNs
+// 0x7F / 0xFF (subnormals and negative scales included), padded row strides, and data that start
+// at an odd address.
+struct Nvfp4Weights {
+  int64_t N, K;
+  std::vector<uint8_t> codes, scales;  // one byte of offset in front of each
+  quant::Nvfp4Matrix m;
+
+  Nvfp4Weights(int64_t n, int64_t k, std::mt19937& rng, float gs = 0.0173f) : N(n), K(k) {
+    const int64_t ld = K / 2 + 5, sld = K / 16 + 3;
+    codes.resize(static_cast<size_t>(N * ld + 1));
+    scales.resize(static_cast<size_t>(N * sld + 1));
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto& c : codes) c = static_cast<uint8_t>(byte(rng));
+    for (auto& s : scales) {
+      do s = static_cast<uint8_t>(byte(rng));
+      while ((s & 0x7F) == 0x7F);
+    }
+    m.packed = codes.data() + 1;
+    m.scales = scales.data() + 1;
+    m.rows = N;
+    m.cols = K;
+    m.ld = ld;
+    m.scale_ld = sld;
+    m.global_scale = gs;
+  }
+};
+
+std::vector<float> random_vec(size_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& f : v) f = u(rng);
+  return v;
+}
+
+// |Σ x·w| error allowed: fp32 summation-order error, relative to Σ|x||w|.
+std::vector<float> tolerances(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w) {
+  std::vector<float> tol(static_cast<size_t>(T * w.rows));
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t n = 0; n < w.rows; ++n) {
+    quant::dequantize_row(w, n, row.data());
+    for (int64_t t = 0; t < T; ++t) {
+      double s = 0;
+      for (int64_t k = 0; k < w.cols; ++k) s += std::fabs(x[t * ldx + k] * row[k]);
+      tol[static_cast<size_t>(t * w.rows + n)] = static_cast<float>(1e-5 * s + 1e-30);
+    }
+  }
+  return tol;
+}
+
+TEST(Nvfp4Matmul, MatchesReferenceEveryIsaPathShapeAndStride) {
+  std::mt19937 rng(7);
+  ThreadPool pool1(1), pool3(3);
+  for (int64_t K : {16, 48, 272, 512, 1040}) {
+    for (int64_t N : {1, 17, 33, 257}) {
+      const Nvfp4Weights w(N, K, rng);
+      for (int64_t T : {1, 2, 3, 17, 64}) {
+        // x at an odd offset with a padded row stride; y likewise, padding holds a sentinel.
+        const int64_t ldx = K + 3, ldy = N + 5;
+        const std::vector<float> xbuf = random_vec(static_cast<size_t>(T * ldx + 1), rng);
+        const float* x = xbuf.data() + 1;
+        const std::vector<float> y0 = random_vec(static_cast<size_t>(T * ldy + 1), rng);
+        const std::vector<float> tol = tolerances(x, T, ldx, w.m);
+        for (bool acc : {false, true}) {
+          std::vector<float> ref = y0;
+          nvfp4_matmul_ref(x, T, ldx, w.m, ref.data() + 1, ldy, acc);
+          for (MatmulIsa isa : supported_isas()) {
+            for (MatmulPath path : {MatmulPath::kDirect, MatmulPath::kBlocked, MatmulPath::kAuto}) {
+              for (ThreadPool* pool : {&pool1, &pool3}) {
+                std::vector<float> y = y0;
+                for (int64_t t = 0; t < T; ++t) {
+                  for (int64_t n = N; n < ldy; ++n) y[1 + t * ldy + n] = kPad;
+                }
+                nvfp4_matmul_with_isa(isa, *pool, x, T, ldx, w.m, y.data() + 1, ldy, acc, path);
+                const std::string where =
+                    std::string(isa_name(isa)) + " path " + std::to_string(static_cast<int>(path)) +
+                    " K=" + std::to_string(K) + " N=" + std::to_string(N) +
+                    " T=" + std::to_string(T) + " acc=" + std::to_string(acc) +
+                    " threads=" + std::to_string(pool->size());
+                ASSERT_EQ(y[0], y0[0]) << where;
+                for (int64_t t = 0; t < T; ++t) {
+                  for (int64_t n = 0; n < ldy; ++n) {
+                    const float got = y[static_cast<size_t>(1 + t * ldy + n)];
+                    if (n >= N) {
+                      ASSERT_EQ(got, kPad) << where;
+                      continue;
+                    }
+                    const float want = ref[static_cast<size_t>(1 + t * ldy + n)];
+                    const float extra = acc ? 1e-6f * std::fabs(y0[1 + t * ldy + n]) : 0.0f;
+                    ASSERT_NEAR(got, want, tol[static_cast<size_t>(t * N + n)] + extra)
+                        << where << " t=" << t << " n=" << n;
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Nvfp4Matmul, ReferenceIsTheDequantizedDot) {
+  // The reference itself against a double-precision dot of dequantize_row values.
+  std::mt19937 rng(3);
+  const Nvfp4Weights w(5, 64, rng, 1.0f);
+  const std::vector<float> x = random_vec(64 * 2, rng);
+  std::vector<float> y(10);
+  nvfp4_matmul_ref(x.data(), 2, 64, w.m, y.data(), 5);
+  std::vector<float> row(64);
+  for (int n = 0; n < 5; ++n) {
+    quant::dequantize_row(w.m, n, row.data());
+    for (int t = 0; t < 2; ++t) {
+      double s = 0, a = 0;
+      for (int k = 0; k < 64; ++k) {
+        s += static_cast<double>(x[t * 64 + k]) * row[k];
+        a += std::fabs(static_cast<double>(x[t * 64 + k]) * row[k]);
+      }
+      EXPECT_NEAR(y[t * 5 + n], s, 1e-5 * a);
+    }
+  }
+}
+
+TEST(Nvfp4Matmul, RejectsBadShapes) {
+  std::mt19937 rng(1);
+  ThreadPool pool(1);
+  Nvfp4Weights w(4, 32, rng);
+  std::vector<float> x(64), y(8);
+  quant::Nvfp4Matrix bad = w.m;
+  bad.cols = 24;  // not a multiple of 16
+  EXPECT_THROW(nvfp4_matmul(pool, x.data(), 1, 24, bad, y.data(), 4), Error);
+  bad = w.m;
+  bad.ld = 15;  // < cols / 2
+  EXPECT_THROW(nvfp4_matmul(pool, x.data(), 1, 32, bad, y.data(), 4), Error);
+  bad = w.m;
+  bad.scale_ld = 1;  // < cols / 16
+  EXPECT_THROW(nvfp4_matmul(pool, x.data(), 1, 32, bad, y.data(), 4), Error);
+}
+
+// ---- nvfp4_linear ----------------------------------------------------------------------------
+
+// pre_quant_scale[k] of w as fp32.
+float pqs_value(const Weight& w, int64_t k) {
+  if (w.pqs_dtype == DType::kF32) return static_cast<const float*>(w.pre_quant_scale)[k];
+  const uint16_t h = static_cast<const uint16_t*>(w.pre_quant_scale)[k];
+  return w.pqs_dtype == DType::kBF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
+struct LinearCase {
+  Nvfp4Weights q;
+  std::vector<unsigned char> pqs;  // [K] in pqs_dtype
+  Weight w;
+
+  LinearCase(int64_t N, int64_t K, DType pqs_dtype, float input_scale, std::mt19937& rng)
+      : q(N, K, rng) {
+    w.data = q.m.packed;
+    w.dtype = DType::kU8;
+    w.rows = N;
+    w.cols = K;
+    w.ld = q.m.ld;
+    w.name = "test.weight";
+    w.format = WeightFormat::kNvfp4;
+    w.block_scale = q.m.scales;
+    w.scale_ld = q.m.scale_ld;
+    w.global_scale = q.m.global_scale;
+    w.input_scale = input_scale;
+    if (pqs_dtype != DType::kU8) {  // kU8: no pre_quant_scale
+      std::uniform_real_distribution<float> u(0.25f, 4.0f);
+      pqs.resize(static_cast<size_t>(K * 4));
+      for (int64_t k = 0; k < K; ++k) {
+        const float v = u(rng);
+        if (pqs_dtype == DType::kF32) {
+          std::memcpy(pqs.data() + 4 * k, &v, 4);
+        } else {
+          const uint16_t h = pqs_dtype == DType::kBF16 ? f32_to_bf16(v) : f32_to_f16(v);
+          std::memcpy(pqs.data() + 2 * k, &h, 2);
+        }
+      }
+      w.pre_quant_scale = pqs.data();
+      w.pqs_dtype = pqs_dtype;
+    }
+  }
+};
+
+TEST(Nvfp4Linear, PreQuantScaleAndW4A4MatchReference) {
+  std::mt19937 rng(11);
+  ThreadPool pool(3);
+  for (DType pqs : {DType::kU8, DType::kBF16, DType::kF16, DType::kF32}) {
+    for (float input_scale : {0.0f, 1.0f / 2688.0f, 0.05f}) {
+      for (bool emulate : {false, true}) {
+        for (int64_t T : {1, 3, 17}) {
+          const int64_t N = 33, K = 272, ldx = K + 7, ldy = N + 2;
+          LinearCase c(N, K, pqs, input_scale, rng);
+          std::vector<float> x = random_vec(static_cast<size_t>(T * ldx), rng);
+          for (size_t i = 0; i < x.size(); i += 37) x[i] *= 40.0f;  // outliers: varied block amax
+          const std::vector<float> y0 = random_vec(static_cast<size_t>(T * ldy), rng);
+          const std::string where =
+              std::string(dtype_name(pqs)) + " is=" + std::to_string(input_scale) +
+              " emulate=" + std::to_string(emulate) + " T=" + std::to_string(T);
+          for (bool acc : {false, true}) {
+            std::vector<float> ref = y0, y = y0, prepared, scratch;
+            nvfp4_linear_ref(x.data(), T, ldx, c.w, ref.data(), ldy, acc, emulate, &prepared);
+            nvfp4_linear(pool, scratch, x.data(), T, ldx, c.w, y.data(), ldy, acc, emulate);
+            // The prepared activations are elementwise and deterministic: bitwise equal.
+            int64_t ld = 0;
+            const float* xp =
+                nvfp4_prepare_activations(pool, scratch, x.data(), T, ldx, c.w, emulate, &ld);
+            const bool applied = pqs != DType::kU8 || (emulate && input_scale > 0.0f);
+            ASSERT_EQ(xp == x.data(), !applied) << where;
+            for (int64_t t = 0; t < T; ++t) {
+              for (int64_t k = 0; k < K; ++k) {
+                const float a = xp[t * ld + k], b = prepared[static_cast<size_t>(t * K + k)];
+                ASSERT_EQ(std::memcmp(&a, &b, 4), 0) << where << " t=" << t << " k=" << k;
+              }
+            }
+            if (emulate && input_scale > 0.0f) {  // the QDQ really changed something
+              int changed = 0;
+              for (int64_t k = 0; k < K; ++k) {
+                const float pre = pqs == DType::kU8 ? x[k] : x[k] * pqs_value(c.w, k);
+                changed += prepared[static_cast<size_t>(k)] != pre;
+              }
+              EXPECT_GT(changed, K / 4) << where;
+            }
+            const std::vector<float> tol = tolerances(prepared.data(), T, K, c.q.m);
+            for (int64_t t = 0; t < T; ++t) {
+              for (int64_t n = 0; n < N; ++n) {
+                const size_t i = static_cast<size_t>(t * ldy + n);
+                const float extra = acc ? 1e-6f * std::fabs(y0[i]) : 0.0f;
+                ASSERT_NEAR(y[i], ref[i], tol[static_cast<size_t>(t * N + n)] + extra) << where;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Nvfp4Linear, CpuBackendDispatchesNvfp4Weights) {
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  LinearCase c(40, 96, DType::kBF16, 0.01f, rng);
+  const int64_t T = 3;
+  const std::vector<float> x = random_vec(static_cast<size_t>(T * 96), rng);
+  for (bool emulate : {false, true}) {
+    CpuBackend be(pool, CpuOptions{emulate});
+    std::vector<float> y(static_cast<size_t>(T * 40)), ref(y.size()), prepared;
+    be.linear(x.data(), T, 96, c.w, y.data(), 40, false);
+    nvfp4_linear_ref(x.data(), T, 96, c.w, ref.data(), 40, false, emulate, &prepared);
+    const std::vector<float> tol = tolerances(prepared.data(), T, 96, c.q.m);
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], tol[i]) << emulate;
+  }
+}
+
+TEST(Nvfp4Linear, ScalarWeightAccessorsDequantize) {
+  std::mt19937 rng(9);
+  LinearCase c(6, 48, DType::kU8, 0.0f, rng);
+  std::vector<float> want(48), got(48);
+  for (int64_t r = 0; r < 6; ++r) {
+    quant::dequantize_row(c.q.m, r, want.data());
+    weight_row(c.w, r, got.data());
+    for (int64_t k = 0; k < 48; ++k) {
+      ASSERT_EQ(std::memcmp(&got[k], &want[k], 4), 0) << r << " " << k;
+      const float a = weight_at(c.w, r, k);
+      ASSERT_EQ(std::memcmp(&a, &want[k], 4), 0) << r << " " << k;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fc::cpu
