@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 
 namespace fc {
 
@@ -19,26 +20,52 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   cv_start_.notify_all();
   for (auto& t : threads_) t.join();
 }
 
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spins until pred() or about `us` microseconds have passed; returns pred().
+template <typename Pred>
+bool spin_until(Pred pred, int us) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (pred()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= end) return pred();
+  }
+}
+
+constexpr int kSpinMicros = 200;
+
+}  // namespace
+
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t, int)>* job;
-    int64_t n, chunk;
-    {
+    auto ready = [&] {
+      return stop_.load(std::memory_order_acquire) ||
+             generation_.load(std::memory_order_acquire) != seen;
+    };
+    if (!spin_until(ready, kSpinMicros)) {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      chunk = job_chunk_;
+      cv_start_.wait(lk, ready);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
+    const std::function<void(int64_t, int64_t, int)>* job = job_;
+    const int64_t n = job_n_, chunk = job_chunk_;
     const int64_t b = std::min(n, chunk * index), e = std::min(n, b + chunk);
     if (b < e) {
       try {
@@ -48,9 +75,9 @@ void ThreadPool::worker(int index) {
         if (!error_) error_ = std::current_exception();
       }
     }
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--pending_ == 0) cv_done_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lk(mu_);  // the caller is spinning or inside its wait
+      cv_done_.notify_one();
     }
   }
 }
@@ -72,9 +99,9 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     job_ = &fn;
     job_n_ = n;
     job_chunk_ = chunk;
-    pending_ = n_threads_ - 1;
     error_ = nullptr;
-    ++generation_;
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   cv_start_.notify_all();
   std::exception_ptr mine;
@@ -83,8 +110,12 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   } catch (...) {
     mine = std::current_exception();
   }
-  std::unique_lock<std::mutex> lk(mu_);
-  cv_done_.wait(lk, [&] { return pending_ == 0; });
+  auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(done, kSpinMicros)) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_done_.wait(lk, done);
+  }
+  std::lock_guard<std::mutex> lk(mu_);
   job_ = nullptr;
   if (mine) std::rethrow_exception(mine);
   if (error_) std::rethrow_exception(error_);

@@ -3,6 +3,7 @@
 // is owned by whoever runs the forward pass and passed down explicitly.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -36,11 +37,15 @@ class ThreadPool {
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
+  // A job is published by writing job_* and then bumping generation_ (under mu_, so sleepers
+  // cannot miss it). Workers and the caller first spin briefly on the atomics (decode steps issue
+  // hundreds of short parallel loops; a futex wake-up costs more than many of them take), then
+  // sleep on the condition variables.
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t job_n_ = 0, job_chunk_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
 };
 

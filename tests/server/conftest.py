@@ -166,6 +166,22 @@ def proto_model():
 
 
 @pytest.fixture(scope="session")
+def nvfp4_model(proto_model, tmp_path_factory):
+    """proto_model quantized by `fourcast quantize` to a ModelOpt NVFP4 checkpoint with FP8 KV
+    scales: what the production launch commands (`--quantization modelopt --kv-cache-dtype fp8`)
+    expect to be given."""
+    binary = fourcast_bin()
+    if binary is None:
+        pytest.skip("fourcast binary not found (set FOURCAST_BIN or build the fourcast target)")
+    out = tmp_path_factory.mktemp("nvfp4") / "model"
+    r = subprocess.run([binary, "quantize", "--model", proto_model, "--out", str(out),
+                        "--format", "modelopt", "--algo", "max", "--kv-cache", "fp8", "--quiet"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return str(out)
+
+
+@pytest.fixture(scope="session")
 def proto_server(proto_model):
     """The protocol-test server: parsers on, a small request size limit (64 KiB)."""
     s = start_server(proto_model, BEHAVIOUR_FLAGS + ["--max-request-bytes", "65536"], "proto")

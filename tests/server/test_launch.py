@@ -42,11 +42,15 @@ def launch_args(command, model):
 
 
 @pytest.mark.parametrize("name", list(LAUNCH_COMMANDS))
-def test_launch_command_accepted(proto_model, name):
-    s = Server(proto_model, launch_args(LAUNCH_COMMANDS[name], proto_model), f"launch-{name}")
+def test_launch_command_accepted(proto_model, nvfp4_model, name):
+    # `--quantization modelopt` must be given a ModelOpt checkpoint (vLLM refuses a mismatch).
+    model = nvfp4_model if "--quantization modelopt" in LAUNCH_COMMANDS[name] else proto_model
+    s = Server(model, launch_args(LAUNCH_COMMANDS[name], model), f"launch-{name}")
     s.start()
     try:
         assert "max_model_len 4096" in s.log(), s.log()
+        if "--kv-cache-dtype fp8" in LAUNCH_COMMANDS[name]:
+            assert "F8_E4M3" in s.log(), s.log()
         assert requests.get(s.base_url + "/health", timeout=10).status_code == 200
         models = requests.get(s.base_url + "/v1/models", timeout=10).json()
         ids = [m["id"] for m in models["data"]]
@@ -83,12 +87,22 @@ def run_serve(args, timeout=30):
     (["--tensor-parallel-size", "2"], "--tensor-parallel-size"),
     (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
     (["--max-model-len", "1000000"], "--max-model-len"),  # beyond max_position_embeddings
+    (["--quantization", "modelopt"], "not quantized"),   # BF16 checkpoint
+    (["--quantization", "gptq"], "--quantization"),
+    (["--nvfp4-mode", "w2a2"], "--nvfp4-mode"),
 ])
 def test_bad_flag_exits_nonzero_naming_it(proto_model, args, needle):
     p = run_serve([proto_model] + args + ["--host", "127.0.0.1", "--port", "0"])
     assert p.returncode != 0, p.stderr
     assert needle in p.stderr, p.stderr
     assert "ready:" not in p.stderr
+
+
+def test_quantization_flag_must_match_the_checkpoint(nvfp4_model):
+    p = run_serve([nvfp4_model, "--quantization", "compressed-tensors", "--host", "127.0.0.1",
+                   "--port", "0"])
+    assert p.returncode != 0
+    assert "a ModelOpt checkpoint" in p.stderr, p.stderr
 
 
 def test_missing_model_dir_fails_cleanly():
