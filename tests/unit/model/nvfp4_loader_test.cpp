@@ -141,6 +141,35 @@ TEST(Nvfp4Loader, BothFormatsBindTheSameWeights) {
   EXPECT_GT(de, 1e-4f * m);
 }
 
+TEST(Nvfp4Loader, FusedGroupShardsKeepTheirOwnGlobalScale) {
+  // Two encodings of the same k_proj: weight_scale_2 doubled, or every FP8 block scale doubled
+  // (exponent + 1 = byte + 8). q_proj and v_proj keep their scale, so the q/k/v group carries
+  // different per-tensor scales; exact per-shard handling gives bitwise identical logits, and
+  // both differ from the unmodified model (a shared max over the group would not).
+  const std::string base = synth("shard0", SynthOptions::Quant::kModelOpt);
+  const std::string a = synth("shard_a", SynthOptions::Quant::kModelOpt);
+  const std::string b = synth("shard_b", SynthOptions::Quant::kModelOpt);
+  const std::string k = "model.layers.0.self_attn.k_proj";
+  rewrite(a, [&](Edited& e) {
+    if (e.name == k + ".weight_scale_2") {
+      float v;
+      std::memcpy(&v, e.bytes.data(), 4);
+      v *= 2.0f;
+      std::memcpy(e.bytes.data(), &v, 4);
+    }
+    return true;
+  });
+  rewrite(b, [&](Edited& e) {
+    if (e.name == k + ".weight_scale")
+      for (uint8_t& x : e.bytes) x = static_cast<uint8_t>(x + 8);
+    return true;
+  });
+  const std::vector<float> l0 = logits(base), la = logits(a), lb = logits(b);
+  EXPECT_EQ(la, lb);
+  EXPECT_NE(la, l0);
+  for (const std::string& d : {base, a, b}) fs::remove_all(d);
+}
+
 TEST(Nvfp4Loader, AttentionInBf16Variant) {
   const std::string dir = synth("attn", SynthOptions::Quant::kModelOpt, false);
   ThreadPool pool(1);
@@ -280,15 +309,11 @@ TEST(Nvfp4Loader, KvScalesInBothNamingSchemes) {
   for (auto q : {SynthOptions::Quant::kModelOpt, SynthOptions::Quant::kCompressedTensors}) {
     const std::string dir = synth("kvs", q);
     const bool ct = q == SynthOptions::Quant::kCompressedTensors;
-    auto src = SafetensorsFile::open(dir + "/model.safetensors");
     const float ks = 0.25f, vs = 0.125f;
-    rewrite(dir, [](Edited&) { return true; });
     // Append scales for layer 1 (ModelOpt: k_proj.k_scale 0-d; CT: self_attn.k_scale [1]).
-    std::vector<Edited> extra;
     {
       auto f = SafetensorsFile::open(dir + "/model.safetensors");
       std::vector<TensorSource> out;
-      std::vector<std::vector<uint8_t>> keep;
       for (const TensorInfo& t : f->tensors())
         out.push_back(tensor_from_memory(t.name, t.dtype, t.shape, t.data));
       const std::string a = "model.layers.1.self_attn.";
