@@ -98,6 +98,9 @@ class Backend {
   // out[t, i] = gelu_tanh(gate[t, i]) * up[t, i]
   virtual void gelu_mul(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T,
                         int64_t n, float* out, int64_t ldo) = 0;
+  // out[t, i] = silu(gate[t, i]) * up[t, i], silu(x) = x / (1 + e^-x) (Llama-style drafter MLPs)
+  virtual void silu_mul(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T,
+                        int64_t n, float* out, int64_t ldo) = 0;
   // y[t, i] = a[t, i] + b[t, i]
   virtual void add(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int64_t n,
                    float* y, int64_t ldy) = 0;

@@ -112,6 +112,17 @@ void CpuBackend::gelu_mul(const float* gate, int64_t ldg, const float* up, int64
   });
 }
 
+void CpuBackend::silu_mul(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T,
+                          int64_t n, float* out, int64_t ldo) {
+  pool_.parallel_for(T, grain_rows(n), [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t)
+      for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[t * ldg + i];
+        out[t * ldo + i] = g / (1.0f + std::exp(-g)) * up[t * ldu + i];
+      }
+  });
+}
+
 void CpuBackend::add(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int64_t n,
                      float* y, int64_t ldy) {
   for (int64_t t = 0; t < T; ++t)

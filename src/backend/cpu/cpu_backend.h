@@ -36,6 +36,8 @@ class CpuBackend final : public Backend {
             const float* inv_freq) override;
   void gelu_mul(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T, int64_t n,
                 float* out, int64_t ldo) override;
+  void silu_mul(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T, int64_t n,
+                float* out, int64_t ldo) override;
   void add(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int64_t n, float* y,
            int64_t ldy) override;
   void scale(float* x, int64_t ldx, int64_t T, int64_t n, float s) override;

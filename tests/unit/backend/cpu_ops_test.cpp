@@ -165,6 +165,26 @@ TEST(CpuOps, KvWriteFp8DividesByScaleAndSaturates) {
   EXPECT_EQ(vc[5], 0x00);
 }
 
+TEST(CpuOps, SiluMulMatchesDefinition) {
+  ThreadPool pool(3);
+  CpuBackend be(pool);
+  for (int64_t T : {1, 17}) {
+    const int64_t n = 37, ld = 41;
+    std::vector<float> g = randn(static_cast<size_t>(T * ld), 3, 4.0f);
+    std::vector<float> u = randn(static_cast<size_t>(T * ld), 4);
+    std::vector<float> out(static_cast<size_t>(T * ld), 9.0f);
+    be.silu_mul(g.data(), ld, u.data(), ld, T, n, out.data(), ld);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t i = 0; i < n; ++i) {
+        const double x = g[static_cast<size_t>(t * ld + i)];
+        const double want = x / (1.0 + std::exp(-x)) * u[static_cast<size_t>(t * ld + i)];
+        EXPECT_NEAR(out[static_cast<size_t>(t * ld + i)], want, 1e-5 * (1 + std::fabs(want)));
+      }
+      EXPECT_EQ(out[static_cast<size_t>(t * ld + n)], 9.0f);  // padding untouched
+    }
+  }
+}
+
 TEST(CpuOps, AttentionIsSoftmaxOverWindow) {
   // One head, D = 2, window 2: the query at position 2 sees positions 1 and 2 only.
   ThreadPool pool(1);
