@@ -15,8 +15,8 @@
 #include "backend/cpu/matmul.h"
 #include "bench/bench_util.h"
 #include "core/dtype.h"
-#include "engine/session.h"
 #include "model/gemma4/model.h"
+#include "spec/session.h"
 
 namespace {
 

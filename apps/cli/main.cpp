@@ -15,7 +15,7 @@ void usage() {
       "usage: fourcast <command> [flags]\n"
       "  generate --model DIR --prompt-ids 2,105,... [--max-tokens N] [--temperature T]\n"
       "           [--top-k K] [--top-p P] [--min-p P] [--seed S] [--threads N]\n"
-      "           [--prefill-chunk N]\n"
+      "           [--prefill-chunk N] [--device cpu|cuda]\n"
       "  inspect  --model DIR\n"
       "  synth    --shape e2b|e4b|26b-a4b|31b|FILE.json --out DIR [--seed S] [--tokenizer FILE]\n"
       "           [--quant none|modelopt|compressed-tensors] [--attn-bf16] [--w4a16]\n"

@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <thread>
 
+#include "apps/cli/backend_select.h"
 #include "apps/cli/commands.h"
+#include "apps/cli/drafter_setup.h"
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -45,11 +47,6 @@ int cmd_serve(int argc, char** argv) {
   if (o.served_model_names.empty()) o.served_model_names = {o.model};
   for (const std::string& f : o.ignored)
     log_line(LogLevel::kInfo, "flag accepted, no effect here: " + f);
-  if (o.device != "cpu") fail("--device ", o.device, ": this build has no CUDA backend");
-  if (!o.speculative_config.is_null())
-    log_line(LogLevel::kWarn,
-             "--speculative-config: speculative decoding is not implemented yet; "
-             "serving without a drafter");
   if (!o.limit_mm_per_prompt.is_null())
     log_line(LogLevel::kInfo,
              "--limit-mm-per-prompt accepted; multimodal inputs are not supported yet");
@@ -62,9 +59,8 @@ int cmd_serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   ThreadPool pool(o.threads > 0 ? o.threads : hardware_threads());
-  cpu::CpuOptions copt;
-  copt.emulate_w4a4 = o.nvfp4_mode == "w4a4";
-  cpu::CpuBackend be(pool, copt);
+  const std::unique_ptr<Backend> backend = make_backend(o.device, pool, o.nvfp4_mode == "w4a4");
+  Backend& be = *backend;
   gemma4::Config cfg = gemma4::load_config(o.model);
   check_quantization_flag(o, cfg);
   std::shared_ptr<const Checkpoint> ckpt = Checkpoint::open_dir(o.model);
@@ -134,6 +130,10 @@ int cmd_serve(int argc, char** argv) {
   ec.scheduler.enable_prefix_caching = o.enable_prefix_caching;
   ec.scheduler.max_num_batched_tokens =
       o.max_num_batched_tokens.value_or(o.enable_chunked_prefill ? 2048 : max_len);
+  DrafterSetup drafter;  // outlives the engine
+  if (!o.speculative_config.is_null())
+    setup_speculation(o.speculative_config, model, be, mo.bf16_embed_scale, kv_tokens,
+                      o.max_num_seqs, max_len, ec, drafter);
   Engine engine(model, be, ec);
   Metrics metrics;
   ServingContext ctx{

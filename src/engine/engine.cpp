@@ -23,6 +23,9 @@ std::optional<RequestEvent> RequestStream::next(int timeout_ms) {
     ev.error = n.error;
     ev.num_prompt_tokens = n.num_prompt_tokens;
     ev.num_cached_tokens = n.num_cached_tokens;
+    ev.spec_drafts = n.spec_drafts;  // cumulative counters: the latest wins
+    ev.spec_draft_tokens = n.spec_draft_tokens;
+    ev.spec_accepted_tokens = n.spec_accepted_tokens;
     q_.pop_front();
   }
   return ev;
@@ -45,7 +48,10 @@ SessionOptions kv_options(const EngineConfig& c) {
   o.block_size = c.block_size;
   o.max_tokens = c.kv_tokens;
   o.max_seqs = c.scheduler.max_num_seqs;
-  o.max_rollback = c.max_rollback;
+  // Rejected drafts are rolled back behind the end of the verification step's grow.
+  // The MTP assistant also reads two sliding positions further back than the target's next
+  // query (spec/mtp.h: HF's window of W + 1 keys ending one before the newest token).
+  o.max_rollback = std::max(c.max_rollback, c.make_drafter ? c.spec_policy.k_max + 2 : 0);
   o.max_step_tokens = c.scheduler.max_num_batched_tokens;
   return o;
 }
@@ -59,6 +65,12 @@ Engine::Engine(gemma4::Model& model, Backend& backend, const EngineConfig& cfg)
   storage_ = std::make_unique<kv::KVStorage>(backend_, model_.kv_layout(), cfg_.block_size, blocks,
                                              cfg_.kv_dtype);
   sched_ = std::make_unique<Scheduler>(cfg_.scheduler, kv_);
+  if (cfg_.make_drafter) drafter_ = cfg_.make_drafter(*storage_);
+  if (drafter_) {
+    policy_ = std::make_unique<spec::SpecPolicy>(cfg_.spec_policy);
+    stats_.spec_method = drafter_->method();
+    spec_per_pos_.assign(static_cast<size_t>(std::max(0, cfg_.spec_policy.k_max)), 0);
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -124,8 +136,12 @@ void Engine::finish(RequestId id, Live& live, const std::string& reason, const s
   ev.finish_reason = reason;
   ev.error = error;
   ev.num_prompt_tokens = static_cast<int>(live.req.prompt.size());
+  ev.spec_drafts = live.spec_drafts;
+  ev.spec_draft_tokens = live.spec_draft_tokens;
+  ev.spec_accepted_tokens = live.spec_accepted_tokens;
   live.stream->push(std::move(ev));
   sched_->abort(id);  // frees blocks (no-op if already gone)
+  release_draft(id);
 }
 
 void Engine::loop() {
@@ -189,22 +205,37 @@ void Engine::loop() {
 }
 
 void Engine::step() {
+  if (drafter_) propose_drafts();
   const SchedulerOutput plan = sched_->schedule();
+  for (RequestId id : plan.preempted) release_draft(id);
   if (plan.empty()) return;
   gemma4::ForwardBatch batch;
+  const bool hidden =
+      drafter_ && (!drafter_->capture_layers().empty() || drafter_->needs_final_hidden());
+  if (hidden) {
+    batch.capture_layers = drafter_->capture_layers();
+    batch.want_final_hidden = drafter_->needs_final_hidden();
+  }
   std::vector<std::vector<int32_t>> chunks(plan.seqs.size());
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const ScheduledSeq& s = plan.seqs[i];
     const std::vector<int32_t>& toks = sched_->tokens(s.id);
-    chunks[i].assign(toks.begin() + s.pos0, toks.begin() + s.pos0 + s.num_tokens);
+    const int plain = s.num_tokens - s.num_drafts;  // tokens of the request, then drafts
+    chunks[i].assign(toks.begin() + s.pos0, toks.begin() + s.pos0 + plain);
+    const std::vector<int32_t>& drafts = sched_->drafts(s.id);
+    chunks[i].insert(chunks[i].end(), drafts.begin(), drafts.begin() + s.num_drafts);
     gemma4::SeqInput in;
     in.tokens = chunks[i].data();
     in.n = s.num_tokens;
     in.pos0 = s.pos0;
     for (int g = 0; g < kv_.num_groups(); ++g) in.block_tables.push_back(&kv_.block_table(s.id, g));
-    if (s.needs_logits) in.logit_rows = {s.num_tokens - 1};
+    if (s.needs_logits)
+      for (int r = plain - 1; r < s.num_tokens; ++r) in.logit_rows.push_back(r);
+    if (hidden)
+      for (int r = 0; r < s.num_tokens; ++r) in.hidden_rows.push_back(r);
     batch.seqs.push_back(std::move(in));
   }
+  const auto t_fwd = std::chrono::steady_clock::now();
   try {
     model_.forward(batch, *storage_, out_);
   } catch (const std::exception& e) {
@@ -218,52 +249,85 @@ void Engine::step() {
     }
     return;
   }
+  if (policy_)
+    policy_->record_step(
+        plan.num_batched_tokens,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_fwd).count());
   sched_->on_step_done(plan);
   const int V = model_.config().vocab_size;
   int row = 0;
   int64_t prompt_tokens = 0, gen_tokens = 0;
-  for (const ScheduledSeq& s : plan.seqs) {
+  std::vector<int> verified(plan.seqs.size());  // positions of each seq now valid in the KV
+  for (size_t si = 0; si < plan.seqs.size(); ++si) {
+    const ScheduledSeq& s = plan.seqs[si];
+    verified[si] = s.num_tokens - s.num_drafts;
     const int np = sched_->num_prompt_tokens(s.id);
     prompt_tokens += std::min(s.pos0 + s.num_tokens, np) - std::min(s.pos0, np);
     if (!s.needs_logits) continue;
-    const float* logits = out_.logits.data() + static_cast<size_t>(row++) * V;
+    const float* logits = out_.logits.data() + static_cast<size_t>(row) * V;
+    row += 1 + s.num_drafts;
     auto it = live_.find(s.id);
     if (it == live_.end()) continue;
     Live& live = it->second;
     RequestEvent ev;
-    SampleResult r;
     try {
-      sample(std::span<const float>(logits, static_cast<size_t>(V)), *live.sampler, scratch_,
-             live.req.logprobs ? &*live.req.logprobs : nullptr, r);
+      if (s.num_drafts > 0) {
+        verify_seq(s, logits, live, ev);
+        verified[si] += verify_.num_accepted;
+      } else {
+        SampleResult r;
+        sample(std::span<const float>(logits, static_cast<size_t>(V)), *live.sampler, scratch_,
+               live.req.logprobs ? &*live.req.logprobs : nullptr, r);
+        live.sampler->accept(r.token);
+        ev.tokens.push_back(r.token);
+        if (live.req.logprobs) ev.logprobs.push_back(std::move(r));
+      }
     } catch (const Error& e) {
       finish(s.id, live, "error", e.what());
       live_.erase(it);
       continue;
     }
-    live.sampler->accept(r.token);
-    ++live.generated;
-    ++gen_tokens;
-    ev.tokens.push_back(r.token);
-    if (live.req.logprobs) ev.logprobs.push_back(std::move(r));
+    // A stop token ends the request where it appears (later tokens of a draft are dropped).
+    const auto& stops = live.req.stop_token_ids;
+    size_t keep = ev.tokens.size();
+    bool stop = false;
+    for (size_t j = 0; j < ev.tokens.size() && !stop; ++j)
+      if (std::find(stops.begin(), stops.end(), ev.tokens[j]) != stops.end()) {
+        stop = true;
+        keep = j + 1;
+      }
+    ev.tokens.resize(keep);
+    if (ev.logprobs.size() > keep) ev.logprobs.resize(keep);
+    live.generated += static_cast<int>(keep);
+    gen_tokens += static_cast<int64_t>(keep);
     ev.num_prompt_tokens = sched_->num_prompt_tokens(s.id);
     ev.num_cached_tokens = sched_->num_cached_prompt_tokens(s.id);
-    const auto& stops = live.req.stop_token_ids;
-    const bool stop = std::find(stops.begin(), stops.end(), ev.tokens.back()) != stops.end();
+    ev.spec_drafts = live.spec_drafts;
+    ev.spec_draft_tokens = live.spec_draft_tokens;
+    ev.spec_accepted_tokens = live.spec_accepted_tokens;
     if (stop || live.generated >= live.req.max_tokens) {
       ev.finished = true;
       ev.finish_reason = stop ? "stop" : "length";
       live.stream->push(std::move(ev));
       sched_->finish(s.id);
+      release_draft(s.id);
       live_.erase(it);
+      verified[si] = 0;
     } else {
+      if (s.num_drafts > 0) sched_->accept_drafts(s.id, verify_.num_accepted);
       sched_->append_token(s.id, ev.tokens.back());
       live.stream->push(std::move(ev));
     }
   }
+  if (drafter_) observe_step(plan, verified);
   std::lock_guard<std::mutex> lk(mu_);
   stats_.prompt_tokens += prompt_tokens;
   stats_.generation_tokens += gen_tokens;
   ++stats_.steps;
+  stats_.spec_drafts = spec_drafts_;
+  stats_.spec_draft_tokens = spec_draft_tokens_;
+  stats_.spec_accepted_tokens = spec_accepted_;
+  stats_.spec_accepted_per_pos = spec_per_pos_;
 }
 
 }  // namespace fc

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -16,11 +17,14 @@
 #include <vector>
 
 #include "engine/scheduler.h"
-#include "engine/session.h"
 #include "kv/kv_manager.h"
 #include "kv/kv_storage.h"
 #include "model/gemma4/model.h"
 #include "sample/sampler.h"
+#include "spec/drafter.h"
+#include "spec/policy.h"
+#include "spec/rejection.h"
+#include "spec/session.h"
 
 namespace fc {
 
@@ -29,7 +33,11 @@ struct EngineConfig {
   int block_size = 16;
   int64_t kv_tokens = 16384;  // full-attention KV capacity in tokens (sliding group sized to fit)
   int max_rollback = 0;
-  DType kv_dtype = DType::kF32;  // KV cache storage: F32 or BF16
+  DType kv_dtype = DType::kF32;  // KV cache storage: F32, BF16 or F8_E4M3
+  // Speculative decoding: builds the drafter once the target's KV storage exists (the MTP
+  // assistant reads it); empty = off. The policy chooses k per request and step (spec/policy.h).
+  std::function<std::unique_ptr<spec::Drafter>(const kv::KVStorage& target_kv)> make_drafter;
+  spec::PolicyConfig spec_policy;
 };
 
 struct EngineRequest {
@@ -38,6 +46,7 @@ struct EngineRequest {
   int max_tokens = 16;
   std::vector<int32_t> stop_token_ids;  // generation ends after one of these (eos included here)
   std::optional<LogprobsOptions> logprobs;
+  int num_speculative_tokens = -1;  // per-request override: < 0 server policy, 0 off, k > 0 fixed
 };
 
 // What the engine reports for a request after a step (or at its end).
@@ -49,6 +58,9 @@ struct RequestEvent {
   std::string error;          // set with finish_reason "error"
   int num_prompt_tokens = 0;
   int num_cached_tokens = 0;  // prompt tokens served from the prefix cache
+  // Speculative decoding so far for this request (cumulative): verification steps with drafts,
+  // draft tokens proposed, drafts accepted.
+  int spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
 };
 
 // A request's result channel: the engine pushes, the HTTP thread pops (blocking with timeout).
@@ -76,6 +88,11 @@ struct EngineStats {
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
   int kv_blocks_total = 0, kv_blocks_free = 0;  // full-attention group
   int64_t steps = 0;
+  // Speculative decoding (vLLM's spec_decode counters): verification steps that carried drafts,
+  // draft tokens verified, drafts accepted, and accepted drafts by position in the chain.
+  int64_t spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
+  std::vector<int64_t> spec_accepted_per_pos;
+  std::string spec_method;  // "" when off
 };
 
 class Engine {
@@ -102,9 +119,16 @@ class Engine {
     std::shared_ptr<RequestStream> stream;
     std::unique_ptr<SamplerState> sampler;
     int generated = 0;
+    int spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
   };
   void loop();
   void step();
+  // Speculative decoding (engine_spec.cpp): drafts for every decoding request before scheduling;
+  // verification of one scheduled request's k+1 logit rows; hidden rows to the drafter.
+  void propose_drafts();
+  void verify_seq(const ScheduledSeq& s, const float* logits, Live& live, RequestEvent& ev);
+  void observe_step(const SchedulerOutput& plan, const std::vector<int>& verified);
+  void release_draft(RequestId id);
   void finish(RequestId id, Live& live, const std::string& reason, const std::string& error = {});
 
   gemma4::Model& model_;
@@ -115,6 +139,11 @@ class Engine {
   std::unique_ptr<Scheduler> sched_;
   SamplerScratch scratch_;
   gemma4::ForwardOutput out_;
+  std::unique_ptr<spec::Drafter> drafter_;
+  std::unique_ptr<spec::SpecPolicy> policy_;
+  spec::VerifyResult verify_;
+  int64_t spec_drafts_ = 0, spec_draft_tokens_ = 0, spec_accepted_ = 0;  // engine thread
+  std::vector<int64_t> spec_per_pos_;
 
   mutable std::mutex mu_;  // guards the inbox, aborts, stats and stop flags
   std::condition_variable cv_;

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/session.h"
 #include "sample/sampler.h"
+#include "spec/session.h"
 
 namespace fc {
 

@@ -96,6 +96,8 @@ void Scheduler::preempt(RequestId id, SchedulerOutput& out) {
   running_.erase(std::find(running_.begin(), running_.end(), id));
   r.state = RequestState::kPreempted;
   r.num_computed = 0;
+  r.drafts.clear();
+  r.scheduled_drafts = 0;
   waiting_.push_front(id);
   out.preempted.push_back(id);
   ++num_preemptions_;
@@ -106,14 +108,26 @@ void Scheduler::schedule_running(SchedulerOutput& out, int& budget) {
     const RequestId id = running_[i];
     Request& r = req(id);
     const int remaining = static_cast<int>(r.tokens.size()) - r.num_computed;
-    const int n = std::min(remaining, budget);
+    // Drafts ride along with the newest token, within the budget and max_model_len.
+    const int room = cfg_.max_model_len - static_cast<int>(r.tokens.size());
+    const int drafts =
+        remaining == 1
+            ? std::max(0, std::min({static_cast<int>(r.drafts.size()), budget - 1, room}))
+            : 0;
+    const int n = std::min(remaining, budget) + drafts;
     // Nothing to do until append_token; or (no chunked prefill) a prefill that no longer fits.
     if (n <= 0 || (!cfg_.enable_chunked_prefill && n < remaining)) {
       ++i;
       continue;
     }
     bool scheduled = true;
-    while (!kv_.grow(id, r.num_computed + n)) {
+    // Out of blocks for the drafts: verify fewer rather than preempt anyone for them.
+    // (grow once only: a second grow to the same length would release by the longer length.)
+    int d = drafts;
+    bool grown = false;
+    while (d > 0 && !(grown = kv_.grow(id, r.num_computed + n - drafts + d))) --d;
+    const int n_step = n - drafts + d;
+    while (!grown && !kv_.grow(id, r.num_computed + n_step)) {
       // Newest first; those come after i, so nothing scheduled earlier in this step is undone.
       const RequestId victim = running_.back();
       preempt(victim, out);
@@ -123,9 +137,10 @@ void Scheduler::schedule_running(SchedulerOutput& out, int& budget) {
       }
     }
     if (!scheduled) break;
-    out.seqs.push_back(
-        {id, r.num_computed, n, r.num_computed + n == static_cast<int>(r.tokens.size())});
-    budget -= n;
+    r.scheduled_drafts = d;
+    out.seqs.push_back({id, r.num_computed, n_step,
+                        r.num_computed + n_step - d == static_cast<int>(r.tokens.size()), d});
+    budget -= n_step;
     ++i;
   }
 }
@@ -180,7 +195,9 @@ void Scheduler::on_step_done(const SchedulerOutput& out) {
     FC_CHECK(s.pos0 == r.num_computed, "Scheduler::on_step_done: request ", s.id,
              " step starts at ", s.pos0, " but ", r.num_computed, " tokens are computed");
     r.num_computed += s.num_tokens;
-    if (cfg_.enable_prefix_caching) kv_.commit(s.id, r.tokens, r.num_computed);
+    // Only verified tokens enter the prefix cache (drafts are committed by accept_drafts).
+    const int verified = std::min(r.num_computed, static_cast<int>(r.tokens.size()));
+    if (cfg_.enable_prefix_caching) kv_.commit(s.id, r.tokens, verified);
   }
 }
 
@@ -194,6 +211,42 @@ void Scheduler::append_token(RequestId id, int32_t token) {
   FC_CHECK(static_cast<int>(r.tokens.size()) - r.num_prompt < r.max_tokens,
            "Scheduler::append_token: request ", id, " already has max_tokens ", r.max_tokens);
   r.tokens.push_back(token);
+}
+
+bool Scheduler::decode_ready(RequestId id) const {
+  auto it = reqs_.find(id);
+  return it != reqs_.end() && it->second.state == RequestState::kRunning &&
+         it->second.num_computed + 1 == static_cast<int>(it->second.tokens.size());
+}
+
+void Scheduler::set_drafts(RequestId id, std::vector<int32_t> drafts) {
+  Request& r = req(id);
+  FC_CHECK(decode_ready(id), "Scheduler::set_drafts: request ", id, " is not decoding");
+  // Never more drafts than tokens the request may still generate after the newest one.
+  const int left = r.max_tokens - (static_cast<int>(r.tokens.size()) - r.num_prompt);
+  if (static_cast<int>(drafts.size()) > left) drafts.resize(static_cast<size_t>(std::max(0, left)));
+  r.drafts = std::move(drafts);
+}
+
+const std::vector<int32_t>& Scheduler::drafts(RequestId id) const {
+  return req(id).drafts;
+}
+
+void Scheduler::accept_drafts(RequestId id, int num_accepted) {
+  Request& r = req(id);
+  FC_CHECK(r.state == RequestState::kRunning, "Scheduler::accept_drafts: request ", id,
+           " is not running");
+  const int d = r.scheduled_drafts;
+  FC_CHECK(num_accepted >= 0 && num_accepted <= d, "Scheduler::accept_drafts: ", num_accepted,
+           " of ", d, " drafts accepted for request ", id);
+  FC_CHECK(r.num_computed == static_cast<int>(r.tokens.size()) + d,
+           "Scheduler::accept_drafts: request ", id, " has no verified step in flight");
+  r.tokens.insert(r.tokens.end(), r.drafts.begin(), r.drafts.begin() + num_accepted);
+  r.num_computed = static_cast<int>(r.tokens.size());
+  if (num_accepted < d) kv_.truncate(id, r.num_computed);  // rejected drafts leave the cache
+  if (cfg_.enable_prefix_caching) kv_.commit(id, r.tokens, r.num_computed);
+  r.drafts.clear();
+  r.scheduled_drafts = 0;
 }
 
 RequestState Scheduler::state(RequestId id) const {

@@ -33,8 +33,9 @@ enum class RequestState { kWaiting, kRunning, kPreempted, kFinished };
 struct ScheduledSeq {
   RequestId id = 0;
   int pos0 = 0;               // first position computed this step (== num_computed before the step)
-  int num_tokens = 0;         // tokens computed this step
+  int num_tokens = 0;         // tokens computed this step (the last num_drafts are draft tokens)
   bool needs_logits = false;  // the step reaches the end of the request's tokens
+  int num_drafts = 0;         // speculative tokens verified this step (see set_drafts)
 };
 
 struct SchedulerOutput {
@@ -70,6 +71,17 @@ class Scheduler {
   // prefix caching). Then the engine calls append_token for every request that got logits.
   void on_step_done(const SchedulerOutput& out);
   void append_token(RequestId id, int32_t token);
+
+  // Speculative decoding. A running request whose only uncomputed token is its newest sample
+  // (decode_ready) may carry draft tokens: the next schedule() computes the newest token and as
+  // many drafts as the budget, KV blocks and max_model_len allow, in one step (num_drafts of the
+  // step's tokens). After on_step_done, accept_drafts(id, n) keeps the first n drafts (appended to
+  // tokens) and rolls the KV back over the rejected ones; the engine then append_token()s the
+  // recovered or bonus token. Drafts are dropped when the request is preempted.
+  bool decode_ready(RequestId id) const;
+  void set_drafts(RequestId id, std::vector<int32_t> drafts);
+  const std::vector<int32_t>& drafts(RequestId id) const;
+  void accept_drafts(RequestId id, int num_accepted);
   // Ends a request (stop token, max_tokens, stop string): frees its blocks. The record stays
   // readable (state kFinished, tokens) until the next schedule() forgets it, as vLLM reports
   // finished ids once; abort(id) may remove it earlier.
@@ -91,6 +103,8 @@ class Scheduler {
     int num_computed = 0;  // tokens with K/V in the cache (== KV length after on_step_done)
     int num_cached = 0;    // prefix-cache hit at the last admission
     RequestState state = RequestState::kWaiting;
+    std::vector<int32_t> drafts;  // proposed, not yet verified (see set_drafts)
+    int scheduled_drafts = 0;     // drafts computed by the step in flight
   };
   Request& req(RequestId id);
   const Request& req(RequestId id) const;

@@ -39,6 +39,10 @@ class ForwardingBackend : public Backend {
                 float* out, int64_t ldo) override {
     in_.gelu_mul(gate, ldg, up, ldu, T, n, out, ldo);
   }
+  void silu_mul(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t T, int64_t n,
+                float* out, int64_t ldo) override {
+    in_.silu_mul(gate, ldg, up, ldu, T, n, out, ldo);
+  }
   void add(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int64_t n, float* y,
            int64_t ldy) override {
     in_.add(a, lda, b, ldb, T, n, y, ldy);

@@ -258,8 +258,17 @@ struct SamplerImpl {
     }
   }
 
-  static void run(std::span<const float> logits, SamplerState& st, SamplerScratch& sc,
-                  const LogprobsOptions* lo, SampleResult& res) {
+  // Steps 1 and 3-6 on a copy of the row in the scratch. Greedy requests stop after the
+  // penalties (max is then not computed and left -inf). Random requests: max is the processed
+  // row's largest logit (checked finite); sparse says whether the survivors are listed, in
+  // ascending id order, in sc.cand_.
+  struct Processed {
+    float max = kNegInf;
+    bool sparse = false;
+  };
+
+  static Processed process(std::span<const float> logits, const SamplerState& st,
+                           SamplerScratch& sc) {
     const int64_t n = st.vocab_size();
     FC_CHECK(logits.size() == static_cast<size_t>(n), "sample: logits have ", logits.size(),
              " entries, vocabulary is ", n);
@@ -267,10 +276,42 @@ struct SamplerImpl {
     float* x = row(sc, n);
     std::memcpy(x, logits.data(), static_cast<size_t>(n) * sizeof(float));
     st.apply_penalties({x, static_cast<size_t>(n)});
+    Processed out;
+    if (p.is_greedy()) return out;
+    // vLLM divides every random row by its temperature (a no-op for 1.0).
+    if (p.temperature != 1.0f) ops::row_divide(x, n, p.temperature);
+    const float m = ops::row_max(x, n);
+    FC_CHECK(m > kNegInf, "sample: every logit is -inf or NaN");
+    bool masked = false;
+    if (p.min_p > 0.0f) {
+      ops::row_min_p(x, n, m, p.min_p);
+      masked = true;
+    }
+    if (p.top_k > 0 && p.top_k < n) {
+      top_k(x, n, p.top_k, sc);
+      masked = true;
+    }
+    const bool sparse = masked && collect_finite(x, n, sc);
+    if (p.top_p < 1.0f) {
+      if (sparse) {
+        top_p_sparse(x, m, p.top_p, sc);
+      } else {
+        top_p(x, n, m, p.top_p, sc);
+      }
+    }
+    out.max = m;
+    out.sparse = sparse;
+    return out;
+  }
 
+  static void run(std::span<const float> logits, SamplerState& st, SamplerScratch& sc,
+                  const LogprobsOptions* lo, SampleResult& res) {
+    const Processed pr = process(logits, st, sc);
+    const int64_t n = st.vocab_size();
+    float* x = sc.x_.data();
     int64_t token = -1;
     double processed_lse = 0.0;
-    if (p.is_greedy()) {
+    if (st.params().is_greedy()) {
       token = ops::row_argmax(x, n);
       if (lo && lo->mode == LogprobsMode::kProcessedLogprobs) {
         const float m = ops::row_max(x, n);
@@ -278,33 +319,12 @@ struct SamplerImpl {
         processed_lse = static_cast<double>(m) + std::log(ops::row_sum_exp(x, n, m));
       }
     } else {
-      // vLLM divides every random row by its temperature (a no-op for 1.0).
-      if (p.temperature != 1.0f) ops::row_divide(x, n, p.temperature);
-      const float m = ops::row_max(x, n);
-      FC_CHECK(m > kNegInf, "sample: every logit is -inf or NaN");
-      bool masked = false;
-      if (p.min_p > 0.0f) {
-        ops::row_min_p(x, n, m, p.min_p);
-        masked = true;
-      }
-      if (p.top_k > 0 && p.top_k < n) {
-        top_k(x, n, p.top_k, sc);
-        masked = true;
-      }
-      const bool sparse = masked && collect_finite(x, n, sc);
-      if (p.top_p < 1.0f) {
-        if (sparse) {
-          top_p_sparse(x, m, p.top_p, sc);
-        } else {
-          top_p(x, n, m, p.top_p, sc);
-        }
-      }
       const double u = st.rng().next_double();
       double total = 0.0;
-      token = sparse ? sample_sparse(x, m, u, sc, &total)
-                     : ops::sample_dense(x, n, m, u, sc.block_sum_, &total);
+      token = pr.sparse ? sample_sparse(x, pr.max, u, sc, &total)
+                        : ops::sample_dense(x, n, pr.max, u, sc.block_sum_, &total);
       FC_CHECK(token >= 0, "sample: no token has positive probability");
-      processed_lse = static_cast<double>(m) + std::log(total);
+      processed_lse = static_cast<double>(pr.max) + std::log(total);
     }
     res.token = static_cast<int32_t>(token);
     res.has_logprobs = false;
@@ -312,6 +332,29 @@ struct SamplerImpl {
     res.rank = 0;
     res.top.clear();
     if (lo) fill_logprobs(logits, x, n, processed_lse, *lo, res);
+  }
+
+  // process() plus the normaliser sample() would use. The sums are taken exactly as sample()
+  // takes them (dense: ops::row_sum_exp adds the same float block sums in the same order as
+  // ops::sample_dense; sparse: the candidate list in double, as sample_sparse), so logprobs
+  // derived from them are bit-identical to sample()'s.
+  static ProcessedRow process_row(std::span<const float> logits, const SamplerState& st,
+                                  SamplerScratch& sc) {
+    const Processed pr = process(logits, st, sc);
+    const int64_t n = st.vocab_size();
+    const float* x = sc.x_.data();
+    ProcessedRow out;
+    if (st.params().is_greedy()) {
+      out.max = ops::row_max(x, n);
+      if (out.max > kNegInf) out.total = ops::row_sum_exp(x, n, out.max);
+    } else if (pr.sparse) {
+      out.max = pr.max;
+      for (int32_t id : sc.cand_) out.total += ops::exp_nonpos(x[id] - pr.max);
+    } else {
+      out.max = pr.max;
+      out.total = ops::row_sum_exp(x, n, pr.max);
+    }
+    return out;
   }
 };
 
@@ -325,6 +368,37 @@ SampleResult sample(std::span<const float> logits, SamplerState& state, SamplerS
   SampleResult r;
   SamplerImpl::run(logits, state, scratch, logprobs, r);
   return r;
+}
+
+double ProcessedRow::prob(float processed_logit) const {
+  if (!(total > 0.0)) return 0.0;
+  return static_cast<double>(ops::exp_nonpos(processed_logit - max)) / total;
+}
+
+double ProcessedRow::log_norm() const {
+  if (!(total > 0.0)) return -std::numeric_limits<double>::infinity();
+  return static_cast<double>(max) + std::log(total);
+}
+
+ProcessedRow process_logits(std::span<const float> logits, const SamplerState& state,
+                            SamplerScratch& scratch) {
+  return SamplerImpl::process_row(logits, state, scratch);
+}
+
+void token_logprobs(std::span<const float> logits, const SamplerScratch& scratch,
+                    const ProcessedRow& row, int32_t token, const LogprobsOptions& options,
+                    SampleResult& result) {
+  const std::span<const float> x = scratch.processed();
+  const int64_t n = static_cast<int64_t>(x.size());
+  FC_CHECK(logits.size() == x.size(), "token_logprobs: logits have ", logits.size(),
+           " entries, the processed row ", x.size());
+  FC_CHECK(token >= 0 && token < n, "token_logprobs: token ", token, " outside [0, ", n, ")");
+  // sample() refuses an all -inf row before it reports processed logprobs.
+  if (options.mode == LogprobsMode::kProcessedLogprobs) {
+    FC_CHECK(row.max > kNegInf, "sample: every logit is -inf or NaN");
+  }
+  result.token = token;
+  SamplerImpl::fill_logprobs(logits, x.data(), n, row.log_norm(), options, result);
 }
 
 void sample_batch(ThreadPool& pool, std::span<const SampleJob> jobs,

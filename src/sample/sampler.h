@@ -178,6 +178,34 @@ void sample(std::span<const float> logits, SamplerState& state, SamplerScratch& 
 SampleResult sample(std::span<const float> logits, SamplerState& state, SamplerScratch& scratch,
                     const LogprobsOptions* logprobs = nullptr);
 
+// ---- The pipeline without the draw (speculative verification, spec/rejection.h) ----
+
+// A row after process_logits(): the numbers sample() normalises with.
+struct ProcessedRow {
+  float max = 0.0f;    // largest processed logit; -inf when every token is masked (greedy only)
+  double total = 0.0;  // sum over the processed row of exp(logit - max), summed as sample() does
+
+  // The probability sample() gives a token whose processed logit is `processed_logit` (random
+  // requests; exp(x - max) / total with sample()'s exp). 0 when total is 0.
+  double prob(float processed_logit) const;
+  // log(sum(exp(processed row))): the offset of LogprobsMode::kProcessedLogprobs.
+  double log_norm() const;
+};
+
+// Everything sample() does before its draw: the row copied into the scratch, penalties (with
+// state's history), and for random requests temperature, min_p, top-k and top-p; the result is
+// in scratch.processed() as after sample(). Touches neither the RNG nor the history. Throws
+// like sample() for a random request whose row is all -inf or NaN.
+ProcessedRow process_logits(std::span<const float> logits, const SamplerState& state,
+                            SamplerScratch& scratch);
+
+// Sets result.token = token and its logprob / rank / top exactly as sample() reports them had it
+// drawn `token` from this row: logits is the row as given to process_logits(), and scratch still
+// holds that call's processed row, with `row` its result.
+void token_logprobs(std::span<const float> logits, const SamplerScratch& scratch,
+                    const ProcessedRow& row, int32_t token, const LogprobsOptions& options,
+                    SampleResult& result);
+
 // One request's row of a batch.
 struct SampleJob {
   std::span<const float> logits;  // [vocab]

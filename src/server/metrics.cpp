@@ -89,10 +89,22 @@ std::string Metrics::render(const EngineStats& e, const std::string& model_name)
         double(e.prefix_query_tokens), "counter");
   gauge("vllm:prefix_cache_hits_total", "Prefix cache hits, in tokens.",
         double(e.prefix_hit_tokens), "counter");
-  gauge("vllm:spec_decode_num_drafts_total", "Speculative drafts (speculation not configured: 0).",
-        0, "counter");
-  gauge("vllm:spec_decode_num_draft_tokens_total", "Draft tokens proposed.", 0, "counter");
-  gauge("vllm:spec_decode_num_accepted_tokens_total", "Draft tokens accepted.", 0, "counter");
+  gauge("vllm:spec_decode_num_drafts_total",
+        "Verification steps that carried drafts (speculation off: 0).", double(e.spec_drafts),
+        "counter");
+  gauge("vllm:spec_decode_num_draft_tokens_total", "Draft tokens verified.",
+        double(e.spec_draft_tokens), "counter");
+  gauge("vllm:spec_decode_num_accepted_tokens_total", "Draft tokens accepted.",
+        double(e.spec_accepted_tokens), "counter");
+  out +=
+      "# HELP vllm:spec_decode_num_accepted_tokens_per_pos_total Accepted drafts by position.\n"
+      "# TYPE vllm:spec_decode_num_accepted_tokens_per_pos_total counter\n";
+  for (size_t i = 0; i < e.spec_accepted_per_pos.size(); ++i)
+    out += "vllm:spec_decode_num_accepted_tokens_per_pos_total{" + l + ",position=\"" +
+           std::to_string(i) + "\"} " + std::to_string(e.spec_accepted_per_pos[i]) + "\n";
+  gauge("fourcast:spec_decode_mean_acceptance_length",
+        "1 + accepted / drafts (includes the bonus or recovered token; 0 before any draft).",
+        e.spec_drafts ? 1.0 + double(e.spec_accepted_tokens) / double(e.spec_drafts) : 0.0);
   gauge("fourcast:engine_steps_total", "Engine steps run.", double(e.steps), "counter");
   out +=
       "# HELP vllm:request_success_total Finished requests by finish reason.\n"

@@ -63,6 +63,7 @@ const std::set<std::string> kCommonFields = {"model",
                                              "stop_token_ids",
                                              "include_stop_str_in_output",
                                              "ignore_eos",
+                                             "num_speculative_tokens",
                                              "stream",
                                              "stream_options",
                                              "logprobs",
@@ -121,6 +122,10 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
   }
   r.include_stop_str_in_output = boolean(b, "include_stop_str_in_output").value_or(false);
   r.ignore_eos = boolean(b, "ignore_eos").value_or(false);
+  if (auto k = integer(b, "num_speculative_tokens")) {
+    if (*k < 0 || *k > 16) bad("num_speculative_tokens", "must be between 0 and 16");
+    r.num_speculative_tokens = static_cast<int>(*k);
+  }
   r.stream = boolean(b, "stream").value_or(false);
   if (const json* so = field(b, "stream_options")) {
     if (!so->is_object()) bad("stream_options", "must be an object");

@@ -28,6 +28,9 @@ struct CommonRequest {
   bool logprobs = false;
   int top_logprobs = 0;
   bool skip_special_tokens = true;
+  // fourcast extension: speculative tokens for this request (0 switches speculation off; absent:
+  // the server's adaptive policy).
+  std::optional<int> num_speculative_tokens;
   std::vector<std::string> ignored;
 };
 

@@ -63,6 +63,7 @@ struct Choice {
   bool done = false;
   int tokens = 0;
   int32_t last_token = -1;
+  int spec_drafts = 0, spec_draft_tokens = 0, spec_accepted = 0;  // cumulative, from the engine
   std::string finish_reason;
   json stop_reason = nullptr;
   bool keep_stop_token_text = false;  // include_stop_str_in_output
@@ -89,6 +90,7 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
     er.sampling = sp;
     if (sp.seed && i > 0) er.sampling.seed = *sp.seed + static_cast<uint64_t>(i);
     er.max_tokens = max_tokens;
+    if (req.num_speculative_tokens) er.num_speculative_tokens = *req.num_speculative_tokens;
     if (!req.ignore_eos) er.stop_token_ids = ctx.eos_ids;
     er.stop_token_ids.insert(er.stop_token_ids.end(), req.stop_token_ids.begin(),
                              req.stop_token_ids.end());
@@ -137,6 +139,9 @@ bool drive(ServingContext& ctx, std::vector<Choice>& choices, Clock::time_point 
         first_token = false;
         c.last_event = now;
         c.tokens += static_cast<int>(ev->tokens.size());
+        c.spec_drafts = ev->spec_drafts;
+        c.spec_draft_tokens = ev->spec_draft_tokens;
+        c.spec_accepted = ev->spec_accepted_tokens;
         c.last_token = ev->tokens.back();
       }
       if (ev->finished && ev->finish_reason == "error") {
@@ -203,6 +208,21 @@ json usage_json(int prompt_tokens, int completion_tokens) {
           {"completion_tokens", completion_tokens},
           {"total_tokens", prompt_tokens + completion_tokens},
           {"prompt_tokens_details", nullptr}};
+}
+
+// fourcast extension of usage: what speculative decoding did for these choices.
+void add_spec_usage(json& usage, const std::vector<Choice>& choices) {
+  int drafts = 0, draft_tokens = 0, accepted = 0;
+  for (const Choice& c : choices) {
+    drafts += c.spec_drafts;
+    draft_tokens += c.spec_draft_tokens;
+    accepted += c.spec_accepted;
+  }
+  if (drafts == 0) return;
+  usage["speculative"] = {{"drafts", drafts},
+                          {"draft_tokens", draft_tokens},
+                          {"accepted_tokens", accepted},
+                          {"mean_acceptance_length", 1.0 + double(accepted) / drafts}};
 }
 
 OutputOptions chat_output_options(ServingContext& ctx, const ChatRequest& req,
@@ -314,12 +334,11 @@ json serve_chat(ServingContext& ctx, const ChatRequest& req) {
          {"finish_reason", c.finish_reason},
          {"stop_reason", c.stop_reason}});
   }
-  return {{"id", random_id("chatcmpl-")},
-          {"object", "chat.completion"},
-          {"created", now_unix()},
-          {"model", req.model.empty() ? ctx.model_name : req.model},
-          {"choices", out_choices},
-          {"usage", usage_json(static_cast<int>(p.ids.size()), completion)}};
+  json usage = usage_json(static_cast<int>(p.ids.size()), completion);
+  add_spec_usage(usage, choices);
+  return {{"id", random_id("chatcmpl-")}, {"object", "chat.completion"},
+          {"created", now_unix()},        {"model", req.model.empty() ? ctx.model_name : req.model},
+          {"choices", out_choices},       {"usage", usage}};
 }
 
 namespace {
@@ -390,6 +409,7 @@ class ChatStreamJob final : public StreamJob {
     for (const Choice& c : choices_) completion += c.tokens;
     if (req_.include_usage) {
       json u = usage_json(prompt_tokens, completion);
+      add_spec_usage(u, choices_);
       send(json::array(), &u);
     }
   }
@@ -471,6 +491,7 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
   const auto prompts = completion_prompts(ctx, req);
   json out_choices = json::array();
   int prompt_tokens = 0, completion = 0;
+  std::vector<Choice> all;  // spent choices, for the usage totals
   for (size_t pi = 0; pi < prompts.size(); ++pi) {
     const int max_tokens = resolve_limits(ctx, req, prompts[pi].size(), "prompt");
     std::vector<Choice> choices =
@@ -494,10 +515,13 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
            {"finish_reason", c.finish_reason},
            {"stop_reason", c.stop_reason}});
     }
+    for (Choice& c : choices) all.push_back(std::move(c));
   }
+  json usage = usage_json(prompt_tokens, completion);
+  add_spec_usage(usage, all);
   return {{"id", random_id("cmpl-")}, {"object", "text_completion"},
           {"created", now_unix()},    {"model", req.model.empty() ? ctx.model_name : req.model},
-          {"choices", out_choices},   {"usage", usage_json(prompt_tokens, completion)}};
+          {"choices", out_choices},   {"usage", usage}};
 }
 
 namespace {
@@ -559,6 +583,7 @@ class CompletionStreamJob final : public StreamJob {
     for (const Choice& c : choices_) completion += c.tokens;
     if (req_.include_usage) {
       json u = usage_json(prompt_tokens / req_.n, completion);
+      add_spec_usage(u, choices_);
       send(json::array(), &u);
     }
   }

@@ -58,6 +58,7 @@ class Drafter {
   // aux ids), and whether it needs the post-final-norm hidden state (MTP).
   virtual std::vector<int> capture_layers() const { return {}; }
   virtual bool needs_final_hidden() const { return false; }
+  // tokens: the request's whole sequence (at least hidden.pos0 + hidden.n entries).
   virtual void observe(RequestId id, std::span<const int32_t> tokens, const HiddenRows& hidden) {}
   // out[i]: drafts for in[i] (at most in[i].k, possibly none). Throws fc::Error only for bugs or
   // exhausted resources; the engine then verifies without drafts.

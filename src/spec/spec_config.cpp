@@ -51,6 +51,9 @@ SpecConfig parse_spec_config(const json& j) {
       if (!v.is_null() && !v.is_string())
         fail("--speculative-config: \"quantization\" must be a string");
       c.quantization = v.is_string() ? v.get<std::string>() : "";
+    } else if (key == "adaptive") {
+      if (!v.is_boolean()) fail("--speculative-config: \"adaptive\" must be true or false");
+      c.adaptive = v.get<bool>();
     } else if (key == "draft_tensor_parallel_size") {
       if (!v.is_number_integer() || v.get<int64_t>() != 1)
         fail("--speculative-config: \"draft_tensor_parallel_size\" must be 1 (one device)");

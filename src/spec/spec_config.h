@@ -13,6 +13,7 @@ struct SpecConfig {
   int num_speculative_tokens = 0;  // k >= 1
   std::string quantization;        // "", "modelopt", "compressed-tensors" (checked on load)
   int draft_tensor_parallel_size = 1;
+  bool adaptive = true;  // fourcast key "adaptive": false drafts k tokens at every step
   bool enabled() const { return num_speculative_tokens > 0; }
 };
 

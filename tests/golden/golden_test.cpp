@@ -23,9 +23,9 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/thread_pool.h"
-#include "engine/session.h"
 #include "io/safetensors.h"
 #include "model/gemma4/model.h"
+#include "spec/session.h"
 
 namespace fc {
 namespace {

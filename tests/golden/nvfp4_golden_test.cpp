@@ -21,10 +21,10 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/thread_pool.h"
-#include "engine/session.h"
 #include "io/safetensors.h"
 #include "model/gemma4/model.h"
 #include "quant/nvfp4.h"
+#include "spec/session.h"
 
 namespace fc {
 namespace {

@@ -227,17 +227,17 @@ void attention_row(const AttentionArgs& a, int s, int64_t t, int h, std::vector<
 
 void CpuBackend::attention(const AttentionArgs& a) {
   // Work items: (token, query head). Same math as attention_ref, with vector-friendly dots.
-  std::vector<int32_t> seq_of_row;
+  // Sequence s owns batch rows [q_begin[s], q_begin[s] + n_q[s]) (not necessarily contiguous
+  // across sequences: a caller may attend a subset of its rows).
+  std::vector<std::pair<int32_t, int64_t>> rows;  // (sequence, batch row)
   for (int s = 0; s < a.n_seqs; ++s)
-    for (int i = 0; i < a.n_q[s]; ++i) seq_of_row.push_back(s);
-  const int64_t n_rows = static_cast<int64_t>(seq_of_row.size());
+    for (int i = 0; i < a.n_q[s]; ++i) rows.emplace_back(s, int64_t{a.q_begin[s]} + i);
+  const int64_t n_rows = static_cast<int64_t>(rows.size());
   pool_.parallel_for(n_rows * a.n_heads, 1, [&](int64_t b, int64_t e, int) {
     std::vector<float> scores;
     for (int64_t item = b; item < e; ++item) {
-      // Batch row r belongs to sequence s, which owns rows [q_begin[s], q_begin[s] + n_q[s]).
-      const int64_t r = item / a.n_heads;
+      const auto [s, r] = rows[static_cast<size_t>(item / a.n_heads)];
       const int h = static_cast<int>(item % a.n_heads);
-      const int s = seq_of_row[static_cast<size_t>(r)];
       if (a.kv_dtype == DType::kBF16)
         attention_row<uint16_t>(a, s, r, h, scores, 1.0f, 1.0f);
       else if (a.kv_dtype == DType::kF8_E4M3)

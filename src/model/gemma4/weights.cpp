@@ -45,14 +45,15 @@ class Binder {
     return t ? bind(*t, std::move(shape)) : Weight{};
   }
   float scalar(const std::string& rel) {
-    Weight w = get(rel, {1});
+    const Weight w = get(rel, {1});  // validates and marks it; w.data may be device memory
+    const void* host = ckpt_.find(c_.tensor_prefix + rel)->data;  // so read the mapping
     float v = 0;
     if (w.dtype == DType::kF32)
-      v = *static_cast<const float*>(w.data);
+      std::memcpy(&v, host, 4);
     else if (w.dtype == DType::kBF16)
-      v = bf16_to_f32(*static_cast<const uint16_t*>(w.data));
+      v = bf16_to_f32(*static_cast<const uint16_t*>(host));
     else
-      v = f16_to_f32(*static_cast<const uint16_t*>(w.data));
+      v = f16_to_f32(*static_cast<const uint16_t*>(host));
     return v;
   }
 

@@ -1,4 +1,4 @@
-#include "engine/session.h"
+#include "spec/session.h"
 
 #include <algorithm>
 

@@ -1,0 +1,17 @@
+// Picks the compute backend for `--device cpu|cuda`.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "core/thread_pool.h"
+
+namespace fc::cli {
+
+// device "cpu": a CpuBackend over `pool`; "cuda": a CudaBackend on GPU 0 (fails with a clear
+// fc::Error when this build has no CUDA backend or the machine has no usable GPU). w4a4: NVFP4
+// activation-QDQ emulation (--nvfp4-mode w4a4) on either backend.
+std::unique_ptr<Backend> make_backend(const std::string& device, ThreadPool& pool, bool w4a4);
+
+}  // namespace fc::cli

@@ -1,0 +1,374 @@
+// CudaBackend: device memory, uploads, dispatch of each op to its kernel (kernels.h), cuBLAS for
+// large dense linears, and the native FP4 path (fp4_gemm.h). Host code only (no kernels here).
+#include "backend/cuda/cuda_backend.h"
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/cuda/fp4_gemm.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/plan.h"
+#include "core/error.h"
+
+namespace fc::cuda {
+namespace {
+
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail("CUDA backend: ", what, ": ", cudaGetErrorString(e));
+}
+void ckb(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS)
+    fail("CUDA backend: cuBLAS ", what, " failed (status ", static_cast<int>(st), ")");
+}
+// After each launch: configuration errors surface here, not at the next synchronisation.
+void ck_launch(const char* op) {
+  if (const char* e = last_launch_error()) fail("CUDA backend: ", op, " launch failed: ", e);
+}
+
+WDType wdt_of(DType d, const std::string& what) {
+  switch (d) {
+    case DType::kF32:
+      return WDType::kF32;
+    case DType::kBF16:
+      return WDType::kBF16;
+    case DType::kF16:
+      return WDType::kF16;
+    case DType::kF8_E4M3:
+      return WDType::kFP8;
+    default:
+      fail("CUDA backend: ", what, ": dtype ", dtype_name(d), " is not supported");
+  }
+}
+WDType dense_wdt(const Weight& w) {
+  const WDType t = wdt_of(w.dtype, "weight " + w.name);
+  FC_CHECK(t != WDType::kFP8, "CUDA backend: weight ", w.name, ": FP8 dense weights unsupported");
+  return t;
+}
+
+constexpr size_t kBlasWorkspace = 32ull << 20;  // cuBLAS(Lt) scratch (Hopper recommendation)
+
+// Caching-allocator size classes: 512 B granules below 1 MiB, 2 MiB above.
+size_t size_class(size_t b) {
+  b = std::max<size_t>(b, 1);
+  return b < (1u << 20) ? (b + 511) / 512 * 512 : (b + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+}
+
+}  // namespace
+
+int device_count() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+}
+std::string device_error() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) return cudaGetErrorString(e);
+  return n == 0 ? "no CUDA device found" : "";
+}
+
+struct CudaBackend::Impl {
+  int device = 0;
+  cudaDeviceProp prop{};
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* blas_ws = nullptr;
+  char* ws = nullptr;  // op scratch (workspace API, cuda_backend.h)
+  size_t ws_bytes = 0;
+  int* err_host = nullptr;  // mapped pinned flag: embed saw a bad token id
+  int* err_dev = nullptr;
+  std::multimap<size_t, void*> cached;     // freed blocks by size class
+  std::unordered_map<void*, size_t> live;  // alloc()'ed blocks and their size class
+  std::vector<void*> owned;                // upload() copies, freed with the backend
+  std::unordered_map<const void*, const uint8_t*> fp4_scales;  // codes -> swizzled scales
+
+  char* workspace(size_t need) {
+    if (need > ws_bytes) {
+      ck(cudaStreamSynchronize(stream), "workspace grow (sync)");
+      if (ws) ck(cudaFree(ws), "workspace free");
+      ws = nullptr;
+      const size_t b = std::max(need, ws_bytes * 2);
+      ck(cudaMalloc(reinterpret_cast<void**>(&ws), b), "workspace cudaMalloc");
+      ws_bytes = b;
+    }
+    return ws;
+  }
+  void* raw_alloc(size_t bytes) {
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {  // give the cache back and try once more
+      cudaGetLastError();
+      release_cache();
+      e = cudaMalloc(&p, bytes);
+    }
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail("CUDA backend: out of device memory allocating ", bytes, " bytes (",
+           cudaGetErrorString(e), ")");
+    }
+    return p;
+  }
+  void release_cache() {
+    cudaStreamSynchronize(stream);
+    for (auto& [sz, p] : cached) cudaFree(p);
+    cached.clear();
+  }
+};
+
+CudaBackend::CudaBackend(CudaOptions opts) : impl_(std::make_unique<Impl>()), opts_(opts) {
+  const int n = device_count();
+  if (n == 0)
+    fail("CUDA backend: no usable GPU (", device_error(),
+         "); run on a machine with an NVIDIA GPU and driver, or use --device cpu");
+  FC_CHECK(opts.device >= 0 && opts.device < n, "CUDA backend: device ", opts.device,
+           " does not exist (", n, " visible)");
+  Impl& m = *impl_;
+  m.device = opts.device;
+  ck(cudaSetDevice(m.device), "cudaSetDevice");
+  ck(cudaGetDeviceProperties(&m.prop, m.device), "cudaGetDeviceProperties");
+  ck(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "stream create");
+  ckb(cublasCreate(&m.blas), "create");
+  ckb(cublasSetStream(m.blas, m.stream), "set stream");
+  ckb(cublasSetMathMode(m.blas, CUBLAS_DEFAULT_MATH), "math mode");  // no TF32
+  ck(cudaMalloc(&m.blas_ws, kBlasWorkspace), "cuBLAS workspace");
+  ckb(cublasSetWorkspace(m.blas, m.blas_ws, kBlasWorkspace), "set workspace");
+  ckb(cublasLtCreate(&m.lt), "Lt create");
+  ck(cudaHostAlloc(reinterpret_cast<void**>(&m.err_host), sizeof(int), cudaHostAllocMapped),
+     "error flag");
+  *m.err_host = 0;
+  ck(cudaHostGetDevicePointer(reinterpret_cast<void**>(&m.err_dev), m.err_host, 0), "flag ptr");
+  if (opts.workspace_bytes > 0) m.workspace(opts.workspace_bytes);
+}
+
+CudaBackend::~CudaBackend() {
+  Impl& m = *impl_;
+  if (m.stream) cudaStreamSynchronize(m.stream);
+  m.release_cache();
+  for (auto& [p, sz] : m.live) cudaFree(p);
+  for (void* p : m.owned) cudaFree(p);
+  if (m.ws) cudaFree(m.ws);
+  if (m.blas_ws) cudaFree(m.blas_ws);
+  if (m.err_host) cudaFreeHost(m.err_host);
+  if (m.lt) cublasLtDestroy(m.lt);
+  if (m.blas) cublasDestroy(m.blas);
+  if (m.stream) cudaStreamDestroy(m.stream);
+}
+
+std::string CudaBackend::device_description() const {
+  const cudaDeviceProp& p = impl_->prop;
+  return std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
+         std::to_string(p.multiProcessorCount) + " SMs, " + std::to_string(p.totalGlobalMem >> 30) +
+         " GiB)";
+}
+void* CudaBackend::stream() const {
+  return impl_->stream;
+}
+void CudaBackend::synchronize() {
+  ck(cudaStreamSynchronize(impl_->stream), "synchronize");
+}
+void CudaBackend::reserve_workspace(size_t bytes) {
+  impl_->workspace(bytes);
+}
+char* CudaBackend::scratch(size_t need) {
+  return impl_->workspace(need);
+}
+int* CudaBackend::embed_error_flag() {
+  return impl_->err_dev;
+}
+
+// ---- Memory. ----
+
+void* CudaBackend::alloc(size_t bytes) {
+  Impl& m = *impl_;
+  const size_t sc = size_class(bytes);
+  void* p = nullptr;
+  if (auto it = m.cached.find(sc); it != m.cached.end()) {
+    p = it->second;
+    m.cached.erase(it);
+  } else {
+    p = m.raw_alloc(sc);
+  }
+  m.live[p] = sc;
+  return p;
+}
+void CudaBackend::free(void* p) {
+  if (!p) return;
+  Impl& m = *impl_;
+  auto it = m.live.find(p);
+  FC_CHECK(it != m.live.end(), "CUDA backend: free of a pointer alloc() did not return");
+  m.cached.emplace(it->second, p);  // reuse is stream-ordered: every op runs on one stream
+  m.live.erase(it);
+}
+void CudaBackend::to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  // Pageable sources are staged before cudaMemcpyAsync returns; pinned ones are read later, so
+  // wait for those (the caller may reuse src at once).
+  ck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, impl_->stream), "to_device");
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, src) == cudaSuccess && attr.type == cudaMemoryTypeHost)
+    synchronize();
+  cudaGetLastError();
+}
+void CudaBackend::to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0)
+    ck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, impl_->stream), "to_host");
+  synchronize();
+  if (*impl_->err_host) {
+    *impl_->err_host = 0;
+    fail("CUDA backend: embed was given a token id outside the embedding table");
+  }
+}
+void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  ck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl_->stream), "copy");
+}
+
+Weight CudaBackend::upload(const Weight& host) {
+  if (host.empty()) return host;
+  Impl& m = *impl_;
+  Weight w = host;
+  // Copies a [rows, row_bytes] matrix with a source stride into a compact device buffer.
+  auto put = [&](const void* src, int64_t rows, size_t row_bytes, size_t src_stride) {
+    void* d = m.raw_alloc(std::max<size_t>(1, static_cast<size_t>(rows) * row_bytes));
+    m.owned.push_back(d);
+    ck(cudaMemcpy2DAsync(d, row_bytes, src, src_stride, row_bytes, static_cast<size_t>(rows),
+                         cudaMemcpyHostToDevice, m.stream),
+       "upload");
+    return d;
+  };
+  if (host.nvfp4()) {
+    FC_CHECK(host.cols % 16 == 0, "CUDA backend: NVFP4 weight ", host.name, " has ", host.cols,
+             " columns, not a multiple of 16");
+    w.data =
+        put(host.data, host.rows, static_cast<size_t>(host.cols / 2), static_cast<size_t>(host.ld));
+    w.ld = host.cols / 2;
+    w.block_scale = static_cast<const uint8_t*>(put(host.block_scale, host.rows,
+                                                    static_cast<size_t>(host.cols / 16),
+                                                    static_cast<size_t>(host.scale_ld)));
+    w.scale_ld = host.cols / 16;
+    if (host.pre_quant_scale) {
+      (void)wdt_of(host.pqs_dtype, "pre_quant_scale of " + host.name);
+      const size_t b = static_cast<size_t>(host.cols * dtype_bits(host.pqs_dtype) / 8);
+      w.pre_quant_scale = put(host.pre_quant_scale, 1, b, b);
+    }
+    if (opts_.native_fp4 && m.prop.major >= 10 && host.input_scale > 0.0f &&
+        fp4_native_shape_ok(host.rows, host.cols)) {
+      const std::vector<uint8_t> sw =
+          swizzle_block_scales(host.block_scale, host.rows, host.cols / 16, host.scale_ld);
+      m.fp4_scales[w.data] = static_cast<const uint8_t*>(put(sw.data(), 1, sw.size(), sw.size()));
+    }
+  } else {
+    const size_t esz = static_cast<size_t>(dtype_bits(host.dtype) / 8);
+    FC_CHECK(esz > 0, "CUDA backend: weight ", host.name, " has sub-byte dtype ",
+             dtype_name(host.dtype));
+    w.data = put(host.data, host.rows, static_cast<size_t>(host.cols) * esz,
+                 static_cast<size_t>(host.ld) * esz);
+    w.ld = host.cols;
+  }
+  synchronize();  // the host source (an mmap) may go away after upload returns
+  return w;
+}
+
+// ---- Linear. ----
+
+size_t CudaBackend::linear_ws_need(int64_t T, const Weight& w) const {
+  if (w.nvfp4()) {
+    const bool native = impl_->fp4_scales.count(w.data) > 0;
+    const bool prep = w.pre_quant_scale || (opts_.emulate_w4a4 && w.input_scale > 0.0f);
+    return linear_ws_bytes(T, w.cols, true, 0, false, prep, native);
+  }
+  const bool blas16 = !opts_.exact_linear && T > opts_.simt_max_rows && w.dtype != DType::kF32;
+  return linear_ws_bytes(T, w.cols, false, dtype_bits(w.dtype) / 8, blas16, false, false);
+}
+
+void CudaBackend::linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,
+                         int64_t ldy, bool accumulate) {
+  linear_ws(x, T, ldx, w, y, ldy, accumulate, scratch(linear_ws_need(T, w)));
+}
+
+void CudaBackend::linear_ws(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,
+                            int64_t ldy, bool accumulate, char* ws) {
+  if (T <= 0 || w.rows <= 0) return;
+  Impl& m = *impl_;
+  const int64_t N = w.rows, K = w.cols;
+  if (w.nvfp4()) {
+    FC_CHECK(K % 16 == 0, "CUDA backend: NVFP4 weight ", w.name, " K=", K, " not a multiple of 16");
+    const WDType pdt =
+        w.pre_quant_scale ? wdt_of(w.pqs_dtype, "pre_quant_scale of " + w.name) : WDType::kF32;
+    const float* xp = x;
+    int64_t ldp = ldx;
+    char* rest = ws;
+    auto it = m.fp4_scales.find(w.data);
+    if (it != m.fp4_scales.end()) {  // Blackwell W4A4 (untested on hardware)
+      if (w.pre_quant_scale) {
+        launch_nvfp4_prepare(x, T, K, ldx, w.pre_quant_scale, pdt, 0.0f,
+                             reinterpret_cast<float*>(rest), m.stream);
+        xp = reinterpret_cast<const float*>(rest);
+        ldp = K;
+      }
+      rest += ws_align(static_cast<size_t>(T * K) * 4);
+      uint8_t* codes = reinterpret_cast<uint8_t*>(rest);
+      uint8_t* scales = codes + ws_align(static_cast<size_t>(T * K / 2));
+      launch_fp4_quantize(xp, T, K, ldp, w.input_scale, codes, scales, m.stream);
+      ck_launch("fp4_quantize");
+      Fp4GemmArgs a{static_cast<const uint8_t*>(w.data),
+                    it->second,
+                    codes,
+                    scales,
+                    N,
+                    K,
+                    T,
+                    w.global_scale * w.input_scale,
+                    y,
+                    ldy,
+                    accumulate,
+                    m.blas_ws,
+                    kBlasWorkspace};
+      if (fp4_gemm(m.lt, m.stream, a)) return;
+      xp = x;  // no algorithm: W4A16 below (with the prepared activations recomputed)
+      ldp = ldx;
+    }
+    const bool qdq = opts_.emulate_w4a4 && w.input_scale > 0.0f;
+    if (w.pre_quant_scale || qdq) {
+      launch_nvfp4_prepare(x, T, K, ldx, w.pre_quant_scale, pdt, qdq ? w.input_scale : 0.0f,
+                           reinterpret_cast<float*>(ws), m.stream);
+      xp = reinterpret_cast<const float*>(ws);
+      ldp = K;
+    }
+    launch_linear_nvfp4(xp, T, ldp, static_cast<const uint8_t*>(w.data), w.ld, w.block_scale,
+                        w.scale_ld, w.global_scale, N, K, y, ldy, accumulate, m.stream);
+    ck_launch("linear_nvfp4");
+    return;
+  }
+  const WDType wdt = dense_wdt(w);
+  if (opts_.exact_linear || T <= opts_.simt_max_rows) {
+    launch_linear_simt(x, T, ldx, w.data, wdt, N, K, w.ld, y, ldy, accumulate, m.stream);
+    ck_launch("linear_simt");
+    return;
+  }
+  // cuBLAS, column-major: y[N, T] (ld ldy) = W[K, N]ᵀ (ld w.ld) · x[K, T].
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const void* xb = x;
+  int64_t ldb = ldx;
+  cudaDataType_t dt = CUDA_R_32F;
+  if (wdt != WDType::kF32) {
+    launch_convert(x, T, K, ldx, ws, wdt, m.stream);
+    ck_launch("convert");
+    xb = ws;
+    ldb = K;
+    dt = wdt == WDType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+  }
+  ckb(cublasGemmEx(m.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(T),
+                   static_cast<int>(K), &alpha, w.data, dt, static_cast<int>(w.ld), xb, dt,
+                   static_cast<int>(ldb), &beta, y, CUDA_R_32F, static_cast<int>(ldy),
+                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      "GemmEx");
+}
+
+}  // namespace fc::cuda
