@@ -9,6 +9,7 @@ Environment:
                        (test_e2e.py) always need the trained models/tiny-gemma4.
 """
 import glob
+import json
 import os
 import re
 import signal
@@ -166,6 +167,21 @@ def proto_model():
 
 
 @pytest.fixture(scope="session")
+def spec_behaviour_server():
+    """behaviour_server with speculative decoding: the trained model drafts for itself
+    (draft_model, k = 3, fixed), so every stream carries multi-token deltas and every sampled
+    request goes through the rejection sampler."""
+    if not trained_model_present():
+        pytest.skip(f"the trained model is missing ({TRAINED_MODEL}/model.safetensors etc.)")
+    spec = json.dumps({"method": "draft_model", "model": str(TRAINED_MODEL),
+                       "num_speculative_tokens": 3, "adaptive": False})
+    s = start_server(str(TRAINED_MODEL), BEHAVIOUR_FLAGS + ["--speculative-config", spec],
+                     "behaviour-spec")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
 def nvfp4_model(proto_model, tmp_path_factory):
     """proto_model quantized by `fourcast quantize` to a ModelOpt NVFP4 checkpoint with FP8 KV
     scales: what the production launch commands (`--quantization modelopt --kv-cache-dtype fp8`)
@@ -176,6 +192,19 @@ def nvfp4_model(proto_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("nvfp4") / "model"
     r = subprocess.run([binary, "quantize", "--model", proto_model, "--out", str(out),
                         "--format", "modelopt", "--algo", "max", "--kv-cache", "fp8", "--quiet"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def assistant_model(proto_model, tmp_path_factory):
+    """A random Gemma 4 MTP assistant with the geometry proto_model pairs with."""
+    binary = fourcast_bin()
+    if binary is None:
+        pytest.skip("fourcast binary not found (set FOURCAST_BIN or build the fourcast target)")
+    out = tmp_path_factory.mktemp("assistant") / "model"
+    r = subprocess.run([binary, "synth", "--assistant-for", proto_model, "--out", str(out)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return str(out)

@@ -37,6 +37,12 @@ JSON_CASES = [
     ("content_part_unknown_type", CHAT,
      chat(messages=[{"role": "user", "content": [{"type": "bogus", "text": "x"}]}]), 400, ANY),
     ("model_is_number", CHAT, chat(model=5), 400, "model"),
+    ("num_speculative_tokens_negative", CHAT, chat(num_speculative_tokens=-1), 400,
+     "num_speculative_tokens"),
+    ("num_speculative_tokens_huge", CHAT, chat(num_speculative_tokens=1000), 400,
+     "num_speculative_tokens"),
+    ("num_speculative_tokens_string", CHAT, chat(num_speculative_tokens="3"), 400,
+     "num_speculative_tokens"),
     ("unknown_model", CHAT, chat(model="no-such-model"), 404, "model"),
     # --- sampling fields of the wrong type or out of range
     ("temperature_string", CHAT, chat(temperature="hot"), 400, "temperature"),

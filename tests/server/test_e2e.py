@@ -3,7 +3,8 @@ behaviours through the official OpenAI client and raw HTTP, streaming and not, t
 reasoning, sampling controls, usage, logprobs, and the side endpoints.
 
 The server runs with --enable-auto-tool-choice --tool-call-parser gemma4 --reasoning-parser
-gemma4, as the production launch commands do. Deterministic tests use temperature 0."""
+gemma4, as the production launch commands do, once plain and once with speculative decoding.
+Deterministic tests use temperature 0."""
 import json
 
 import pytest
@@ -28,9 +29,12 @@ def user(text):
     return [{"role": "user", "content": text}]
 
 
-@pytest.fixture(scope="module")
-def srv(behaviour_server):
-    return behaviour_server
+@pytest.fixture(scope="module", params=["plain", "speculative"])
+def srv(request):
+    """Every test runs against the plain server and against one drafting for itself (the same
+    answers, tool calls and reasoning must come out of multi-token verification steps)."""
+    return request.getfixturevalue(
+        "behaviour_server" if request.param == "plain" else "spec_behaviour_server")
 
 
 @pytest.fixture(scope="module")
@@ -637,3 +641,28 @@ def test_tokenize_detokenize_round_trip(srv):
     assert post(srv.base_url, "/detokenize", {"tokens": ids}).json()["prompt"] == "Hello there"
 
 
+
+
+def test_speculative_counters_and_usage(srv, client, model):
+    """With speculation: usage carries the drafts of this request, /metrics the totals, and the
+    per-request switch turns drafting off. Without: neither appears."""
+    speculative = srv.name.endswith("-spec")
+    r = client.chat.completions.create(model=model, messages=user("Count to five"),
+                                       max_tokens=20, temperature=0)
+    u = r.usage.model_extra.get("speculative")
+    samples = parse_prometheus(requests.get(srv.base_url + "/metrics", timeout=10).text)[0]
+    drafts = metric(samples, "vllm:spec_decode_num_drafts_total")
+    if not speculative:
+        assert u is None and drafts == 0
+        return
+    assert u["drafts"] >= 1 and u["draft_tokens"] >= u["accepted_tokens"] >= 0
+    # The model drafts for itself and greedy verification accepts every draft.
+    assert u["accepted_tokens"] == u["draft_tokens"]
+    assert u["mean_acceptance_length"] == 1 + u["accepted_tokens"] / u["drafts"]
+    assert drafts >= u["drafts"]
+    assert metric(samples, "fourcast:spec_decode_mean_acceptance_length") > 1
+    off = client.chat.completions.create(model=model, messages=user("Count to five"),
+                                         max_tokens=20, temperature=0,
+                                         extra_body={"num_speculative_tokens": 0})
+    assert off.choices[0].message.content == r.choices[0].message.content
+    assert off.usage.model_extra.get("speculative") is None

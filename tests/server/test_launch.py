@@ -10,7 +10,9 @@ import requests
 from conftest import Server, fourcast_bin
 from helpers import post
 
-# The production commands, with the model path replaced by MODEL; --host 127.0.0.1 --port 0 are
+# The production commands, with the model path replaced by MODEL and the drafters' by DRAFTER (an
+# NVFP4 ModelOpt checkpoint: the quantized tiny model drafts for itself) and ASSISTANT (a Gemma 4
+# MTP assistant made for the tiny model by `fourcast synth --assistant-for`); --host 127.0.0.1 --port 0 are
 # appended. They use --max-model-len 131072 and port 8000 in production; the tiny test model's
 # max_position_embeddings is 4096, so 4096 here.
 LAUNCH_COMMANDS = {
@@ -20,14 +22,14 @@ LAUNCH_COMMANDS = {
         "--gpu-memory-utilization 0.85 --trust-remote-code --enable-chunked-prefill "
         "--enable-prefix-caching --enable-auto-tool-choice --tool-call-parser gemma4 "
         "--reasoning-parser gemma4 --speculative-config "
-        "'{\"method\":\"draft_model\",\"model\":\"/models/e4b-drafter\","
+        "'{\"method\":\"draft_model\",\"model\":\"DRAFTER\","
         "\"num_speculative_tokens\":5,\"quantization\":\"modelopt\"}'"),
     "mtp_single_seq": (
         "serve MODEL --max-model-len 4096 --max-num-seqs 1 --gpu-memory-utilization 0.80 "
         "--kv-cache-dtype fp8 --enable-prefix-caching --disable-hybrid-kv-cache-manager "
         "--chat-template-content-format openai --default-chat-template-kwargs "
         "'{\"enable_thinking\": false}' --chat-template MODEL/chat_template.jinja "
-        "--speculative-config '{\"method\":\"mtp\",\"model\":\"/x\",\"num_speculative_tokens\":2}'"),
+        "--speculative-config '{\"method\":\"mtp\",\"model\":\"ASSISTANT\",\"num_speculative_tokens\":2}'"),
     "multimodal_limits": (
         "serve MODEL --kv-cache-dtype fp8 --gpu-memory-utilization 0.90 --reasoning-parser gemma4 "
         "--tool-call-parser gemma4 --enable-auto-tool-choice --limit-mm-per-prompt "
@@ -35,22 +37,26 @@ LAUNCH_COMMANDS = {
 }
 
 
-def launch_args(command, model):
-    args = shlex.split(command.replace("MODEL", model))
+def launch_args(command, model, drafter="", assistant=""):
+    args = shlex.split(command.replace("MODEL", model).replace("DRAFTER", drafter)
+                       .replace("ASSISTANT", assistant))
     assert args[0] == "serve" and args[1] == model
     return args[2:]
 
 
 @pytest.mark.parametrize("name", list(LAUNCH_COMMANDS))
-def test_launch_command_accepted(proto_model, nvfp4_model, name):
+def test_launch_command_accepted(proto_model, nvfp4_model, assistant_model, name):
     # `--quantization modelopt` must be given a ModelOpt checkpoint (vLLM refuses a mismatch).
     model = nvfp4_model if "--quantization modelopt" in LAUNCH_COMMANDS[name] else proto_model
-    s = Server(model, launch_args(LAUNCH_COMMANDS[name], model), f"launch-{name}")
+    s = Server(model, launch_args(LAUNCH_COMMANDS[name], model, nvfp4_model, assistant_model),
+               f"launch-{name}")
     s.start()
     try:
         assert "max_model_len 4096" in s.log(), s.log()
         if "--kv-cache-dtype fp8" in LAUNCH_COMMANDS[name]:
             assert "F8_E4M3" in s.log(), s.log()
+        if "--speculative-config" in LAUNCH_COMMANDS[name]:
+            assert "speculative decoding:" in s.log(), s.log()
         assert requests.get(s.base_url + "/health", timeout=10).status_code == 200
         models = requests.get(s.base_url + "/v1/models", timeout=10).json()
         ids = [m["id"] for m in models["data"]]

@@ -224,6 +224,15 @@ void add_quant_config(json& config, const std::string& dir, const SynthOptions& 
 
 }  // namespace
 
+uint64_t synth_mix(uint64_t z) {
+  return mix(z);
+}
+
+TensorSource synth_random_bf16(const std::string& name, std::vector<int64_t> shape, uint64_t salt,
+                               float center, float half_width) {
+  return random_bf16(name, std::move(shape), salt, center, half_width);
+}
+
 int64_t write_synthetic(const json& config, const std::string& dir, const SynthOptions& opt) {
   const Config c = parse_config(config, "synth config");
   const int64_t H = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;

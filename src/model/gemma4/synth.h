@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "io/safetensors.h"
+
 namespace fc::gemma4 {
 
 // The config.json of a named shape ("e2b", "e4b", "26b-a4b", "31b"), nested
@@ -35,5 +37,14 @@ struct SynthOptions {
 // parameters written (logical elements).
 int64_t write_synthetic(const nlohmann::json& config, const std::string& dir,
                         const SynthOptions& opt);
+
+// The counter-based generator behind every synthetic writer (also synth_drafters.cpp): value i of
+// stream `salt` is a function of (salt, i) only, so tensors can be filled in any order and chunk
+// size and the result depends on the seed alone.
+uint64_t synth_mix(uint64_t z);
+// A BF16 tensor of uniform values in [center - half_width, center + half_width) (std =
+// half_width / sqrt(3)), element i drawn from synth_mix(salt ^ synth_mix(i)).
+TensorSource synth_random_bf16(const std::string& name, std::vector<int64_t> shape, uint64_t salt,
+                               float center, float half_width);
 
 }  // namespace fc::gemma4

@@ -132,6 +132,44 @@ TEST(CpuOps, PagedAttentionMatchesReference) {
   }
 }
 
+TEST(CpuOps, AttentionOverASubsetOfBatchRows) {
+  // Sequences own rows [q_begin, q_begin + n_q) of the batch, not necessarily from row 0 or
+  // contiguously (the MTP assistant attends subsets of its rows per window class).
+  ThreadPool pool(3);
+  CpuBackend be(pool);
+  const int H = 2, D = 8, B = 4, rows = 7;
+  std::vector<float> q = randn(static_cast<size_t>(rows * H * D), 11);
+  std::vector<float> k = randn(static_cast<size_t>(8 * B * H * D), 12);
+  std::vector<float> v = randn(static_cast<size_t>(8 * B * H * D), 13);
+  std::vector<int32_t> qb = {5, 1}, nq = {1, 2}, p0 = {9, 3}, tables = {0, 1, 2, 3, 4, 5},
+                       off = {0, 3};
+  std::vector<float> o1(static_cast<size_t>(rows * H * D), 7.0f), o2 = o1;
+  AttentionArgs a;
+  a.q = q.data();
+  a.ldq = H * D;
+  a.ldo = H * D;
+  a.k_cache = k.data();
+  a.v_cache = v.data();
+  a.n_heads = H;
+  a.n_kv_heads = H;
+  a.head_dim = D;
+  a.block_size = B;
+  a.sliding_window = 5;
+  a.n_seqs = 2;
+  a.q_begin = qb.data();
+  a.n_q = nq.data();
+  a.pos0 = p0.data();
+  a.block_tables = tables.data();
+  a.table_offset = off.data();
+  a.out = o1.data();
+  attention_ref(a);
+  a.out = o2.data();
+  be.attention(a);
+  EXPECT_LE(max_rel(o2, o1), 1e-5f);
+  for (int r : {0, 3, 4, 6}) EXPECT_EQ(o2[static_cast<size_t>(r * H * D)], 7.0f) << r;
+  for (int r : {1, 2, 5}) EXPECT_NE(o2[static_cast<size_t>(r * H * D)], 7.0f) << r;
+}
+
 TEST(CpuOps, KvWriteRoundsToBf16) {
   ThreadPool pool(1);
   CpuBackend be(pool);

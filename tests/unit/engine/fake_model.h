@@ -56,14 +56,28 @@ class FakeModel {
   // token of each request that got logits.
   void run(const Scheduler& s, const SchedulerOutput& out,
            std::unordered_map<RequestId, int32_t>& sampled) {
-    const int bs = kv_.config().block_size;
+    std::unordered_map<RequestId, std::vector<int32_t>> emitted;
+    run(s, out, emitted);
     sampled.clear();
+    for (const auto& [id, e] : emitted) sampled[id] = e.back();
+  }
+  // The same with draft tokens verified greedily: `emitted` gets, per request with logits, the
+  // accepted drafts followed by the model's own token (correction or bonus).
+  void run(const Scheduler& s, const SchedulerOutput& out,
+           std::unordered_map<RequestId, std::vector<int32_t>>& emitted) {
+    const int bs = kv_.config().block_size;
+    emitted.clear();
     std::vector<std::vector<uint64_t>> vals;
+    std::vector<std::vector<int32_t>> seqs;
     for (const ScheduledSeq& q : out.seqs) {
-      const std::vector<int32_t>& t = s.tokens(q.id);
+      std::vector<int32_t> t = s.tokens(q.id);
+      const int plain = static_cast<int>(t.size());
+      const std::vector<int32_t>& d = s.drafts(q.id);
+      t.insert(t.end(), d.begin(), d.begin() + q.num_drafts);
+      seqs.push_back(t);
       EXPECT_EQ(q.pos0, s.num_computed(q.id));
       EXPECT_LE(q.pos0 + q.num_tokens, static_cast<int>(t.size()));
-      EXPECT_EQ(q.needs_logits, q.pos0 + q.num_tokens == static_cast<int>(t.size()));
+      EXPECT_EQ(q.needs_logits, q.pos0 + q.num_tokens - q.num_drafts == plain);
       EXPECT_EQ(kv_.length(q.id), q.pos0 + q.num_tokens);
       vals.push_back(prefix_values(t, static_cast<size_t>(q.pos0 + q.num_tokens)));
       for (int g = 0; g < kv_.num_groups(); ++g) {
@@ -90,7 +104,13 @@ class FakeModel {
         }
       }
       ++reads_checked_;
-      if (q.needs_logits) sampled[q.id] = sample_from(vals[i].back(), vocab_);
+      if (!q.needs_logits) continue;
+      std::vector<int32_t>& e = emitted[q.id];
+      for (int r = end - 1 - q.num_drafts; r < end; ++r) {
+        const int32_t own = sample_from(vals[i][static_cast<size_t>(r)], vocab_);
+        e.push_back(own);
+        if (r + 1 >= end || seqs[i][static_cast<size_t>(r + 1)] != own) break;  // draft rejected
+      }
     }
   }
   int64_t reads_checked() const { return reads_checked_; }
