@@ -1,5 +1,6 @@
 #include "apps/cli/commands.h"
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "kv/kv_storage.h"
 #include "model/gemma4/model.h"
 #include "model/gemma4/synth.h"
+#include "model/gemma4/synth_drafters.h"
 #include "sample/generation_config.h"
 #include "tokenizer/tokenizer.h"
 
@@ -134,11 +136,82 @@ int cmd_inspect(int argc, char** argv) {
   return 0;
 }
 
+namespace {
+
+// The ids a tokenizer file can print (EAGLE-3 draft vocabularies and damped embedding rows).
+std::vector<int32_t> tokenizer_ids(const std::string& path) {
+  const tok::Tokenizer t = tok::Tokenizer::from_file(path);
+  std::vector<int32_t> ids;
+  for (int32_t id = 0; id < t.id_bound(); ++id)
+    if (t.id_to_token(id)) ids.push_back(id);
+  return ids;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// `synth --copy-of / --eagle3-for / --assistant-for`: drafters made for a target checkpoint.
+int synth_drafter(const Args& a, const std::string& out) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const uint64_t seed = static_cast<uint64_t>(a.get_int("--seed", 1));
+  char buf[256];
+  if (auto src = a.get("--copy-of")) {
+    gemma4::CopyOptions o;
+    o.noise = a.get_double("--noise", 0.0);
+    o.seed = seed;
+    o.max_shard_bytes = static_cast<uint64_t>(a.get_double("--shard-gb", 4.0) * (1ull << 30));
+    log_line(LogLevel::kInfo, "synth: copying " + *src + " to " + out);
+    const gemma4::CopyReport r = gemma4::write_copy(*src, out, o);
+    std::snprintf(buf, sizeof buf,
+                  "synth: wrote %lld tensors (%.2f GB; noise %g: %lld dense perturbed, %lld NVFP4 "
+                  "re-coded) in %.1f s",
+                  static_cast<long long>(r.tensors), r.bytes / 1e9, o.noise,
+                  static_cast<long long>(r.perturbed), static_cast<long long>(r.repacked),
+                  seconds_since(t0));
+  } else if (auto target = a.get("--eagle3-for")) {
+    gemma4::Eagle3SynthOptions o;
+    o.seed = seed;
+    o.draft_vocab_size = a.get_int("--draft-vocab", 32000);
+    o.verifier = *target;
+    // Ids the target's tokenizer has go into the draft vocabulary first.
+    const std::string tpath = a.get("--tokenizer").value_or(*target + "/tokenizer.json");
+    if (std::filesystem::exists(tpath)) o.preferred_ids = tokenizer_ids(tpath);
+    log_line(LogLevel::kInfo, "synth: writing an EAGLE-3 head for " + *target + " to " + out);
+    const int64_t n = gemma4::write_eagle3_for(*target, out, o);
+    std::snprintf(buf, sizeof buf, "synth: wrote %lld parameters in %.1f s",
+                  static_cast<long long>(n), seconds_since(t0));
+  } else {
+    const std::string base = a.require("--assistant-for");
+    gemma4::AssistantSynthOptions o;
+    o.seed = seed;
+    o.num_centroids = a.get_int("--centroids", -1);
+    o.centroid_top_k = a.get_int("--centroid-top-k", 32);
+    log_line(LogLevel::kInfo, "synth: writing a gemma4_assistant for " + base + " to " + out);
+    const int64_t n = gemma4::write_assistant_for(base, out, o);
+    std::snprintf(buf, sizeof buf, "synth: wrote %lld parameters in %.1f s",
+                  static_cast<long long>(n), seconds_since(t0));
+  }
+  log_line(LogLevel::kInfo, buf);
+  return 0;
+}
+
+}  // namespace
+
 int cmd_synth(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--shape", "--out", "--seed", "--shard-gb", "--tokenizer", "--quant"},
-         {"--attn-bf16", "--w4a16"});
-  const std::string shape = a.require("--shape");
+  Args a(
+      argc, argv, 2,
+      {"--shape", "--out", "--seed", "--shard-gb", "--tokenizer", "--quant", "--copy-of", "--noise",
+       "--eagle3-for", "--assistant-for", "--draft-vocab", "--centroids", "--centroid-top-k"},
+      {"--attn-bf16", "--w4a16"});
   const std::string out = a.require("--out");
+  const int modes =
+      a.has("--shape") + a.has("--copy-of") + a.has("--eagle3-for") + a.has("--assistant-for");
+  if (modes != 1)
+    fail("synth: give exactly one of --shape, --copy-of, --eagle3-for, --assistant-for");
+  if (a.has("--noise") && !a.has("--copy-of")) fail("synth: --noise needs --copy-of");
+  if (!a.has("--shape")) return synth_drafter(a, out);
+  const std::string shape = a.require("--shape");
   nlohmann::json cfg;
   if (shape.size() > 5 && shape.substr(shape.size() - 5) == ".json") {
     std::ifstream f(shape);
@@ -163,12 +236,8 @@ int cmd_synth(int argc, char** argv) {
     fail("synth: --quant '", quant, "' is not one of none, modelopt, compressed-tensors");
   so.quantize_attention = !a.has("--attn-bf16");
   so.input_scales = !a.has("--w4a16");
-  if (auto tpath = a.get("--tokenizer")) {
-    // Also copy the tokenizer so the checkpoint can be served.
-    const tok::Tokenizer t = tok::Tokenizer::from_file(*tpath);
-    for (int32_t id = 0; id < t.id_bound(); ++id)
-      if (t.id_to_token(id)) so.used_ids.push_back(id);
-  }
+  // Also copy the tokenizer (below) so the checkpoint can be served.
+  if (auto tpath = a.get("--tokenizer")) so.used_ids = tokenizer_ids(*tpath);
   log_line(LogLevel::kInfo, "synth: writing " + shape + " to " + out);
   const int64_t n = gemma4::write_synthetic(cfg, out, so);
   if (auto tpath = a.get("--tokenizer"))

@@ -1,4 +1,5 @@
 #include "spec/eagle3.h"
+#include "backend/scratch.h"
 
 #include <algorithm>
 #include <chrono>
@@ -90,24 +91,8 @@ struct Eagle3Drafter::Seq {
 };
 
 // Device buffers reused across forwards, grown on demand.
-struct Eagle3Drafter::Scratch {
-  Backend& be;
-  std::vector<std::pair<void*, size_t>> bufs;
-  explicit Scratch(Backend& b) : be(b) {}
-  ~Scratch() {
-    for (auto& [p, n] : bufs)
-      if (p) be.free(p);
-  }
-  void* get(size_t i, size_t bytes) {
-    if (bufs.size() <= i) bufs.resize(i + 1, {nullptr, 0});
-    auto& [p, n] = bufs[i];
-    if (n < bytes) {
-      if (p) be.free(p);
-      p = be.alloc(bytes);
-      n = bytes;
-    }
-    return p;
-  }
+struct Eagle3Drafter::Scratch : DeviceScratch {
+  using DeviceScratch::DeviceScratch;
 };
 
 Eagle3Drafter::Eagle3Drafter(const std::string& dir, const gemma4::Model& target, Backend& backend,

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/scratch.h"
 #include "model/gemma4/config.h"
 #include "spec/mtp.h"
 
@@ -27,28 +28,8 @@ struct MtpDrafter::Layer {
 };
 
 // Device buffers reused across propose() calls; buffer i grows when a batch needs more.
-struct MtpDrafter::Scratch {
-  Backend& be;
-  struct Buf {
-    void* p = nullptr;
-    size_t bytes = 0;
-  };
-  std::vector<Buf> bufs;
-  explicit Scratch(Backend& b) : be(b) {}
-  ~Scratch() {
-    for (Buf& b : bufs)
-      if (b.p) be.free(b.p);
-  }
-  void* get(size_t i, size_t bytes) {
-    if (bufs.size() <= i) bufs.resize(i + 1);
-    Buf& b = bufs[i];
-    if (b.bytes < bytes) {
-      if (b.p) be.free(b.p);
-      b.p = be.alloc(bytes);
-      b.bytes = bytes;
-    }
-    return b.p;
-  }
+struct MtpDrafter::Scratch : DeviceScratch {
+  using DeviceScratch::DeviceScratch;
 };
 
 }  // namespace fc::spec

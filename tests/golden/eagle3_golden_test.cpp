@@ -6,6 +6,8 @@
 // (a drafter that saw rejected drafts equals a fresh one given the same history).
 #include <gtest/gtest.h>
 
+#include "tests/common/golden_io.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -28,6 +30,9 @@
 namespace fc {
 namespace {
 
+using test::read_f32;
+using test::read_ids;
+
 namespace fs = std::filesystem;
 using spec::Eagle3Drafter;
 using spec::Eagle3Options;
@@ -36,23 +41,6 @@ const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 const std::string kSpecDir = kFixtures + "eagle3-mini";
 const std::string kMidDir = kFixtures + "eagle3-mini-midlayer";
 constexpr int kV = 256, kH = 64, kK = 4;
-
-std::vector<float> read_f32(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo& t = *f.find(name);
-  std::vector<float> v(t.numel);
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
-std::vector<int32_t> read_i64(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo& t = *f.find(name);
-  std::vector<int32_t> v(t.numel);
-  for (size_t i = 0; i < t.numel; ++i) {
-    int64_t x;
-    std::memcpy(&x, t.data + 8 * i, 8);
-    v[i] = static_cast<int32_t>(x);
-  }
-  return v;
-}
 
 // max |got - want| over finite entries of `want`; the -inf pattern must match exactly.
 float logit_diff(const float* got, const float* want, size_t n) {
@@ -92,7 +80,7 @@ struct Env {
     o.max_step_tokens = 64;
     session = std::make_unique<Session>(*target, be, o);
     golden = SafetensorsFile::open(kSpecDir + "/golden.safetensors");
-    ids = read_i64(*golden, "ids");
+    ids = read_ids(*golden, "ids");
   }
   std::unique_ptr<Eagle3Drafter> drafter(const std::string& dir = kSpecDir, bool record = true) {
     Eagle3Options o;
@@ -168,7 +156,7 @@ TEST(Eagle3Golden, AuxRowsFirstPassAndChainedDrafts) {
     EXPECT_LE(diff, tol) << "aux block " << c;
   }
   const std::vector<int32_t> drafts = env.propose(*d, 1, env.ids);
-  EXPECT_EQ(drafts, read_i64(*env.golden, "drafts"));
+  EXPECT_EQ(drafts, read_ids(*env.golden, "drafts"));
   expect_golden(*d, 1, *env.golden, "speculators, fourcast aux");
   EXPECT_EQ(d->kv_valid(1), m);
   EXPECT_EQ(d->stats().forward_calls, kK);
@@ -183,10 +171,10 @@ TEST(Eagle3Golden, AuxRowsFirstPassAndChainedDrafts) {
     hr.captured.emplace_back(aux.data() + static_cast<size_t>(c) * m * kH,
                              static_cast<size_t>(m) * kH);
   d2->observe(7, env.ids, hr);
-  EXPECT_EQ(env.propose(*d2, 7, env.ids), read_i64(*env.golden, "drafts"));
+  EXPECT_EQ(env.propose(*d2, 7, env.ids), read_ids(*env.golden, "drafts"));
   expect_golden(*d2, 7, *env.golden, "speculators, reference aux");
   // Proposing again with the same tokens recomputes the last row only and gives the same drafts.
-  EXPECT_EQ(env.propose(*d2, 7, env.ids), read_i64(*env.golden, "drafts"));
+  EXPECT_EQ(env.propose(*d2, 7, env.ids), read_ids(*env.golden, "drafts"));
 }
 
 TEST(Eagle3Golden, MidlayerLayoutLoadsIdentically) {
@@ -213,8 +201,8 @@ TEST(Eagle3Golden, MidlayerLayoutLoadsIdentically) {
 TEST(Eagle3Golden, BatchedRequestsMatchSingle) {
   Env env;
   auto tgold = SafetensorsFile::open(kFixtures + "mini-31b/golden.safetensors");
-  std::vector<int32_t> other = read_i64(*tgold, "p1.ids");
-  other.push_back(read_i64(*tgold, "p1.greedy")[0]);
+  std::vector<int32_t> other = read_ids(*tgold, "p1.ids");
+  other.push_back(read_ids(*tgold, "p1.greedy")[0]);
   auto d = env.drafter(kSpecDir, false);
   const int m1 = static_cast<int>(env.ids.size()) - 1, m2 = static_cast<int>(other.size()) - 1;
   env.run_and_observe(*d, 1, env.ids, 0, m1, m1);
@@ -224,7 +212,7 @@ TEST(Eagle3Golden, BatchedRequestsMatchSingle) {
   in[1].id = 2, in[1].tokens = other, in[1].k = 2;  // different k per request
   std::vector<std::vector<int32_t>> out;
   d->propose(in, out);
-  EXPECT_EQ(out[0], read_i64(*env.golden, "drafts"));
+  EXPECT_EQ(out[0], read_ids(*env.golden, "drafts"));
   auto single = env.drafter(kSpecDir, false);
   env.session->remove(2);
   env.run_and_observe(*single, 2, other, 0, m2, m2);

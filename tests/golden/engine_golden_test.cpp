@@ -3,6 +3,8 @@
 // decode, and a KV pool small enough to force preemption and recompute.
 #include <gtest/gtest.h>
 
+#include "tests/common/golden_io.h"
+
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -18,19 +20,10 @@
 namespace fc {
 namespace {
 
-const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
+using test::read_f32;
+using test::read_ids;
 
-std::vector<int32_t> read_ids(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  if (!t) fail("golden tensor ", name, " missing");
-  std::vector<int32_t> v(t->numel);
-  for (size_t i = 0; i < t->numel; ++i) {
-    int64_t x;
-    std::memcpy(&x, t->data + 8 * i, 8);
-    v[i] = static_cast<int32_t>(x);
-  }
-  return v;
-}
+const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 
 // Engine stats are published after each step, so a reader may briefly see the step before the
 // last event; wait (bounded) until the engine is idle.
@@ -110,7 +103,9 @@ TEST_P(EngineGolden, ConcurrentRequestsReproduceReferenceTokens) {
   const EngineStats st = idle_stats(engine);
   EXPECT_EQ(st.running, 0);
   EXPECT_EQ(st.kv_blocks_free, st.kv_blocks_total);
-  if (c.kv_tokens < 64) EXPECT_GT(st.preemptions, 0) << "the small pool should force preemption";
+  if (c.kv_tokens < 64) {
+    EXPECT_GT(st.preemptions, 0) << "the small pool should force preemption";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -14,6 +14,8 @@
 //  - greedy tokens: all 16 identical.
 #include <gtest/gtest.h>
 
+#include "tests/common/golden_io.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -30,6 +32,9 @@
 namespace fc {
 namespace {
 
+using test::read_f32;
+using test::read_ids;
+
 const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 
 struct Prompt {
@@ -39,29 +44,6 @@ struct Prompt {
   std::vector<int32_t> greedy;
   std::vector<float> greedy_logits;  // [16, V]
 };
-
-std::vector<float> read_f32(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  EXPECT_EQ(t->dtype, DType::kF32) << name;
-  std::vector<float> v(t->numel);
-  std::memcpy(v.data(), t->data, t->nbytes);
-  return v;
-}
-std::vector<int32_t> read_i64(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  EXPECT_EQ(t->dtype, DType::kI64) << name;
-  std::vector<int32_t> v(t->numel);
-  for (size_t i = 0; i < t->numel; ++i) {
-    int64_t x;
-    std::memcpy(&x, t->data + 8 * i, 8);
-    v[i] = static_cast<int32_t>(x);
-  }
-  return v;
-}
 
 struct Fixture {
   std::string name;
@@ -84,10 +66,10 @@ struct Fixture {
     for (int i = 0; i < 2; ++i) {
       const std::string p = "p" + std::to_string(i) + ".";
       Prompt pr;
-      pr.ids = read_i64(*golden, p + "ids");
+      pr.ids = read_ids(*golden, p + "ids");
       pr.hidden = read_f32(*golden, p + "hidden");
       pr.logits = read_f32(*golden, p + "logits");
-      pr.greedy = read_i64(*golden, p + "greedy");
+      pr.greedy = read_ids(*golden, p + "greedy");
       pr.greedy_logits = read_f32(*golden, p + "greedy_logits");
       prompts.push_back(std::move(pr));
     }

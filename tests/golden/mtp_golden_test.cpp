@@ -13,6 +13,8 @@
 // another order). Drafts identical (the fixture's smallest top1-top2 margin is 0.042).
 #include <gtest/gtest.h>
 
+#include "tests/common/golden_io.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -35,30 +37,12 @@
 namespace fc {
 namespace {
 
+using test::read_f32;
+using test::read_ids;
+
 namespace fs = std::filesystem;
 const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 constexpr int kK = 3;
-
-std::vector<float> read_f32(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  std::vector<float> v(t->numel);
-  std::memcpy(v.data(), t->data, t->nbytes);
-  return v;
-}
-std::vector<int32_t> read_i64(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  std::vector<int32_t> v(t->numel);
-  for (size_t i = 0; i < t->numel; ++i) {
-    int64_t x;
-    std::memcpy(&x, t->data + 8 * i, 8);
-    v[i] = static_cast<int32_t>(x);
-  }
-  return v;
-}
 
 struct Golden {
   std::vector<int32_t> ids, drafts;
@@ -159,9 +143,9 @@ class MtpGolden : public ::testing::TestWithParam<std::string> {
     for (int i = 0; i < 2; ++i) {
       const std::string p = "p" + std::to_string(i) + ".";
       Golden x;
-      x.ids = read_i64(*g, p + "ids");
-      x.next = read_i64(*g, p + "next").at(0);
-      x.drafts = read_i64(*g, p + "drafts");
+      x.ids = read_ids(*g, p + "ids");
+      x.next = read_ids(*g, p + "next").at(0);
+      x.drafts = read_ids(*g, p + "drafts");
       x.logits = read_f32(*g, p + "draft_logits");
       x.hidden = read_f32(*g, p + "hidden");
       golden.push_back(std::move(x));
@@ -331,8 +315,8 @@ TEST(MtpRefuse, IncompatiblePairs) {
 
 TEST(MtpSuppress, SuppressedTokensAreNeverDrafted) {
   auto g = SafetensorsFile::open(kFixtures + "mtp-mini/golden.safetensors");
-  const std::vector<int32_t> ids = read_i64(*g, "p0.ids"), want = read_i64(*g, "p0.drafts");
-  const int32_t next = read_i64(*g, "p0.next").at(0);
+  const std::vector<int32_t> ids = read_ids(*g, "p0.ids"), want = read_ids(*g, "p0.drafts");
+  const int32_t next = read_ids(*g, "p0.next").at(0);
   const std::vector<float> logits = read_f32(*g, "p0.draft_logits");
   const std::string dir = edited_copy(
       "suppress", [](auto&) {}, "{\"suppress_tokens\": [" + std::to_string(want[0]) + "]}");

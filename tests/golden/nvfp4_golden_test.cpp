@@ -12,6 +12,8 @@
 // the measured error is reported by the test.
 #include <gtest/gtest.h>
 
+#include "tests/common/golden_io.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -29,28 +31,10 @@
 namespace fc {
 namespace {
 
-const std::string kDir = std::string(FC_SOURCE_DIR) + "/tests/fixtures/nvfp4/";
+using test::read_f32;
+using test::read_ids;
 
-std::vector<float> read_f32(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  std::vector<float> v(t->numel);
-  std::memcpy(v.data(), t->data, t->nbytes);
-  return v;
-}
-std::vector<int32_t> read_ids(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  std::vector<int32_t> v(t->numel);
-  for (size_t i = 0; i < t->numel; ++i) {
-    int64_t x;
-    std::memcpy(&x, t->data + 8 * i, 8);
-    v[i] = static_cast<int32_t>(x);
-  }
-  return v;
-}
+const std::string kDir = std::string(FC_SOURCE_DIR) + "/tests/fixtures/nvfp4/";
 
 struct Loaded {
   std::unique_ptr<ThreadPool> pool;
@@ -257,7 +241,9 @@ TEST(Nvfp4Producers, CompressedTensorsAndModelOptDequantizeAlike) {
           };
           const int ca = code(x), cb = code(y);
           EXPECT_EQ(std::abs((ca & 7) - (cb & 7)), 1) << x.name << " codes " << ca << " " << cb;
-          if ((ca & 7) && (cb & 7)) EXPECT_EQ(ca & 8, cb & 8) << x.name;
+          if ((ca & 7) && (cb & 7)) {
+            EXPECT_EQ(ca & 8, cb & 8) << x.name;
+          }
         }
       }
     }

@@ -164,7 +164,9 @@ TEST(SpecEngine, GreedyDraftModelIsExactForEveryK) {
         EXPECT_LT(accept, 0.5) << "k " << k;
       }
       // Fewer target steps than tokens when drafts are accepted.
-      if (exact) EXPECT_LT(r.stats.steps, ref.stats.steps);
+      if (exact) {
+        EXPECT_LT(r.stats.steps, ref.stats.steps);
+      }
     }
   }
 }

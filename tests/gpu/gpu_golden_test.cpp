@@ -7,6 +7,8 @@
 // Skipped (exit 0) without a GPU.
 #include <gtest/gtest.h>
 
+#include "tests/common/golden_io.h"
+
 #include <cstdlib>
 #include <cstring>
 
@@ -18,33 +20,15 @@
 namespace fc::gputest {
 namespace {
 
+using test::read_f32;
+using test::read_ids;
+
 // FOURCAST_SOURCE_DIR (set by scripts/gpu/test.sh) overrides the configure-time source folder, so
 // a build carried to another machine finds this checkout's fixtures.
 const std::string kFixtures =
     std::string(std::getenv("FOURCAST_SOURCE_DIR") ? std::getenv("FOURCAST_SOURCE_DIR")
                                                    : FC_SOURCE_DIR) +
     "/tests/fixtures/";
-
-std::vector<float> read_f32(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  std::vector<float> v(t->numel);
-  std::memcpy(v.data(), t->data, t->nbytes);
-  return v;
-}
-std::vector<int32_t> read_ids(const SafetensorsFile& f, const std::string& name) {
-  const TensorInfo* t = f.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  std::vector<int32_t> v(t->numel);
-  for (size_t i = 0; i < t->numel; ++i) {
-    int64_t x;
-    std::memcpy(&x, t->data + 8 * i, 8);
-    v[i] = static_cast<int32_t>(x);
-  }
-  return v;
-}
 
 int32_t argmax(const float* x, int64_t n) {
   return static_cast<int32_t>(std::max_element(x, x + n) - x);

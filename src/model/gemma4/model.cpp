@@ -1,4 +1,5 @@
 #include "model/gemma4/model.h"
+#include "backend/scratch.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,29 +25,8 @@ std::vector<float> rope_inv_freq(const RopeConfig& r, int head_dim) {
 }
 
 // Device buffers reused across forward calls; grown when a batch needs more.
-struct Model::Scratch {
-  Backend& be;
-  struct Buf {
-    void* p = nullptr;
-    size_t bytes = 0;
-  };
-  std::vector<Buf> bufs;
-  explicit Scratch(Backend& b) : be(b) {}
-  ~Scratch() {
-    for (Buf& b : bufs)
-      if (b.p) be.free(b.p);
-  }
-  // Buffer #i with at least `bytes` bytes.
-  void* get(size_t i, size_t bytes) {
-    if (bufs.size() <= i) bufs.resize(i + 1);
-    Buf& b = bufs[i];
-    if (b.bytes < bytes) {
-      if (b.p) be.free(b.p);
-      b.p = be.alloc(bytes);
-      b.bytes = bytes;
-    }
-    return b.p;
-  }
+struct Model::Scratch : DeviceScratch {
+  using DeviceScratch::DeviceScratch;
 };
 
 Model::Model(Config config, std::shared_ptr<const Checkpoint> ckpt, Backend& backend,

@@ -24,6 +24,9 @@ struct CopyOptions {
   // the quantization scales) becomes w + N(0, (noise * rms(w))^2) per element, rms over the whole
   // tensor; packed NVFP4 codes (U8 `.weight` / `.weight_packed`) have each 4-bit code replaced by
   // a uniformly random code with probability `noise` (FP8 block scales and global scales kept).
+  // Random-weight targets are chaotic: acceptance falls steeply with noise (the 490M benchmark
+  // target of /work/synth: 2e-4 -> ~0.65, 5e-4 -> ~0.47, 5e-3 -> ~0.2 greedy, k = 4). In BF16 a
+  // noise below ~2e-3 (half an ulp relative) acts by moving a fraction of the elements by one ulp.
   double noise = 0.0;
   uint64_t seed = 1;  // noise stream (per tensor: seed and the tensor's name)
   uint64_t max_shard_bytes = uint64_t{4} << 30;

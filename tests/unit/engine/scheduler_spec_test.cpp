@@ -44,8 +44,8 @@ struct DriveResult {
 };
 
 DriveResult drive(Scheduler& s, kv::KVManager& kv, test::FakeModel& m,
-          const std::unordered_map<RequestId, int>& max_tokens,
-          std::unordered_map<RequestId, std::vector<int32_t>>& done, int k, double wrong) {
+                  const std::unordered_map<RequestId, int>& max_tokens,
+                  std::unordered_map<RequestId, std::vector<int32_t>>& done, int k, double wrong) {
   DriveResult run;
   while (s.has_unfinished() && run.steps < 20000) {
     for (const auto& [id, mt] : max_tokens)
@@ -143,9 +143,15 @@ TEST(SchedulerSpec, AnyDraftsGiveTheTokensOfRunningAlone) {
     for (const auto& [id, want] : expected) EXPECT_EQ(done[id], want) << "k " << c.k << " " << id;
     for (int g = 0; g < kv.num_groups(); ++g) EXPECT_EQ(kv.num_free_blocks(g), kv.num_blocks(g));
     EXPECT_GT(r.drafted, 0);
-    if (c.wrong == 0.0) EXPECT_EQ(r.accepted, r.drafted);
-    if (c.wrong == 1.0) EXPECT_EQ(r.accepted, 0);
-    if (c.full_blocks < 64) EXPECT_GT(s.stats().num_preemptions, 0) << "k " << c.k;
+    if (c.wrong == 0.0) {
+      EXPECT_EQ(r.accepted, r.drafted);
+    }
+    if (c.wrong == 1.0) {
+      EXPECT_EQ(r.accepted, 0);
+    }
+    if (c.full_blocks < 64) {
+      EXPECT_GT(s.stats().num_preemptions, 0) << "k " << c.k;
+    }
   }
 }
 
