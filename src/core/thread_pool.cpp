@@ -28,26 +28,33 @@ ThreadPool::~ThreadPool() {
 
 namespace {
 
+constexpr int kSpinHotMicros = 20;  // pure spinning before yielding
+constexpr int kSpinMicros = 200;    // then yielding spins before sleeping on the condvar
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
 }
 
-// Spins until pred() or about `us` microseconds have passed; returns pred().
+// Spins until pred() or about `us` microseconds have passed; returns pred(). After the first few
+// microseconds the spinner yields the CPU between checks, so on an oversubscribed machine (CI runs
+// tests in parallel; HTTP threads) it does not starve threads doing real work.
 template <typename Pred>
 bool spin_until(Pred pred, int us) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  const auto start = std::chrono::steady_clock::now();
+  const auto end = start + std::chrono::microseconds(us);
+  const auto yield_after = start + std::chrono::microseconds(kSpinHotMicros);
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       if (pred()) return true;
       cpu_relax();
     }
-    if (std::chrono::steady_clock::now() >= end) return pred();
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= end) return pred();
+    if (now >= yield_after) sched_yield();
   }
 }
-
-constexpr int kSpinMicros = 200;
 
 }  // namespace
 
