@@ -31,7 +31,7 @@ for entry in "$@"; do
   port=$(grep -o 'http://[^ ]*:[0-9]*' "$log" | head -1 | sed 's/.*://')
   for c in 1 2 4; do
     res="$out/$name.c$c.json"
-    "$bin" bench serve --port "$port" --num-prompts $((2 * c)) --max-concurrency "$c" \
+    "$bin" bench serve --port "$port" --endpoint /v1/completions --num-prompts $((2 * c)) --max-concurrency "$c" \
       --random-input-len 64 --random-output-len 300 --ignore-eos --temperature 0 \
       --disable-tqdm --result-file "$res" >"$out/$name.c$c.txt" 2>&1
     python3 - "$res" "$name" "$c" <<'PY'

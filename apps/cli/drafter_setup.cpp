@@ -71,12 +71,8 @@ void setup_speculation(const nlohmann::json& spec_json, gemma4::Model& target, B
     ec.make_drafter = [dir, &target, &backend, o](const kv::KVStorage& kv) {
       return std::unique_ptr<spec::Drafter>(new spec::MtpDrafter(dir, target, kv, backend, o));
     };
-    if (ec.scheduler.enable_prefix_caching) {
-      ec.scheduler.enable_prefix_caching = false;
-      log_line(LogLevel::kInfo,
-               "speculative decoding: mtp needs the target hidden state of the last prompt "
-               "position; prefix caching is off");
-    }
+    // The assistant needs only the hidden state of the newest verified position, which the
+    // target always computes (a prefix-cache hit never covers the last prompt token).
   } else {
     fail("--speculative-config: method \"", sc.method, "\" is not supported");
   }

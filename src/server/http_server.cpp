@@ -1,5 +1,7 @@
 #include "server/http_server.h"
 
+#include <sys/socket.h>
+
 #include <httplib.h>
 
 #include <atomic>
@@ -14,7 +16,21 @@ using nlohmann::json;
 struct HttpServer::Impl {
   ServingContext& ctx;
   httplib::Server http;
-  explicit Impl(ServingContext& c) : ctx(c) {}
+  // The listening socket, recorded when httplib creates it: cpp-httplib 0.11 (Debian's shared
+  // library) listens with a backlog of 5, so bursts of connects were reset; Linux lets a second
+  // listen() raise the backlog of a listening socket.
+  int listen_fd = -1;
+  explicit Impl(ServingContext& c) : ctx(c) {
+    http.set_socket_options([this](int sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_fd = sock;
+    });
+  }
+  void raise_backlog() {
+    if (listen_fd >= 0) ::listen(listen_fd, kListenBacklog);
+  }
+  static constexpr int kListenBacklog = 1024;
 
   void send_error(httplib::Response& res, int status, const std::string& message,
                   const std::string& param = "") {
@@ -250,13 +266,17 @@ HttpServer::~HttpServer() {
 }
 
 bool HttpServer::listen(const std::string& host, int port) {
-  return impl_->http.listen(host, port);
+  return bind(host, port) && serve();
 }
 int HttpServer::bind_any_port(const std::string& host) {
-  return impl_->http.bind_to_any_port(host);
+  const int port = impl_->http.bind_to_any_port(host);
+  if (port > 0) impl_->raise_backlog();
+  return port;
 }
 bool HttpServer::bind(const std::string& host, int port) {
-  return impl_->http.bind_to_port(host, port);
+  if (!impl_->http.bind_to_port(host, port)) return false;
+  impl_->raise_backlog();
+  return true;
 }
 bool HttpServer::serve() {
   return impl_->http.listen_after_bind();

@@ -83,7 +83,8 @@ using Factory = std::function<std::unique_ptr<spec::Drafter>(const kv::KVStorage
 
 ServeRun serve(gemma4::Model& target, gemma4::Model* draft, cpu::CpuBackend& be, int k,
                const std::vector<std::vector<int32_t>>& prompts, int kv_tokens,
-               const std::vector<int>& per_request_k = {}, Factory factory = {}) {
+               const std::vector<int>& per_request_k = {}, Factory factory = {},
+               bool prefix_caching_with_factory = false) {
   EngineConfig ec;
   ec.block_size = 4;
   ec.kv_tokens = kv_tokens;
@@ -94,7 +95,8 @@ ServeRun serve(gemma4::Model& target, gemma4::Model* draft, cpu::CpuBackend& be,
     ec.spec_policy.k_max = k;
     ec.spec_policy.adaptive = false;
     ec.make_drafter = factory;
-    ec.scheduler.enable_prefix_caching = false;  // hidden-state drafters (see drafter_setup)
+    // EAGLE-3 needs target hidden states of every position (see drafter_setup).
+    ec.scheduler.enable_prefix_caching = prefix_caching_with_factory;
   }
   if (draft) {
     spec::DraftModelOptions o;
@@ -209,10 +211,12 @@ TEST(SpecEngine, GreedyMtpIsExactForEveryK) {
   for (const char* head : {"mtp-mini", "mtp-mini-centroids"}) {
     for (int k = 1; k <= 7; ++k) {
       const std::string hd = kFixtures + head;
-      const ServeRun r =
-          serve(target, nullptr, be, k, prompts, 200, {}, [&, hd](const kv::KVStorage& kv) {
+      const ServeRun r = serve(
+          target, nullptr, be, k, prompts, 200, {},
+          [&, hd](const kv::KVStorage& kv) {
             return std::unique_ptr<spec::Drafter>(new spec::MtpDrafter(hd, target, kv, be));
-          });
+          },
+          /*prefix_caching_with_factory=*/true);
       for (size_t i = 0; i < prompts.size(); ++i)
         EXPECT_EQ(r.out[i].tokens, ref.out[i].tokens) << head << " k " << k << " request " << i;
       EXPECT_EQ(r.stats.kv_blocks_free, r.stats.kv_blocks_total);
