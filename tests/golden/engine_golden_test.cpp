@@ -3,6 +3,8 @@
 // decode, and a KV pool small enough to force preemption and recompute.
 #include <gtest/gtest.h>
 
+#include "tests/common/engine_idle.h"
+
 #include "tests/common/golden_io.h"
 
 #include <chrono>
@@ -20,22 +22,12 @@
 namespace fc {
 namespace {
 
+using test::idle_stats;
+
 using test::read_f32;
 using test::read_ids;
 
 const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
-
-// Engine stats are published after each step, so a reader may briefly see the step before the
-// last event; wait (bounded) until the engine is idle.
-EngineStats idle_stats(const Engine& e) {
-  EngineStats st = e.stats();
-  for (int i = 0; i < 500 && (st.running || st.waiting || st.kv_blocks_free != st.kv_blocks_total);
-       ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    st = e.stats();
-  }
-  return st;
-}
 
 std::vector<int32_t> collect(RequestStream& s, std::string* reason = nullptr) {
   std::vector<int32_t> out;

@@ -5,6 +5,8 @@
 // per-request switches work; every KV block is free afterwards.
 #include <gtest/gtest.h>
 
+#include "tests/common/engine_idle.h"
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -24,17 +26,9 @@
 namespace fc {
 namespace {
 
-const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
+using test::idle_stats;
 
-EngineStats idle_stats(const Engine& e) {
-  EngineStats st = e.stats();
-  for (int i = 0; i < 500 && (st.running || st.waiting || st.kv_blocks_free != st.kv_blocks_total);
-       ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    st = e.stats();
-  }
-  return st;
-}
+const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 
 struct Output {
   std::vector<int32_t> tokens;

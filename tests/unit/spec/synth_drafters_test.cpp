@@ -5,6 +5,8 @@
 // and propose drafts inside the engine without changing greedy output.
 #include <gtest/gtest.h>
 
+#include "tests/common/engine_idle.h"
+
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
@@ -31,6 +33,8 @@
 
 namespace fc {
 namespace {
+
+using test::idle_stats;
 
 namespace fs = std::filesystem;
 const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
@@ -164,16 +168,6 @@ TEST(SynthDrafters, NoisyNvfp4CopyRecodesAFractionOfCodes) {
   EXPECT_NEAR(frac, 0.2 * 15 / 16, 0.03);
   const std::vector<float> lb = prompt_logits(out.path, be);
   for (float x : lb) ASSERT_TRUE(std::isfinite(x));
-}
-
-EngineStats idle_stats(const Engine& e) {
-  EngineStats st = e.stats();
-  for (int i = 0; i < 500 && (st.running || st.waiting || st.kv_blocks_free != st.kv_blocks_total);
-       ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    st = e.stats();
-  }
-  return st;
 }
 
 struct ServeRun {
