@@ -133,10 +133,12 @@ class FakeServer {
           } else if (prompt.find("MALFORMED") != std::string::npos) {
             token(0);
             event("{\"choices\": [broken");
+            --in_flight_;
             event("[DONE]");
           } else if (prompt.find("ERROREVENT") != std::string::npos) {
             token(0);
             event(R"({"error":{"message":"boom","type":"InternalServerError","code":500}})");
+            --in_flight_;
             event("[DONE]");
           } else {
             for (int i = 0; i < n_tokens; ++i) {
@@ -153,9 +155,12 @@ class FakeServer {
                             {"total_tokens", prompt_tokens + n_tokens}}}})
                         .dump());
             ++completed_;  // before [DONE], so a /metrics scrape after the run sees it
+            // Likewise the in-flight count: once the client reads [DONE] it may start the next
+            // request before this thread runs again.
+            --in_flight_;
             if (prompt.find("NODONE") == std::string::npos) event("[DONE]");
           }
-          --in_flight_;
+          if (prompt.find("STALL") != std::string::npos) --in_flight_;
           sink.done();
           return true;
         });
