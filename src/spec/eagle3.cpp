@@ -1,5 +1,7 @@
 #include "spec/eagle3.h"
+
 #include "backend/scratch.h"
+#include "model/gemma4/binder.h"
 
 #include <algorithm>
 #include <chrono>
@@ -27,9 +29,12 @@ int common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
 // checks shapes and dtypes, naming the tensor and file in every error.
 class Binder {
  public:
-  Binder(const Eagle3Config& c, const Checkpoint& ckpt, Backend& be) : c_(c), ckpt_(ckpt), be_(be) {
+  Binder(const Eagle3Config& c, const Checkpoint& ckpt, Backend& be, Eagle3Weights& w)
+      : c_(c), ckpt_(ckpt), be_(be), w_(w) {
     // Some exports keep the module prefix `model.` on the head's tensors.
-    if (!ckpt_.find("fc.weight") && ckpt_.find("model.fc.weight")) prefix_ = "model.";
+    if (!ckpt_.find("fc.weight") && !ckpt_.find("fc.weight_packed") &&
+        (ckpt_.find("model.fc.weight") || ckpt_.find("model.fc.weight_packed")))
+      prefix_ = "model.";
   }
   const TensorInfo* find(const std::string& name) const {
     if (const TensorInfo* t = ckpt_.find(prefix_ + name)) return t;
@@ -53,20 +58,29 @@ class Binder {
     w.ld = w.cols;
     return be_.upload(w);
   }
-  // A linear module [N, K]: dense, or refused clearly when the checkpoint quantizes it.
+  // A linear module [N, K]: dense, or NVFP4 when the drafter's quantization config says so
+  // (NVFP4 speculators keep lm_head, embed_tokens and d2t unquantized; spec weight-formats §7.3),
+  // through the target's binder: the same tensor names, scale checks and errors.
   Weight linear(const std::string& module, int64_t N, int64_t K) {
     const bool packed = find(module + ".weight_packed") || find(module + ".weight_scale");
-    if (c_.quant.scheme_for(prefix_ + module).nvfp4 || packed)
-      fail("module ", module, " of the EAGLE-3 drafter in ", ckpt_.dir(),
-           " is NVFP4-quantized; quantized EAGLE-3 drafters are not supported yet (use the BF16 "
-           "drafter)");
-    return dense(module + ".weight", {N, K});
+    if (!c_.quant.scheme_for(prefix_ + module).nvfp4) {
+      if (packed)
+        fail("module ", module, " of the EAGLE-3 drafter in ", ckpt_.dir(),
+             " holds NVFP4 tensors but ",
+             c_.quant.quantized() ? c_.quant.source + " excludes it"
+                                  : "it has no quantization config");
+      return dense(module + ".weight", {N, K});
+    }
+    gemma4::Binder nv(c_.quant, prefix_, ckpt_, be_, gemma4::LoadOptions{}, w_.owned,
+                      w_.nvfp4_linears);
+    return nv.linear(module, N, K);
   }
 
  private:
   const Eagle3Config& c_;
   const Checkpoint& ckpt_;
   Backend& be_;
+  Eagle3Weights& w_;
   std::string prefix_;
 };
 
@@ -104,7 +118,7 @@ Eagle3Drafter::Eagle3Drafter(const std::string& dir, const gemma4::Model& target
   const gemma4::Config& tc = target.config();
   aux_ids_ = check_eagle3_target(cfg_, tc);
   ckpt_ = Checkpoint::open_dir(dir);
-  Binder b(cfg_, *ckpt_, be_);
+  Binder b(cfg_, *ckpt_, be_, w_);
   const int64_t H = cfg_.hidden_size, Ht = cfg_.target_hidden_size, D = cfg_.head_dim;
   const int64_t nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   const int64_t I = cfg_.intermediate_size, V = cfg_.vocab_size, Vd = cfg_.draft_vocab_size;

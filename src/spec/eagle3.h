@@ -57,7 +57,9 @@ struct Eagle3Weights {
   Weight lm_head;                   // [V_d, H]
   Weight embed_tokens;              // [V, H]: the drafter's own, else the target's table
   bool own_embedding = false;
-  std::vector<int32_t> draft_to_target;  // [V_d] target id of draft id d (d + d2t[d])
+  std::vector<int32_t> draft_to_target;     // [V_d] target id of draft id d (d + d2t[d])
+  int64_t nvfp4_linears = 0;                // linears bound as NVFP4 (ModelOpt / CT exports)
+  std::vector<std::vector<uint8_t>> owned;  // host copies of rewritten scale tensors
 };
 
 class Eagle3Drafter final : public Drafter {

@@ -21,9 +21,11 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "model/gemma4/model.h"
+#include "quant/nvfp4.h"
 #include "spec/eagle3.h"
 #include "spec/session.h"
 
@@ -378,8 +380,83 @@ TEST(Eagle3Config, D2tOutsideVocabularyRefused) {
   expect_refused(env, t, "maps draft token 127 to 427, outside the target vocabulary [0, 256)");
 }
 
-// NVFP4-quantized drafters are refused by name (not silently read as dense).
-TEST(Eagle3Config, QuantizedDrafterRefused) {
+// An NVFP4 (ModelOpt, W4A16_NVFP4) EAGLE-3 drafter with lm_head and d2t left unquantized, as the
+// published NVFP4 speculators are (spec weight-formats §7.3), against a dense twin holding the
+// exactly dequantized weights: the same logits up to summation order, the same drafts.
+TEST(Eagle3Nvfp4, QuantizedDrafterMatchesItsDequantizedTwin) {
+  Env env;
+  TempDrafter q(kSpecDir, [](nlohmann::json&) {});
+  TempDrafter d(kSpecDir, [](nlohmann::json&) {});
+  auto src = SafetensorsFile::open(kSpecDir + "/model.safetensors");
+  std::vector<TensorSource> qts, dts;
+  std::vector<std::vector<uint8_t>> keep;
+  std::vector<std::vector<float>> keep_f;
+  std::vector<float> s2s;
+  s2s.reserve(16);
+  int quantized = 0;
+  for (const TensorInfo& ti : src->tensors()) {
+    const bool linear = ti.shape.size() == 2 && ti.name != "lm_head.weight" &&
+                        ti.name != "embed_tokens.weight" && ti.name.size() > 7 &&
+                        ti.name.compare(ti.name.size() - 7, 7, ".weight") == 0;
+    if (!linear) {
+      qts.push_back(tensor_from_memory(ti.name, ti.dtype, ti.shape, ti.data));
+      dts.push_back(tensor_from_memory(ti.name, ti.dtype, ti.shape, ti.data));
+      continue;
+    }
+    const int64_t N = ti.shape[0], K = ti.shape[1];
+    std::vector<float> w(static_cast<size_t>(N * K));
+    for (int64_t i = 0; i < N * K; ++i)
+      w[static_cast<size_t>(i)] = ti.dtype == DType::kBF16
+                                      ? bf16_to_f32(reinterpret_cast<const uint16_t*>(ti.data)[i])
+                                      : reinterpret_cast<const float*>(ti.data)[i];
+    const quant::Nvfp4Tensor t = quant::quantize(
+        w.data(), N, K, K, quant::abs_max(w.data(), N, K, K), quant::Producer::kModelOpt);
+    const std::string m = ti.name.substr(0, ti.name.size() - 7);
+    keep.push_back(t.packed);
+    qts.push_back(tensor_from_memory(m + ".weight", DType::kU8, {N, K / 2}, keep.back().data()));
+    keep.push_back(t.scales);
+    qts.push_back(
+        tensor_from_memory(m + ".weight_scale", DType::kF8_E4M3, {N, K / 16}, keep.back().data()));
+    s2s.push_back(t.global_scale);
+    qts.push_back(tensor_from_memory(m + ".weight_scale_2", DType::kF32, {}, &s2s.back()));
+    // The dense twin: the exact dequantization, in F32.
+    std::vector<float> deq(static_cast<size_t>(N * K));
+    const quant::Nvfp4Matrix mat{t.packed.data(), t.scales.data(), N, K, K / 2,
+                                 K / 16,          t.global_scale};
+    for (int64_t r = 0; r < N; ++r) quant::dequantize_row(mat, r, deq.data() + r * K);
+    keep_f.push_back(std::move(deq));
+    dts.push_back(tensor_from_memory(ti.name, DType::kF32, {N, K}, keep_f.back().data()));
+    ++quantized;
+  }
+  ASSERT_GE(quantized, 8);  // fc, q, k, v, o, gate, up, down
+  write_safetensors((q.dir / "model.safetensors").string(), qts);
+  write_safetensors((d.dir / "model.safetensors").string(), dts);
+  std::ofstream(q.dir / "hf_quant_config.json")
+      << R"({"producer":{"name":"modelopt","version":"test"},"quantization":{"quant_algo":)"
+         R"("W4A16_NVFP4","group_size":16,"kv_cache_quant_algo":null,)"
+         R"("exclude_modules":["lm_head","embed_tokens"]}})";
+  auto dq = env.drafter(q.dir.string());
+  auto dd = env.drafter(d.dir.string());
+  EXPECT_EQ(dq->weights().nvfp4_linears, quantized);
+  EXPECT_TRUE(dq->weights().q_proj.nvfp4());
+  EXPECT_FALSE(dq->weights().lm_head.nvfp4());
+  EXPECT_EQ(dd->weights().nvfp4_linears, 0);
+  std::vector<int32_t> prompt(env.ids.begin(), env.ids.end() - 1);
+  env.run_and_observe(*dq, 1, env.ids, 0, static_cast<int>(prompt.size()),
+                      static_cast<int>(prompt.size()));
+  env.run_and_observe(*dd, 2, env.ids, 0, static_cast<int>(prompt.size()),
+                      static_cast<int>(prompt.size()));
+  const std::vector<int32_t> a = env.propose(*dq, 1, env.ids), b = env.propose(*dd, 2, env.ids);
+  EXPECT_EQ(a, b);
+  const std::vector<float>& la = dq->recorded_logits(1);
+  const std::vector<float>& lb = dd->recorded_logits(2);
+  ASSERT_EQ(la.size(), lb.size());
+  const float diff = logit_diff(la.data(), lb.data(), lb.size());
+  EXPECT_LE(diff, 1e-4f * max_finite(lb.data(), lb.size()));
+}
+
+// NVFP4 tensors where the config quantizes nothing are refused by name.
+TEST(Eagle3Config, StrayQuantizedTensorsRefused) {
   Env env;
   TempDrafter t(kSpecDir, [](nlohmann::json&) {});
   auto src = SafetensorsFile::open(kSpecDir + "/model.safetensors");
