@@ -18,6 +18,18 @@ inline double seconds_since(Clock::time_point t0) {
 }
 
 // Sums n 64-bit words with 4 independent 128-bit accumulators (plain SSE2, baseline x86-64).
+// Best-of-`reps` wall time of fn(), seconds per call.
+template <typename F>
+double best_time(int reps, F&& fn) {
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    fn();
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
 inline uint64_t sum_words(const uint64_t* p, int64_t n) {
   typedef uint64_t v2 __attribute__((vector_size(16)));
   v2 a{0, 0}, b{0, 0}, c{0, 0}, d{0, 0};

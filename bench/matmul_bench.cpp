@@ -17,6 +17,7 @@
 
 namespace {
 
+using fc::bench::best_time;
 using fc::bench::Clock;
 using fc::bench::seconds_since;
 
@@ -41,18 +42,6 @@ struct Shape {
   const char* name;
   int64_t K, N;
 };
-
-// Median-free "best of reps" timing of fn, seconds per call.
-template <typename F>
-double best_time(int reps, F&& fn) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    fn();
-    best = std::min(best, seconds_since(t0));
-  }
-  return best;
-}
 
 }  // namespace
 

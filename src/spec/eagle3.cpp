@@ -406,16 +406,9 @@ void Eagle3Drafter::forward(const std::vector<Seq>& seqs, const float* aux_host,
   const int64_t T = static_cast<int64_t>(ids.size());
 
   // ---- Device buffers. ----
-  size_t nb = 0;
-  auto buf = [&](int64_t n) {
-    return static_cast<float*>(
-        scratch_->get(nb++, static_cast<size_t>(std::max<int64_t>(n, 1)) * 4));
-  };
-  auto ibuf = [&](const std::vector<int32_t>& v) {
-    auto* d = static_cast<int32_t*>(scratch_->get(nb++, std::max<size_t>(v.size(), 1) * 4));
-    be_.to_device(d, v.data(), v.size() * 4);
-    return d;
-  };
+  scratch_->reset();  // buffer 99 (the fed-back rows, see propose) is never reached
+  auto buf = [&](int64_t n) { return scratch_->next_f32(n); };
+  auto ibuf = [&](const std::vector<int32_t>& v) { return scratch_->next_i32(v); };
   float* g = buf(T * H);      // hidden input: fc(aux) or fed-back pre [T, H]
   float* x = buf(T * 2 * H);  // (input_layernorm(e) | hidden_norm(g)) [T, 2H]
   float* e = buf(T * H);      // token embedding [T, H]

@@ -131,16 +131,9 @@ void MtpDrafter::propose(std::span<const ProposeInput> in, std::vector<std::vect
   const int64_t n_sel = cfg_.use_ordered_embeddings
                             ? int64_t{cfg_.centroid_intermediate_top_k} * (V / cfg_.num_centroids)
                             : 0;
-  size_t nb = 0;
-  auto buf = [&](int64_t n_floats) {
-    return static_cast<float*>(
-        scratch_->get(nb++, static_cast<size_t>(std::max<int64_t>(n_floats, 1)) * 4));
-  };
-  auto ibuf = [&](const std::vector<int32_t>& host) {
-    int32_t* d = static_cast<int32_t*>(scratch_->get(nb++, std::max<size_t>(host.size(), 1) * 4));
-    if (!host.empty()) be_.to_device(d, host.data(), host.size() * 4);
-    return d;
-  };
+  scratch_->reset();
+  auto buf = [&](int64_t n_floats) { return scratch_->next_f32(n_floats); };
+  auto ibuf = [&](const std::vector<int32_t>& host) { return scratch_->next_i32(host); };
   float* xin = buf(R * 2 * Ht);  // [R, 2·H_t]: scaled target embedding | h_prev
   float* h = buf(R * Hd);        // residual stream [R, H_d]
   float* x = buf(R * Hd);        // normed input [R, H_d]
@@ -190,8 +183,7 @@ void MtpDrafter::propose(std::span<const ProposeInput> in, std::vector<std::vect
     win_calls.push_back(std::move(wc));
   }
   std::vector<int32_t> sel_ids(static_cast<size_t>(R * n_sel));
-  int32_t* d_sel_ids =
-      n_sel ? static_cast<int32_t*>(scratch_->get(nb++, sel_ids.size() * 4)) : nullptr;
+  int32_t* d_sel_ids = n_sel ? scratch_->next_i32(static_cast<int64_t>(sel_ids.size())) : nullptr;
 
   // h_prev of step 1: the kept target hidden states.
   for (int64_t r = 0; r < R; ++r) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend/cuda/fp4_gemm.h"
+#include "backend/cuda/host_checks.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/plan.h"
 #include "core/error.h"
@@ -25,25 +26,6 @@ void ck(cudaError_t e, const char* what) {
 void ckb(cublasStatus_t st, const char* what) {
   if (st != CUBLAS_STATUS_SUCCESS)
     fail("CUDA backend: cuBLAS ", what, " failed (status ", static_cast<int>(st), ")");
-}
-// After each launch: configuration errors surface here, not at the next synchronisation.
-void ck_launch(const char* op) {
-  if (const char* e = last_launch_error()) fail("CUDA backend: ", op, " launch failed: ", e);
-}
-
-WDType wdt_of(DType d, const std::string& what) {
-  switch (d) {
-    case DType::kF32:
-      return WDType::kF32;
-    case DType::kBF16:
-      return WDType::kBF16;
-    case DType::kF16:
-      return WDType::kF16;
-    case DType::kF8_E4M3:
-      return WDType::kFP8;
-    default:
-      fail("CUDA backend: ", what, ": dtype ", dtype_name(d), " is not supported");
-  }
 }
 WDType dense_wdt(const Weight& w) {
   const WDType t = wdt_of(w.dtype, "weight " + w.name);
@@ -369,6 +351,27 @@ void CudaBackend::linear_ws(const float* x, int64_t T, int64_t ldx, const Weight
                    static_cast<int>(ldb), &beta, y, CUDA_R_32F, static_cast<int>(ldy),
                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
       "GemmEx");
+}
+
+void ck_launch(const char* op) {
+  if (const char* e = last_launch_error()) fail("CUDA backend: ", op, " launch failed: ", e);
+}
+
+WDType wdt_of(DType d, const std::string& what, bool allow_fp8) {
+  switch (d) {
+    case DType::kF32:
+      return WDType::kF32;
+    case DType::kBF16:
+      return WDType::kBF16;
+    case DType::kF16:
+      return WDType::kF16;
+    case DType::kF8_E4M3:
+      if (allow_fp8) return WDType::kFP8;
+      [[fallthrough]];
+    default:
+      fail("CUDA backend: ", what, ": dtype ", dtype_name(d),
+           allow_fp8 ? " is not supported" : " is not F32, BF16 or F16");
+  }
 }
 
 }  // namespace fc::cuda

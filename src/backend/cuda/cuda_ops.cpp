@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/host_checks.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/plan.h"
 #include "core/error.h"
@@ -15,27 +16,12 @@ namespace {
 cudaStream_t st(const CudaBackend& b) {
   return static_cast<cudaStream_t>(b.stream());
 }
-void ck_launch(const char* op) {
-  if (const char* e = last_launch_error()) fail("CUDA backend: ", op, " launch failed: ", e);
-}
-WDType table_wdt(DType d, const std::string& what) {
-  switch (d) {
-    case DType::kF32:
-      return WDType::kF32;
-    case DType::kBF16:
-      return WDType::kBF16;
-    case DType::kF16:
-      return WDType::kF16;
-    default:
-      fail("CUDA backend: ", what, ": dtype ", dtype_name(d), " is not F32, BF16 or F16");
-  }
-}
 
 }  // namespace
 
 void CudaBackend::rmsnorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const Weight* w,
                           float eps, float* y, int64_t ldy) {
-  const WDType wdt = w ? table_wdt(w->dtype, "rmsnorm weight " + w->name) : WDType::kF32;
+  const WDType wdt = w ? wdt_of(w->dtype, "rmsnorm weight " + w->name, false) : WDType::kF32;
   FC_CHECK(!w || !w->nvfp4(), "CUDA backend: NVFP4 rmsnorm weight ", w ? w->name : "");
   launch_rmsnorm(x, rows, n, ldx, w ? w->data : nullptr, wdt, eps, y, ldy, st(*this));
   ck_launch("rmsnorm");
@@ -73,7 +59,7 @@ void CudaBackend::scale(float* x, int64_t ldx, int64_t T, int64_t n, float s) {
 void CudaBackend::embed(const Weight& table, const int32_t* ids, int64_t T, float s, float* out,
                         int64_t ldo) {
   FC_CHECK(!table.nvfp4(), "CUDA backend: NVFP4 embedding table ", table.name, " unsupported");
-  launch_embed(table.data, table_wdt(table.dtype, "embedding " + table.name), table.rows,
+  launch_embed(table.data, wdt_of(table.dtype, "embedding " + table.name, false), table.rows,
                table.cols, table.ld, ids, T, s, out, ldo, embed_error_flag(), st(*this));
   ck_launch("embed");
 }
@@ -138,9 +124,10 @@ void CudaBackend::attention(const AttentionArgs& a) {
 void CudaBackend::moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                             const Weight& per_expert_scale, int32_t* idx, float* weights) {
   FC_CHECK(k >= 1 && k <= 32 && k <= E, "CUDA backend: moe_route top-k ", k, " of ", E);
-  launch_moe_route(logits, ldl, T, E, k, per_expert_scale.data,
-                   table_wdt(per_expert_scale.dtype, "per_expert_scale " + per_expert_scale.name),
-                   idx, weights, st(*this));
+  launch_moe_route(
+      logits, ldl, T, E, k, per_expert_scale.data,
+      wdt_of(per_expert_scale.dtype, "per_expert_scale " + per_expert_scale.name, false), idx,
+      weights, st(*this));
   ck_launch("moe_route");
 }
 

@@ -154,16 +154,9 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
     max_i = std::max<int64_t>(max_i, s.intermediate);
   }
   if (c.enable_moe_block) max_i = std::max<int64_t>(max_i, c.num_experts);
-  size_t nb = 0;
-  auto buf = [&](int64_t n_floats) {
-    return static_cast<float*>(
-        scratch_->get(nb++, static_cast<size_t>(std::max<int64_t>(n_floats, 1)) * 4));
-  };
-  auto ibuf = [&](const std::vector<int32_t>& host) {
-    int32_t* d = static_cast<int32_t*>(scratch_->get(nb++, std::max<size_t>(host.size(), 1) * 4));
-    if (!host.empty()) be_.to_device(d, host.data(), host.size() * 4);
-    return d;
-  };
+  scratch_->reset();
+  auto buf = [&](int64_t n_floats) { return scratch_->next_f32(n_floats); };
+  auto ibuf = [&](const std::vector<int32_t>& host) { return scratch_->next_i32(host); };
   float* h = buf(T * H);                          // residual stream [T, H]
   float* x = buf(T * H);                          // normed input [T, H]
   float* a = buf(T * H);                          // block output [T, H]
@@ -190,8 +183,7 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
   int32_t* moe_idx = nullptr;
   float* moe_w = nullptr;
   if (c.enable_moe_block) {
-    moe_idx =
-        static_cast<int32_t*>(scratch_->get(nb++, static_cast<size_t>(T * c.top_k_experts) * 4));
+    moe_idx = scratch_->next_i32(T * c.top_k_experts);
     moe_w = buf(T * c.top_k_experts);
   }
 
