@@ -2,7 +2,8 @@
 // matmul of the same shapes and the memory read bandwidth, all measured in the same run. Weight
 // GB/s counts the bytes a pass reads (NVFP4: codes + block scales; BF16: 2 bytes per weight).
 // Not a test: figures only.
-//   bench_nvfp4 [--threads N] [--isa avx512|avx2|scalar] [--reps R]   (default: 2 threads)
+//   bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2|scalar] [--reps R]   (default: 2
+//   threads)
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -53,20 +54,22 @@ int main(int argc, char** argv) {
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: bench_nvfp4 [--threads N] [--isa avx512|avx2|scalar]\n");
+      std::fprintf(stderr,
+                   "usage: bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2|scalar]\n");
       return 2;
     }
   }
   using fc::cpu::MatmulIsa;
-  const MatmulIsa isa = isa_name == "avx512"   ? MatmulIsa::kAvx512
-                        : isa_name == "avx2"   ? MatmulIsa::kAvx2
-                        : isa_name == "scalar" ? MatmulIsa::kScalar
-                                               : MatmulIsa::kAuto;
+  const MatmulIsa isa = isa_name == "avx512-bf16" ? MatmulIsa::kAvx512Bf16
+                        : isa_name == "avx512"    ? MatmulIsa::kAvx512
+                        : isa_name == "avx2"      ? MatmulIsa::kAvx2
+                        : isa_name == "scalar"    ? MatmulIsa::kScalar
+                                                  : MatmulIsa::kAuto;
   if (!fc::cpu::matmul_isa_supported(isa)) {
     std::fprintf(stderr, "isa %s not supported here\n", isa_name.c_str());
     return 1;
   }
-  if (isa == MatmulIsa::kAuto) isa_name = fc::cpu::matmul_isa();
+  if (isa == MatmulIsa::kAuto) isa_name = fc::cpu::nvfp4_matmul_isa();
   fc::ThreadPool pool(threads);
   std::printf("isa: %s, threads: %d\n", isa_name.c_str(), threads);
 
@@ -88,7 +91,7 @@ int main(int argc, char** argv) {
   const Shape shapes[] = {{"E2B q/gate/up", 1536, 6144}, {"E2B down", 6144, 1536},
                           {"E2B o-proj", 2048, 1536},    {"E2B kv-proj", 1536, 512},
                           {"31B gate/up", 5376, 21504},  {"31B down", 21504, 5376}};
-  const int64_t ts[] = {1, 4};
+  const int64_t ts[] = {1, 2, 3, 4};
   struct Run {
     const Shape* s;
     int64_t T;

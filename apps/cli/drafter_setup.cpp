@@ -51,17 +51,15 @@ void setup_speculation(const nlohmann::json& spec_json, gemma4::Model& target, B
     o.max_tokens = kv_tokens;
     o.block_size = ec.block_size;
     o.kv_dtype = ec.kv_dtype == DType::kF8_E4M3 ? DType::kBF16 : ec.kv_dtype;
+    // Positions the target serves from its prefix cache give the head no hidden states: the
+    // drafter keeps its own KV blocks cached, and the target recomputes the last block of a hit
+    // (whose drafter KV depends on the token after it, and which gives the first hidden rows).
+    o.prefix_caching = ec.scheduler.enable_prefix_caching;
+    ec.scheduler.prefix_cache_drop_last_block = ec.scheduler.enable_prefix_caching;
     // Loaded now so that incompatible pairs fail at start; the engine takes it over.
     auto d = std::make_shared<std::unique_ptr<spec::Drafter>>(
         std::make_unique<spec::Eagle3Drafter>(sc.model, target, backend, o));
     ec.make_drafter = [d](const kv::KVStorage&) { return std::move(*d); };
-    // Positions served from the prefix cache produce no target hidden states for the head.
-    if (ec.scheduler.enable_prefix_caching) {
-      ec.scheduler.enable_prefix_caching = false;
-      log_line(LogLevel::kInfo,
-               "speculative decoding: eagle3 needs target hidden states of every position; "
-               "prefix caching is off");
-    }
   } else if (sc.method == "mtp") {
     spec::MtpOptions o;
     o.bf16_embed_scale = bf16_embed_scale;

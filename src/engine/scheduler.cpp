@@ -150,7 +150,9 @@ void Scheduler::schedule_waiting(SchedulerOutput& out, int& budget) {
     const RequestId id = waiting_.front();
     Request& r = req(id);
     const int len = static_cast<int>(r.tokens.size());
-    const int cached = cfg_.enable_prefix_caching ? kv_.find_cached_prefix(r.tokens) : 0;
+    int cached = cfg_.enable_prefix_caching ? kv_.find_cached_prefix(r.tokens) : 0;
+    if (cached > 0 && cfg_.prefix_cache_drop_last_block)
+      cached = kv_.find_cached_prefix(r.tokens, cached - 1);
     const int remaining = len - cached;
     const int n = cfg_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
     // FIFO: a head that does not fit blocks the queue (vLLM breaks here too).

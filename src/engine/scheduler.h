@@ -26,6 +26,11 @@ struct SchedulerConfig {
   int max_model_len = 8192;            // prompt + generated, enforced at add()
   bool enable_chunked_prefill = true;  // false: a prompt is scheduled whole or not at all
   bool enable_prefix_caching = true;
+  // A prefix-cache hit gives up its last block, which is recomputed: an EAGLE-3 drafter needs the
+  // target hidden states of the positions just before the first new one, and its own cached KV
+  // of a block depends on the token after the block (vLLM does the same when EAGLE is on,
+  // vllm/v1/core/kv_cache_manager.py).
+  bool prefix_cache_drop_last_block = false;
 };
 
 enum class RequestState { kWaiting, kRunning, kPreempted, kFinished };

@@ -169,11 +169,12 @@ std::vector<uint64_t> KVManager::chain_hashes(const std::vector<int32_t>& tokens
   return h;
 }
 
-int KVManager::find_cached_prefix(const std::vector<int32_t>& tokens) const {
+int KVManager::find_cached_prefix(const std::vector<int32_t>& tokens, int max_len) const {
   const int bs = cfg_.block_size;
-  if (tokens.size() < 2 || pools_.empty()) return 0;
+  if (tokens.size() < 2 || pools_.empty() || max_len < bs) return 0;
   // At most (len - 1) / B blocks: the last token is recomputed for its logits.
-  int max_blocks = static_cast<int>((tokens.size() - 1) / static_cast<size_t>(bs));
+  int max_blocks = static_cast<int>(
+      std::min((tokens.size() - 1) / static_cast<size_t>(bs), static_cast<size_t>(max_len / bs)));
   if (max_blocks == 0) return 0;
   const std::vector<uint64_t> hashes = chain_hashes(tokens, max_blocks);
   // Full groups: the leading run of cached blocks bounds the hit.

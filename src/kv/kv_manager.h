@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <unordered_map>
 #include <vector>
 
@@ -80,8 +81,10 @@ class KVManager {
   // --- prefix caching ---
   // Longest P such that every group can serve positions [0, P) of `tokens` from cached blocks: a
   // multiple of block_size, at most tokens.size() - 1 (the last token is always recomputed to give
-  // logits). Full groups need blocks [0, P/B) cached; sliding groups see the rule above.
-  int find_cached_prefix(const std::vector<int32_t>& tokens) const;
+  // logits), and at most max_len. Full groups need blocks [0, P/B) cached; sliding groups see the
+  // rule above (so the longest P below a given hit is not simply that hit minus a block).
+  int find_cached_prefix(const std::vector<int32_t>& tokens,
+                         int max_len = std::numeric_limits<int>::max()) const;
   // Whether a fresh sequence could attach_prefix(tokens, prefix_len) then grow(new_len) now
   // (reviving evictable prefix blocks takes them out of the free count).
   bool can_admit(const std::vector<int32_t>& tokens, int prefix_len, int new_len) const;

@@ -96,6 +96,23 @@ kv::ManagerConfig kv_config(const Eagle3Options& o) {
 
 }  // namespace
 
+std::vector<int32_t> eagle3_pair_keys(std::span<const int32_t> tokens, int n) {
+  FC_CHECK(n >= 0 && (n == 0 || static_cast<size_t>(n) < tokens.size()), "eagle3_pair_keys: ", n,
+           " keys need ", n + 1, " tokens, have ", tokens.size());
+  std::vector<int32_t> keys(static_cast<size_t>(n));
+  for (int t = 0; t < n; ++t) {
+    // splitmix64 finaliser of the pair, folded to 32 bits.
+    uint64_t z = (static_cast<uint64_t>(static_cast<uint32_t>(tokens[t])) << 32) |
+                 static_cast<uint32_t>(tokens[t + 1]);
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    keys[static_cast<size_t>(t)] = static_cast<int32_t>(static_cast<uint32_t>(z ^ (z >> 32)));
+  }
+  return keys;
+}
+
 // One request's rows in a drafter forward: positions [pos0, pos0 + n) with input `ids`.
 struct Eagle3Drafter::Seq {
   RequestId id = 0;
@@ -290,6 +307,16 @@ void Eagle3Drafter::propose(std::span<const ProposeInput> in,
     const int obs_cp = common_prefix(r.obs_tokens, pi.tokens);
     const int aux_end = std::min(r.aux_pos0 + r.aux_rows(W), obs_cp);
     r.aux.resize(static_cast<size_t>(std::max(0, aux_end - r.aux_pos0)) * W);
+    if (opt_.prefix_caching && r.kv_valid == 0 && r.aux_pos0 > 0 && !mgr_.has_sequence(pi.id) &&
+        r.aux_pos0 % opt_.block_size == 0) {
+      // The target served [0, aux_pos0) from its prefix cache: so may the drafter's own cache.
+      const std::vector<int32_t> keys = eagle3_pair_keys(pi.tokens, r.aux_pos0 + 1);
+      if (mgr_.find_cached_prefix(keys) >= r.aux_pos0) {
+        mgr_.add_sequence(pi.id);
+        mgr_.attach_prefix(pi.id, keys, r.aux_pos0);
+        r.kv_valid = r.aux_pos0;
+      }
+    }
     if (r.aux_pos0 > r.kv_valid || aux_end < m) continue;  // rows missing: no drafts this time
     if (!mgr_.has_sequence(pi.id)) mgr_.add_sequence(pi.id);
     if (mgr_.length(pi.id) > r.kv_valid) mgr_.truncate(pi.id, r.kv_valid);
@@ -326,6 +353,17 @@ void Eagle3Drafter::propose(std::span<const ProposeInput> in,
     out[which[s]].push_back(argmax_target(last));
     const int m = static_cast<int>(pi.tokens.size()) - 1;
     r.kv_valid = m;
+    if (opt_.prefix_caching) {
+      // Register the full blocks of [0, m - 1): position m - 1 is recomputed by the next
+      // propose() when no token arrived, so its block must stay private.
+      const int keep =
+          std::min(common_prefix(r.seen, pi.tokens) - 1, static_cast<int>(r.keys.size()));
+      r.keys.resize(static_cast<size_t>(std::max(0, keep)));
+      const std::vector<int32_t> more =
+          eagle3_pair_keys(pi.tokens.subspan(r.keys.size()), m - static_cast<int>(r.keys.size()));
+      r.keys.insert(r.keys.end(), more.begin(), more.end());
+      mgr_.commit(pi.id, r.keys, m - 1);
+    }
     r.seen.assign(pi.tokens.begin(), pi.tokens.end());
     // Keep only the last aux row (position m - 1): a repeated propose() recomputes it.
     const int drop = std::max(0, m - 1 - r.aux_pos0);

@@ -40,7 +40,17 @@ struct Eagle3Options {
   // Tests: keep the mapped logits [rows, V_target] of the last propose() per request (every
   // catch-up row, then one row per chained step); non-draft tokens are -inf.
   bool record_logits = false;
+  // Keep the drafter KV blocks of every request in a prefix cache of their own, so that a request
+  // whose prompt the target serves from its prefix cache (engine: prefix_cache_drop_last_block)
+  // drafts from its first step. Drafter KV at position t depends on tokens[0..t+1], so its blocks
+  // are named by pair_keys (below), not by the tokens alone.
+  bool prefix_caching = false;
 };
+
+// Prefix-cache names of the drafter's KV positions: key[t] = a 32-bit mix of (tokens[t],
+// tokens[t+1]) for t < n, so the chained block hashes over keys cover exactly the tokens the
+// drafter KV of those positions was computed from.
+std::vector<int32_t> eagle3_pair_keys(std::span<const int32_t> tokens, int n);
 
 // Every tensor of the head (shapes with H = H_d, D = head_dim, V_d = draft vocabulary).
 struct Eagle3Weights {
@@ -95,6 +105,7 @@ class Eagle3Drafter final : public Drafter {
     int aux_pos0 = 0;                 // position of the first stored aux row
     std::vector<float> aux;           // [rows, 3 H_t] for positions [aux_pos0, ...)
     std::vector<float> logits;        // record_logits
+    std::vector<int32_t> keys;        // eagle3_pair_keys of `seen` (prefix_caching)
     int aux_rows(int width) const { return static_cast<int>(aux.size() / width); }
   };
   struct Seq;  // one request's part of a drafter forward

@@ -265,6 +265,90 @@ TEST(Eagle3Golden, RollbackEqualsFreshDrafter) {
   EXPECT_TRUE(env.propose(*a, 99, t1).empty());
 }
 
+// Prefix caching: a request whose first positions the target served from its prefix cache
+// (observed only from pos0) drafts from the head's own cached KV, with what a drafter computing
+// everything gives; the cache is keyed by (token, next token) pairs, so KV computed before a
+// different next token is never reused.
+TEST(Eagle3Golden, PrefixCachedKvEqualsFresh) {
+  Env env;
+  auto make = [&](bool caching) {
+    Eagle3Options o;
+    o.block_size = 4;
+    o.max_tokens = 128;
+    o.record_logits = true;
+    o.prefix_caching = caching;
+    return std::make_unique<Eagle3Drafter>(kSpecDir, *env.target, env.be, o);
+  };
+  const int m = static_cast<int>(env.ids.size()) - 1;  // 13
+  // Runs the target over all of `tokens` [0, m) as request id, observes only [pos0, m).
+  auto observe_from = [&](Eagle3Drafter& d, int64_t id, const std::vector<int32_t>& tokens,
+                          int pos0) {
+    env.session->add(id);
+    Session::Step st;
+    st.id = id;
+    st.tokens.assign(tokens.begin(), tokens.begin() + m);
+    for (int i = 0; i < m; ++i) st.hidden_rows.push_back(i);
+    gemma4::ForwardOutput out;
+    env.session->run({st}, out, d.capture_layers());
+    spec::HiddenRows hr;
+    hr.pos0 = pos0;
+    hr.n = m - pos0;
+    hr.hidden_size = kH;
+    for (const auto& c : out.captured)
+      hr.captured.emplace_back(c.data() + static_cast<size_t>(pos0) * kH,
+                               static_cast<size_t>(m - pos0) * kH);
+    d.observe(id, tokens, hr);
+  };
+  // Compares the last `rows` recorded logit rows of two requests.
+  auto tail_diff = [](const Eagle3Drafter& a, int64_t ia, const Eagle3Drafter& b, int64_t ib,
+                      int rows) {
+    const auto& la = a.recorded_logits(ia);
+    const auto& lb = b.recorded_logits(ib);
+    const size_t n = static_cast<size_t>(rows) * kV;
+    EXPECT_GE(la.size(), n);
+    EXPECT_GE(lb.size(), n);
+    if (la.size() < n || lb.size() < n) return 1e30f;
+    return logit_diff(la.data() + la.size() - n, lb.data() + lb.size() - n, n) /
+           max_finite(lb.data() + lb.size() - n, n);
+  };
+
+  auto d = make(true);
+  env.run_and_observe(*d, 1, env.ids, 0, m, m);
+  const std::vector<int32_t> want = env.propose(*d, 1, env.ids);
+  ASSERT_EQ(want.size(), static_cast<size_t>(kK));
+
+  // The same prompt again; the engine's hit of 12 gives up its last block: observed from 8.
+  observe_from(*d, 2, env.ids, 8);
+  EXPECT_EQ(env.propose(*d, 2, env.ids), want);
+  EXPECT_EQ(d->kv_valid(2), m);
+  const float same = tail_diff(*d, 2, *d, 1, m - 8 + kK - 1);  // catch-up rows + k - 1 chained
+  EXPECT_LE(same, 1e-4f);
+
+  // Without the head's cache, positions [0, 8) have no hidden rows: no drafts.
+  auto plain = make(false);
+  env.run_and_observe(*plain, 3, env.ids, 0, m, m);
+  (void)env.propose(*plain, 3, env.ids);
+  observe_from(*plain, 4, env.ids, 8);
+  EXPECT_TRUE(env.propose(*plain, 4, env.ids).empty());
+
+  // Token 8 differs: the head's KV of positions 4..7 was computed with the old token 8 (its
+  // input at position 7), so a hit of 8 is refused and one of 4 is taken.
+  std::vector<int32_t> other = env.ids;
+  other[8] = other[8] == 5 ? 6 : 5;
+  observe_from(*d, 5, other, 8);
+  EXPECT_TRUE(env.propose(*d, 5, other).empty());
+  observe_from(*d, 6, other, 4);
+  const std::vector<int32_t> got = env.propose(*d, 6, other);
+  EXPECT_EQ(d->kv_valid(6), m);
+  auto fresh = make(false);
+  env.run_and_observe(*fresh, 7, other, 0, m, m);
+  EXPECT_EQ(got, env.propose(*fresh, 7, other));
+  const float diff = tail_diff(*d, 6, *fresh, 7, m - 4 + kK - 1);
+  EXPECT_LE(diff, 1e-4f);
+  std::printf("[prefix cache] same prompt rel diff %.3g, changed token rel diff %.3g\n", same,
+              diff);
+}
+
 // ---- configuration: defaults and refusals (modified copies in a temp dir) ----
 
 struct TempDrafter {

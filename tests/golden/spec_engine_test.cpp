@@ -7,6 +7,7 @@
 
 #include "tests/common/engine_idle.h"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -34,6 +35,7 @@ struct Output {
   std::vector<int32_t> tokens;
   std::string reason;
   int drafts = 0, draft_tokens = 0, accepted = 0;
+  int cached = 0;  // prompt tokens served from the prefix cache
 };
 
 Output collect(RequestStream& s) {
@@ -48,6 +50,7 @@ Output collect(RequestStream& s) {
     o.drafts = ev->spec_drafts;
     o.draft_tokens = ev->spec_draft_tokens;
     o.accepted = ev->spec_accepted_tokens;
+    o.cached = std::max(o.cached, ev->num_cached_tokens);
     if (ev->finished) {
       o.reason = ev->finish_reason;
       return o;
@@ -78,7 +81,7 @@ using Factory = std::function<std::unique_ptr<spec::Drafter>(const kv::KVStorage
 ServeRun serve(gemma4::Model& target, gemma4::Model* draft, cpu::CpuBackend& be, int k,
                const std::vector<std::vector<int32_t>>& prompts, int kv_tokens,
                const std::vector<int>& per_request_k = {}, Factory factory = {},
-               bool prefix_caching_with_factory = false) {
+               bool prefix_caching_with_factory = false, bool drop_last_block = false) {
   EngineConfig ec;
   ec.block_size = 4;
   ec.kv_tokens = kv_tokens;
@@ -89,8 +92,9 @@ ServeRun serve(gemma4::Model& target, gemma4::Model* draft, cpu::CpuBackend& be,
     ec.spec_policy.k_max = k;
     ec.spec_policy.adaptive = false;
     ec.make_drafter = factory;
-    // EAGLE-3 needs target hidden states of every position (see drafter_setup).
     ec.scheduler.enable_prefix_caching = prefix_caching_with_factory;
+    // EAGLE-3 (drafter_setup): the target recomputes the last block of a hit.
+    ec.scheduler.prefix_cache_drop_last_block = drop_last_block;
   }
   if (draft) {
     spec::DraftModelOptions o;
@@ -168,24 +172,35 @@ TEST(SpecEngine, GreedyDraftModelIsExactForEveryK) {
 }
 
 TEST(SpecEngine, GreedyEagle3IsExactForEveryK) {
+  // With prefix caching as served (drafter_setup): the target recomputes the last block of a hit
+  // and the head attaches its own cached KV for the rest, so requests with a hit draft too.
   ThreadPool pool(2);
   cpu::CpuBackend be(pool);
   const std::string dir = kFixtures + "mini-31b";
   gemma4::Model target(gemma4::load_config(dir), Checkpoint::open_dir(dir), be);
   const auto prompts = make_prompts(50);
   const ServeRun ref = serve(target, nullptr, be, 0, prompts, 200);
+  int hit_requests = 0, hit_requests_with_drafts = 0;
   for (int k = 1; k <= 7; ++k) {
     spec::Eagle3Options o;
     o.max_seqs = 16;
     o.max_tokens = 4096;
     o.block_size = 4;
-    const ServeRun r =
-        serve(target, nullptr, be, k, prompts, 200, {}, [&, o](const kv::KVStorage&) {
+    o.prefix_caching = true;
+    const ServeRun r = serve(
+        target, nullptr, be, k, prompts, 200, {},
+        [&, o](const kv::KVStorage&) {
           return std::unique_ptr<spec::Drafter>(
               new spec::Eagle3Drafter(kFixtures + "eagle3-mini", target, be, o));
-        });
-    for (size_t i = 0; i < prompts.size(); ++i)
+        },
+        /*prefix_caching_with_factory=*/true, /*drop_last_block=*/true);
+    for (size_t i = 0; i < prompts.size(); ++i) {
       EXPECT_EQ(r.out[i].tokens, ref.out[i].tokens) << "eagle3 k " << k << " request " << i;
+      if (r.out[i].cached > 0) {
+        ++hit_requests;
+        hit_requests_with_drafts += r.out[i].drafts > 0;
+      }
+    }
     EXPECT_EQ(r.stats.kv_blocks_free, r.stats.kv_blocks_total);
     ASSERT_GT(r.stats.spec_drafts, 0) << "k " << k;
     std::printf("eagle3 k %d drafts %lld draft tokens %lld accepted %lld\n", k,
@@ -193,6 +208,10 @@ TEST(SpecEngine, GreedyEagle3IsExactForEveryK) {
                 static_cast<long long>(r.stats.spec_draft_tokens),
                 static_cast<long long>(r.stats.spec_accepted_tokens));
   }
+  std::printf("eagle3: %d requests with a prefix-cache hit, %d of them drafted\n", hit_requests,
+              hit_requests_with_drafts);
+  EXPECT_GT(hit_requests, 0);
+  EXPECT_GT(hit_requests_with_drafts, 0);
 }
 
 TEST(SpecEngine, GreedyMtpIsExactForEveryK) {

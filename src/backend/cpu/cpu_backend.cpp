@@ -22,21 +22,21 @@ MatView mat(const Weight& w) {
   return MatView{w.data, w.dtype, w.rows, w.cols, w.ld};
 }
 
-inline float load_kv(float x) {
-  return x;
-}
-inline float load_kv(uint16_t x) {
-  return bf16_to_f32(x);
-}
 // FP8 E4M3 cache bytes, before the per-layer scale (applied by the caller once per dot / axpy).
 inline float load_kv(uint8_t x) {
   return quant::e4m3_table()[x];
 }
 
-// Dot product of an fp32 query with a cache row (fp32 or bf16) using 8 independent partial sums
-// (vectorisable without -ffast-math).
-template <typename KV>
-inline float dot(const float* a, const KV* b, int n) {
+// Dot product of an fp32 query with a cache row: fp32 and bf16 rows through
+// the vectorised fast_math kernels, FP8 bytes (before the per-layer scale, applied by the caller
+// once per dot) through the table, with 8 independent partial sums.
+inline float dot(const float* a, const float* b, int n) {
+  return dot_f32(a, b, n);
+}
+inline float dot(const float* a, const uint16_t* b, int n) {
+  return dot_bf16(a, b, n);
+}
+inline float dot(const float* a, const uint8_t* b, int n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int i = 0;
   for (; i + 8 <= n; i += 8)
@@ -46,9 +46,19 @@ inline float dot(const float* a, const KV* b, int n) {
   return s;
 }
 
-template <typename KV>
-inline void axpy(float a, const KV* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += a * load_kv(x[i]);
+// out = Σ_r w[r] · rows[r] (D values); FP8 rows before the per-layer scale (folded into w).
+inline void weighted_rows(const float* w, const float* const* rows, int64_t n, int D, float* out) {
+  weighted_rows_f32(w, rows, n, D, out);
+}
+inline void weighted_rows(const float* w, const uint16_t* const* rows, int64_t n, int D,
+                          float* out) {
+  weighted_rows_bf16(w, rows, n, D, out);
+}
+inline void weighted_rows(const float* w, const uint8_t* const* rows, int64_t n, int D,
+                          float* out) {
+  std::fill(out, out + D, 0.0f);
+  for (int64_t r = 0; r < n; ++r)
+    for (int i = 0; i < D; ++i) out[i] += w[r] * load_kv(rows[r][i]);
 }
 
 // Rows per parallel chunk so that each chunk holds about `work` elements.
@@ -189,9 +199,17 @@ namespace {
 
 // One attention row (query token t, head h) over cache elements of type KV (float, bf16 bits or
 // e4m3 bytes; k_mul / v_mul are the FP8 per-layer scales, 1 otherwise).
+// Per-thread buffers of attention_row: scores (then softmax weights) and the cache-row offsets
+// (elements) of the attended positions.
+struct AttnScratch {
+  std::vector<float> scores;
+  std::vector<int64_t> offs;
+  std::vector<const void*> rows;
+};
+
 template <typename KV>
-void attention_row(const AttentionArgs& a, int s, int64_t t, int h, std::vector<float>& scores,
-                   float k_mul, float v_mul) {
+void attention_row(const AttentionArgs& a, int s, int64_t t, int h, AttnScratch& w, float k_mul,
+                   float v_mul) {
   const int rep = a.n_heads / a.n_kv_heads;
   const int D = a.head_dim;
   const KV* kc = static_cast<const KV*>(a.k_cache);
@@ -201,26 +219,28 @@ void attention_row(const AttentionArgs& a, int s, int64_t t, int h, std::vector<
   const int lo = a.sliding_window > 0 ? std::max(0, p - a.sliding_window + 1) : 0;
   const int g = h / rep;
   const float* q = a.q + t * a.ldq + static_cast<int64_t>(h) * D;
-  scores.resize(static_cast<size_t>(p - lo + 1));
+  const size_t n = static_cast<size_t>(p - lo + 1);
+  w.scores.resize(n);
+  w.offs.resize(n);
+  w.rows.resize(n);
   float mx = -INFINITY;
   for (int j = lo; j <= p; ++j) {
     const int64_t slot =
         static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
-    const float sc = dot(q, kc + (slot * a.n_kv_heads + g) * D, D) * (k_mul * a.scale);
-    scores[static_cast<size_t>(j - lo)] = sc;
+    const int64_t off = (slot * a.n_kv_heads + g) * D;
+    const float sc = dot(q, kc + off, D) * (k_mul * a.scale);
+    w.offs[static_cast<size_t>(j - lo)] = off;
+    w.scores[static_cast<size_t>(j - lo)] = sc;
     mx = std::max(mx, sc);
   }
-  float sum = 0;
-  for (float& sc : scores) sum += (sc = std::exp(sc - mx));
-  const float inv = 1.0f / sum;
-  float* o = a.out + t * a.ldo + static_cast<int64_t>(h) * D;
-  std::fill(o, o + D, 0.0f);
-  for (int j = lo; j <= p; ++j) {
-    const int64_t slot =
-        static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
-    axpy(scores[static_cast<size_t>(j - lo)] * inv * v_mul, vc + (slot * a.n_kv_heads + g) * D, o,
-         D);
+  const float sum = exp_sub_sum(w.scores.data(), static_cast<int64_t>(n), mx);
+  const float inv = v_mul / sum;
+  for (size_t i = 0; i < n; ++i) {
+    w.scores[i] *= inv;
+    w.rows[i] = vc + w.offs[i];
   }
+  weighted_rows(w.scores.data(), reinterpret_cast<const KV* const*>(w.rows.data()),
+                static_cast<int64_t>(n), D, a.out + t * a.ldo + static_cast<int64_t>(h) * D);
 }
 
 }  // namespace
@@ -234,16 +254,16 @@ void CpuBackend::attention(const AttentionArgs& a) {
     for (int i = 0; i < a.n_q[s]; ++i) rows.emplace_back(s, int64_t{a.q_begin[s]} + i);
   const int64_t n_rows = static_cast<int64_t>(rows.size());
   pool_.parallel_for(n_rows * a.n_heads, 1, [&](int64_t b, int64_t e, int) {
-    std::vector<float> scores;
+    AttnScratch scratch;
     for (int64_t item = b; item < e; ++item) {
       const auto [s, r] = rows[static_cast<size_t>(item / a.n_heads)];
       const int h = static_cast<int>(item % a.n_heads);
       if (a.kv_dtype == DType::kBF16)
-        attention_row<uint16_t>(a, s, r, h, scores, 1.0f, 1.0f);
+        attention_row<uint16_t>(a, s, r, h, scratch, 1.0f, 1.0f);
       else if (a.kv_dtype == DType::kF8_E4M3)
-        attention_row<uint8_t>(a, s, r, h, scores, a.k_scale, a.v_scale);
+        attention_row<uint8_t>(a, s, r, h, scratch, a.k_scale, a.v_scale);
       else
-        attention_row<float>(a, s, r, h, scores, 1.0f, 1.0f);
+        attention_row<float>(a, s, r, h, scratch, 1.0f, 1.0f);
     }
   });
 }

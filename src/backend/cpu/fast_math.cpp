@@ -29,7 +29,115 @@ inline float tanh_poly(float t) {
   return t < 0 ? -th : th;
 }
 
+// exp(y) for y <= 0, y >= -87 (exp(-87) ~ 1.6e-38, still normal): 2^k · p(r) as in tanh_poly.
+inline float exp_nonpos(float y) {
+  const float kf = __builtin_floorf(y * 1.44269504f + 0.5f);
+  const float r = (y - kf * 0.693145752f) - kf * 1.42860677e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(kf) + 127) << 23;  // 2^k, k in [-126, 0]
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+inline float bf16_value(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float value_of(float x) {
+  return x;
+}
+inline float value_of(uint16_t x) {
+  return bf16_value(x);
+}
+
+constexpr int kDotLanes = 16;  // partial sums: one AVX-512 vector, two AVX2 ones
+
 }  // namespace
+
+#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+FC_CLONES float dot_f32(const float* q, const float* k, int64_t n) {
+  float acc[kDotLanes] = {};
+  int64_t i = 0;
+  for (; i + kDotLanes <= n; i += kDotLanes)
+    for (int j = 0; j < kDotLanes; ++j) acc[j] += q[i + j] * k[i + j];
+  for (; i < n; ++i) acc[0] += q[i] * k[i];
+  float s = 0.0f;
+  for (int j = 0; j < kDotLanes; ++j) s += acc[j];
+  return s;
+}
+
+FC_CLONES float dot_bf16(const float* q, const uint16_t* k, int64_t n) {
+  float acc[kDotLanes] = {};
+  int64_t i = 0;
+  for (; i + kDotLanes <= n; i += kDotLanes)
+    for (int j = 0; j < kDotLanes; ++j) acc[j] += q[i + j] * bf16_value(k[i + j]);
+  for (; i < n; ++i) acc[0] += q[i] * bf16_value(k[i]);
+  float s = 0.0f;
+  for (int j = 0; j < kDotLanes; ++j) s += acc[j];
+  return s;
+}
+
+namespace {
+
+constexpr int64_t kOutChunk = 64;  // output floats kept in registers (4 AVX-512 vectors)
+
+template <typename Row>
+inline void weighted_rows(const float* w, const Row* const* rows, int64_t n, int64_t D,
+                          float* out) {
+  int64_t d0 = 0;
+  for (; d0 + kOutChunk <= D; d0 += kOutChunk) {
+    float acc[kOutChunk] = {};
+    for (int64_t r = 0; r < n; ++r) {
+      const Row* x = rows[r] + d0;
+      const float a = w[r];
+      for (int j = 0; j < kOutChunk; ++j) acc[j] += a * value_of(x[j]);
+    }
+    for (int j = 0; j < kOutChunk; ++j) out[d0 + j] = acc[j];
+  }
+  if (d0 < D) {
+    for (int64_t d = d0; d < D; ++d) out[d] = 0.0f;
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t d = d0; d < D; ++d) out[d] += w[r] * value_of(rows[r][d]);
+  }
+}
+
+}  // namespace
+
+FC_CLONES void weighted_rows_f32(const float* w, const float* const* rows, int64_t n, int64_t D,
+                                 float* out) {
+  weighted_rows(w, rows, n, D, out);
+}
+
+FC_CLONES void weighted_rows_bf16(const float* w, const uint16_t* const* rows, int64_t n, int64_t D,
+                                  float* out) {
+  weighted_rows(w, rows, n, D, out);
+}
+
+FC_CLONES float exp_sub_sum(float* x, int64_t n, float m) {
+  float acc[kDotLanes] = {};
+  int64_t i = 0;
+  auto one = [m](float v) {
+    const float y = v - m;
+    return y < -87.0f ? 0.0f : exp_nonpos(y);  // -inf (masked) gives 0, NaN stays NaN
+  };
+  for (; i + kDotLanes <= n; i += kDotLanes)
+    for (int j = 0; j < kDotLanes; ++j) acc[j] += (x[i + j] = one(x[i + j]));
+  for (; i < n; ++i) acc[0] += (x[i] = one(x[i]));
+  float s = 0.0f;
+  for (int j = 0; j < kDotLanes; ++j) s += acc[j];
+  return s;
+}
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void softcap_row(float* x, int64_t n,
                                                                               float c) {

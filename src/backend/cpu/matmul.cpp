@@ -119,6 +119,11 @@ bool cpu_has_avx512() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 }
 
+bool cpu_has_avx512_bf16() {
+  __builtin_cpu_init();
+  return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+}
+
 bool cpu_has_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -134,6 +139,9 @@ MatmulIsa resolve(MatmulIsa isa) {
 
 KernelSet kernels_for(MatmulIsa isa) {
   switch (resolve(isa)) {
+    case MatmulIsa::kAvx512Bf16:
+      FC_CHECK(cpu_has_avx512_bf16(), "matmul: this CPU does not support AVX512_BF16");
+      return detail::kernels_avx512();
     case MatmulIsa::kAvx512:
       FC_CHECK(cpu_has_avx512(), "matmul: this CPU does not support AVX-512 (F/BW/VL)");
       return detail::kernels_avx512();
@@ -371,6 +379,8 @@ const char* matmul_isa() {
 
 bool matmul_isa_supported(MatmulIsa isa) {
   switch (isa) {
+    case MatmulIsa::kAvx512Bf16:
+      return cpu_has_avx512_bf16();
     case MatmulIsa::kAvx512:
       return cpu_has_avx512();
     case MatmulIsa::kAvx2:

@@ -33,7 +33,9 @@ void matmul_ref(const float* x, int64_t T, int64_t ldx, const MatView& w, float*
 const char* matmul_isa();
 
 // Kernel families matmul can run; kAuto is the best one this CPU supports (what matmul uses).
-enum class MatmulIsa { kAuto, kAvx512, kAvx2, kScalar };
+// kAvx512Bf16 (AVX-512 + AVX512_BF16) differs from kAvx512 only in the NVFP4 decode kernels
+// (nvfp4_matmul.h); dense matmul runs the kAvx512 kernels for it.
+enum class MatmulIsa { kAuto, kAvx512Bf16, kAvx512, kAvx2, kScalar };
 
 bool matmul_isa_supported(MatmulIsa isa);
 

@@ -19,6 +19,11 @@ inline constexpr int kNvfp4MaxTile = 4;
 //   xd[i*ldxd + g*G + s*L + j] = x[i, g*G + 8j + s]
 // with zeros for columns >= K, and ldxd = K rounded up to G. L = 1 is the plain layout.
 //
+// Kernels that multiply in bf16 (Nvfp4XLayout::kBf16HiLo) take each activation as two bf16
+// parts hi = bf16(x), lo = bf16(x - hi), per group of 128 columns 256 bf16 (= 128 floats of the
+// buffer, so ldxd is the same): hi then lo, each as 4 vectors s of 32 lanes w holding
+// x[i, g*128 + 4w + s] (nvfp4_matmul_avx512bf16.cpp), zeros for columns >= K.
+//
 // Direct tile: for i < mr, j < nr (fixed per table entry),
 //   s[i][j] = Σ_{k < K} x[i, k] · W[j, k],  W[j, k] = e2m1(code) · e4m3(scale) · gs
 //   y[i*ldy + j] = add ? y[i*ldy + j] + s[i][j] : s[i][j]
@@ -33,11 +38,19 @@ using Nvfp4DequantFn = void (*)(const uint8_t* codes, int64_t ld, const uint8_t*
                                 int64_t sld, int64_t rows, int64_t k0, int64_t cols, float gs,
                                 float* dst, int64_t ldd);
 
+// Writes x [T, K] (row stride ldx) in a set's activation layout (row stride ldxd floats).
+using Nvfp4ArrangeFn = void (*)(const float* x, int64_t T, int64_t ldx, int64_t K, float* xd,
+                                int64_t ldxd);
+
+enum class Nvfp4XLayout { kF32Lanes, kBf16HiLo };
+
 struct Nvfp4KernelSet {
   const char* name = "";
-  int x_lanes = 1;  // L of the activation layout above
-  int mr = 1;       // activation rows per direct tile (<= kNvfp4MaxTile)
-  int nr = 1;       // weight rows per direct tile (<= kNvfp4MaxTile)
+  Nvfp4XLayout x_layout = Nvfp4XLayout::kF32Lanes;
+  int x_lanes = 1;                   // L of the kF32Lanes activation layout
+  Nvfp4ArrangeFn arrange = nullptr;  // kBf16HiLo: the set's own; kF32Lanes: the driver's
+  int mr = 1;                        // activation rows per direct tile (<= kNvfp4MaxTile)
+  int nr = 1;                        // weight rows per direct tile (<= kNvfp4MaxTile)
   Nvfp4TileFn tile[kNvfp4MaxTile][kNvfp4MaxTile] = {};  // [mr-1][nr-1]
   Nvfp4DequantFn dequant = nullptr;
 };
@@ -58,7 +71,12 @@ void fill_nvfp4_tiles(Nvfp4KernelSet& ks) {
 
 // The SIMD sets must only be used when the CPU supports them (the driver checks).
 Nvfp4KernelSet nvfp4_kernels_scalar();
-Nvfp4KernelSet nvfp4_kernels_avx2();    // AVX2 + FMA + F16C
-Nvfp4KernelSet nvfp4_kernels_avx512();  // AVX-512 F/BW/VL + FMA
+Nvfp4KernelSet nvfp4_kernels_avx2();         // AVX2 + FMA + F16C
+Nvfp4KernelSet nvfp4_kernels_avx512();       // AVX-512 F/BW/VL + FMA
+Nvfp4KernelSet nvfp4_kernels_avx512_bf16();  // the same + AVX512_BF16 (direct tiles in bf16)
+// Columns per activation group of a set's direct-kernel layout (ldxd is a multiple of it).
+inline int64_t nvfp4_x_group(const Nvfp4KernelSet& ks) {
+  return ks.x_layout == Nvfp4XLayout::kBf16HiLo ? 128 : 8 * int64_t{ks.x_lanes};
+}
 
 }  // namespace fc::cpu::detail

@@ -84,7 +84,11 @@ void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x,
                   bool emulate_w4a4) {
   int64_t ld = ldx;
   const float* xp = nvfp4_prepare_activations(pool, scratch, x, T, ldx, w, emulate_w4a4, &ld);
-  nvfp4_matmul(pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);
+  if (emulate_w4a4 && w.input_scale > 0.0f) {
+    nvfp4_matmul_with_isa(nvfp4_fp32_isa(), pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);
+  } else {
+    nvfp4_matmul(pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);
+  }
 }
 
 void nvfp4_linear_ref(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,

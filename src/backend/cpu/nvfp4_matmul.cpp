@@ -102,6 +102,7 @@ constexpr int64_t kMinMacsPerThread = int64_t{1} << 16;
 
 MatmulIsa resolve(MatmulIsa isa) {
   if (isa != MatmulIsa::kAuto) return isa;
+  if (matmul_isa_supported(MatmulIsa::kAvx512Bf16)) return MatmulIsa::kAvx512Bf16;
   if (matmul_isa_supported(MatmulIsa::kAvx512)) return MatmulIsa::kAvx512;
   if (matmul_isa_supported(MatmulIsa::kAvx2)) return MatmulIsa::kAvx2;
   return MatmulIsa::kScalar;
@@ -117,6 +118,8 @@ Kernels kernels_for(MatmulIsa isa) {
   isa = resolve(isa);
   FC_CHECK(matmul_isa_supported(isa), "nvfp4_matmul: this CPU does not support the requested ISA");
   switch (isa) {
+    case MatmulIsa::kAvx512Bf16:
+      return {detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512()};
     case MatmulIsa::kAvx512:
       return {detail::nvfp4_kernels_avx512(), detail::kernels_avx512()};
     case MatmulIsa::kAvx2:
@@ -145,10 +148,16 @@ void check_args(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix
   }
 }
 
-// x [T, K] (row stride ldx) into the direct kernels' layout for L lanes (nvfp4_kernels.h):
-// per group of G = 8L columns, xd[g*G + s*L + j] = x[g*G + 8j + s]; row stride ldxd (a multiple
-// of G), zeros past K.
-void arrange(const float* x, int64_t T, int64_t ldx, int64_t K, int L, float* xd, int64_t ldxd) {
+// x [T, K] (row stride ldx) into the direct kernels' layout (nvfp4_kernels.h); row stride ldxd
+// (a multiple of the set's group), zeros past K.
+void arrange(const Nvfp4KernelSet& ks, const float* x, int64_t T, int64_t ldx, int64_t K, float* xd,
+             int64_t ldxd) {
+  if (ks.arrange) {
+    ks.arrange(x, T, ldx, K, xd, ldxd);
+    return;
+  }
+  // Per group of G = 8L columns, xd[g*G + s*L + j] = x[g*G + 8j + s].
+  const int L = ks.x_lanes;
   const int64_t G = 8 * int64_t{L};
   for (int64_t t = 0; t < T; ++t) {
     const float* xr = x + t * ldx;
@@ -225,14 +234,14 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     // The re-arranged activations: per call, reused by every row group (L1/L2 resident). A
     // thread_local buffer of the calling thread avoids an allocation per decode step.
     thread_local std::vector<float> xd_buf;
-    const int64_t G = 8 * int64_t{ks.q.x_lanes};
+    const int64_t G = detail::nvfp4_x_group(ks.q);
     const int64_t ldxd = (K + G - 1) / G * G;
     if (xd_buf.size() < static_cast<size_t>(T * ldxd + 16)) {
       xd_buf.resize(static_cast<size_t>(T * ldxd + 16));
     }
     const auto addr = reinterpret_cast<uintptr_t>(xd_buf.data());
     float* xd = xd_buf.data() + ((64 - addr % 64) % 64) / sizeof(float);  // 64-byte aligned
-    arrange(p.x, T, p.ldx, K, ks.q.x_lanes, xd, ldxd);
+    arrange(ks.q, p.x, T, p.ldx, K, xd, ldxd);
     const int64_t per = (N + threads - 1) / threads;
     const int64_t grain = (per + ks.q.nr - 1) / ks.q.nr * ks.q.nr;
     pool.parallel_for(N, grain,
@@ -302,6 +311,15 @@ void nvfp4_matmul_with_isa(MatmulIsa isa, ThreadPool& pool, const float* x, int6
 void nvfp4_matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
                   const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate) {
   nvfp4_matmul_with_isa(MatmulIsa::kAuto, pool, x, T, ldx, w, y, ldy, accumulate);
+}
+
+MatmulIsa nvfp4_fp32_isa() {
+  const MatmulIsa isa = resolve(MatmulIsa::kAuto);
+  return isa == MatmulIsa::kAvx512Bf16 ? MatmulIsa::kAvx512 : isa;
+}
+
+const char* nvfp4_matmul_isa() {
+  return kernels_for(MatmulIsa::kAuto).q.name;
 }
 
 void nvfp4_matmul_ref(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, float* y,

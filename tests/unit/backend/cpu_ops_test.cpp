@@ -43,6 +43,9 @@ TEST(CpuOps, PagedAttentionMatchesReference) {
       {4, 1, 32, 3, 0, {1, 5, 17}, {9, 0, 3}},
       {8, 8, 18, 16, 7, {3, 1}, {40, 77}},
       {6, 3, 34, 5, 1, {2, 9}, {11, 0}},
+      // Head sizes past the p·v kernel's 64-float register chunk: 80 = 64 + 16, and E2B's 512.
+      {2, 1, 80, 4, 0, {3, 1}, {70, 5}},
+      {8, 1, 512, 16, 0, {1}, {300}},
   };
   for (int threads : {1, 3}) {
     ThreadPool pool(threads);
@@ -310,6 +313,77 @@ TEST(CpuOps, FastTanhKernelsMatchLibm) {
           << g;
     }
   }
+}
+
+TEST(CpuOps, AttentionKernelsMatchScalarLoops) {
+  // dot / weighted_rows (fp32 and bf16 rows) and exp_sub_sum against double-precision loops at
+  // awkward lengths: 1, 17 (no full 16-lane step), 64 (one register chunk), 80, 513.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (int64_t n : {int64_t{1}, int64_t{17}, int64_t{64}, int64_t{80}, int64_t{513}}) {
+    std::vector<float> q(static_cast<size_t>(n)), k(static_cast<size_t>(n));
+    std::vector<uint16_t> kb(static_cast<size_t>(n));
+    double want = 0, want_b = 0, mag = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      q[i] = u(rng);
+      k[i] = u(rng);
+      kb[i] = f32_to_bf16(k[i]);
+      want += double{q[i]} * k[i];
+      want_b += double{q[i]} * bf16_to_f32(kb[i]);
+      mag += std::fabs(double{q[i]} * k[i]);
+    }
+    EXPECT_NEAR(dot_f32(q.data(), k.data(), n), want, 1e-6 * mag) << n;
+    EXPECT_NEAR(dot_bf16(q.data(), kb.data(), n), want_b, 1e-6 * mag) << n;
+
+    // 7 rows of n values, weights of mixed sign.
+    const int R = 7;
+    std::vector<std::vector<float>> rows(R, std::vector<float>(static_cast<size_t>(n)));
+    std::vector<std::vector<uint16_t>> rows_b(R, std::vector<uint16_t>(static_cast<size_t>(n)));
+    std::vector<const float*> rp;
+    std::vector<const uint16_t*> rbp;
+    std::vector<float> w(R);
+    for (int r = 0; r < R; ++r) {
+      w[r] = u(rng);
+      for (int64_t i = 0; i < n; ++i) {
+        rows[r][i] = u(rng);
+        rows_b[r][i] = f32_to_bf16(rows[r][i]);
+      }
+      rp.push_back(rows[r].data());
+      rbp.push_back(rows_b[r].data());
+    }
+    std::vector<float> out(static_cast<size_t>(n) + 1, 77.0f), out_b(out);
+    weighted_rows_f32(w.data(), rp.data(), R, n, out.data());
+    weighted_rows_bf16(w.data(), rbp.data(), R, n, out_b.data());
+    for (int64_t i = 0; i < n; ++i) {
+      double s = 0, sb = 0, m = 0;
+      for (int r = 0; r < R; ++r) {
+        s += double{w[r]} * rows[r][i];
+        sb += double{w[r]} * bf16_to_f32(rows_b[r][i]);
+        m += std::fabs(double{w[r]} * rows[r][i]);
+      }
+      EXPECT_NEAR(out[i], s, 1e-6 * m) << n << " " << i;
+      EXPECT_NEAR(out_b[i], sb, 1e-6 * m) << n << " " << i;
+    }
+    EXPECT_EQ(out[n], 77.0f);  // nothing written past D
+    EXPECT_EQ(out_b[n], 77.0f);
+
+    // Softmax numerators: x - m spans [-100, 0] (below -87 gives 0) plus -inf.
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[i] = -100.0f * static_cast<float>(i) / n + 3.0f;
+    if (n > 2) x[1] = -INFINITY;
+    std::vector<float> e = x;
+    const float sum = exp_sub_sum(e.data(), n, 3.0f);
+    double want_sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double d = double{x[i]} - 3.0;
+      const double ref = d < -87.0 ? 0.0 : std::exp(d);
+      want_sum += ref;
+      EXPECT_NEAR(e[i], ref, 1e-6 * ref + 1e-38) << n << " " << x[i];
+    }
+    EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << n;
+  }
+  float nan_in = std::nanf("");
+  EXPECT_TRUE(std::isnan(exp_sub_sum(&nan_in, 1, 0.0f)));  // NaN scores are not hidden
 }
 
 }  // namespace

@@ -184,6 +184,12 @@ TEST(PrefixCache, SlidingGroupNeedsOnlyTheWindow) {
   EXPECT_EQ(m.num_cached_blocks(1), 10);
   // P = 40: the query at 40 reads 35..40, so sliding blocks 8 and 9 must be cached (they are).
   EXPECT_EQ(m.find_cached_prefix(t), 40);
+  // Capped below 40 (a hit giving up its last block): the longest P under the cap that every
+  // group serves; P = 36 needs sliding blocks 7 and 8, P = 32 blocks 6 and 7 (both cached here).
+  EXPECT_EQ(m.find_cached_prefix(t, 39), 36);
+  EXPECT_EQ(m.find_cached_prefix(t, 36), 36);
+  EXPECT_EQ(m.find_cached_prefix(t, 35), 32);
+  EXPECT_EQ(m.find_cached_prefix(t, 3), 0);
   m.add_sequence(2);
   ASSERT_TRUE(m.can_admit(t, 40, 41));
   m.attach_prefix(2, t, 40);
