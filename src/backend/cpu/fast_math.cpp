@@ -5,31 +5,9 @@
 namespace fc::cpu {
 namespace {
 
-// tanh(t) for any finite t, branch-free: tanh(|t|) = (1 - e) / (1 + e) with e = exp(-2|t|),
-// exp by 2^k * p(r), r = y - k ln2 in [-ln2/2, ln2/2], p the degree-7 Taylor polynomial
-// (truncation < 1e-8 relative). |t| is clamped to 9, where tanh is 1 within fp32 rounding.
-inline float tanh_poly(float t) {
-  const float a = t < 0 ? -t : t;
-  const float y = -2.0f * (a < 9.0f ? a : 9.0f);  // in [-18, 0]
-  const float kf = __builtin_floorf(y * 1.44269504f + 0.5f);
-  const float r = (y - kf * 0.693145752f) - kf * 1.42860677e-06f;  // ln2 split in two parts
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(kf) + 127) << 23;  // 2^k, k in [-26, 0]
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  const float e = p * scale;
-  const float th = (1.0f - e) / (1.0f + e);
-  return t < 0 ? -th : th;
-}
-
-// exp(y) for y <= 0, y >= -87 (exp(-87) ~ 1.6e-38, still normal): 2^k · p(r) as in tanh_poly.
+// exp(y) for y <= 0, y >= -87 (exp(-87) ~ 1.6e-38, still normal): 2^k · p(r), r = y - k ln2 in
+// [-ln2/2, ln2/2] (ln2 split in two parts), p the degree-7 Taylor polynomial (truncation < 1e-8
+// relative).
 inline float exp_nonpos(float y) {
   const float kf = __builtin_floorf(y * 1.44269504f + 0.5f);
   const float r = (y - kf * 0.693145752f) - kf * 1.42860677e-06f;
@@ -47,6 +25,15 @@ inline float exp_nonpos(float y) {
   return p * scale;
 }
 
+// tanh(t) for any finite t, branch-free: tanh(|t|) = (1 - e) / (1 + e) with e = exp(-2|t|);
+// |t| is clamped to 9, where tanh is 1 within fp32 rounding.
+inline float tanh_poly(float t) {
+  const float a = t < 0 ? -t : t;
+  const float e = exp_nonpos(-2.0f * (a < 9.0f ? a : 9.0f));
+  const float th = (1.0f - e) / (1.0f + e);
+  return t < 0 ? -th : th;
+}
+
 inline float bf16_value(uint16_t h) {
   const uint32_t u = static_cast<uint32_t>(h) << 16;
   float f;
@@ -62,30 +49,28 @@ inline float value_of(uint16_t x) {
 
 constexpr int kDotLanes = 16;  // partial sums: one AVX-512 vector, two AVX2 ones
 
-}  // namespace
-
-#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-
-FC_CLONES float dot_f32(const float* q, const float* k, int64_t n) {
+template <typename Row>
+inline float dot_lanes(const float* q, const Row* k, int64_t n) {
   float acc[kDotLanes] = {};
   int64_t i = 0;
   for (; i + kDotLanes <= n; i += kDotLanes)
-    for (int j = 0; j < kDotLanes; ++j) acc[j] += q[i + j] * k[i + j];
-  for (; i < n; ++i) acc[0] += q[i] * k[i];
+    for (int j = 0; j < kDotLanes; ++j) acc[j] += q[i + j] * value_of(k[i + j]);
+  for (; i < n; ++i) acc[0] += q[i] * value_of(k[i]);
   float s = 0.0f;
   for (int j = 0; j < kDotLanes; ++j) s += acc[j];
   return s;
 }
 
+}  // namespace
+
+#define FC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+FC_CLONES float dot_f32(const float* q, const float* k, int64_t n) {
+  return dot_lanes(q, k, n);
+}
+
 FC_CLONES float dot_bf16(const float* q, const uint16_t* k, int64_t n) {
-  float acc[kDotLanes] = {};
-  int64_t i = 0;
-  for (; i + kDotLanes <= n; i += kDotLanes)
-    for (int j = 0; j < kDotLanes; ++j) acc[j] += q[i + j] * bf16_value(k[i + j]);
-  for (; i < n; ++i) acc[0] += q[i] * bf16_value(k[i]);
-  float s = 0.0f;
-  for (int j = 0; j < kDotLanes; ++j) s += acc[j];
-  return s;
+  return dot_lanes(q, k, n);
 }
 
 namespace {

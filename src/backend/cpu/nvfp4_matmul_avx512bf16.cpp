@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "backend/cpu/nvfp4_avx512_common.h"
 #include "backend/cpu/nvfp4_kernels.h"
 
 #define FC_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
@@ -37,6 +38,8 @@
 
 namespace fc::cpu::detail {
 namespace {
+
+using namespace nvfp4_avx512;
 
 constexpr int64_t kGroup = 128;  // columns per decode group
 // Tiles of 2 activation rows: 4 rows spill registers (measured slower than 2 at T = 4).
@@ -51,32 +54,6 @@ FC_AVX512BF16_INLINE __m512i e2m1_bf16_lut() {
       static_cast<int16_t>(0x8000), static_cast<int16_t>(0xBF00), static_cast<int16_t>(0xBF80),
       static_cast<int16_t>(0xBFC0), static_cast<int16_t>(0xC000), static_cast<int16_t>(0xC040),
       static_cast<int16_t>(0xC080), static_cast<int16_t>(0xC0C0)));  // -0 .. -6
-}
-
-// Up to 16 E4M3 scale bytes as fp32 times gs (see load_scales in nvfp4_matmul_avx512.cpp: the
-// E4M3 bits placed as FP16 are the value times 2⁻⁸, widened exactly; gs256 = gs·256).
-FC_AVX512BF16_INLINE __m512 load_scales(const uint8_t* p, int64_t n, __m512 gs256) {
-  const __mmask16 m = n >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << n) - 1u);
-  const __m256i b = _mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(m, p));
-  const __m256i mag = _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7);
-  const __m256i sgn = _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8);
-  return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_or_si256(mag, sgn)), gs256);
-}
-
-// Lane i: block 8h + i/2 of a 16-block scale register (decode group h of 2).
-FC_AVX512BF16_INLINE __m512i scale_dup_index(int h) {
-  return _mm512_add_epi32(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
-                          _mm512_set1_epi32(8 * h));
-}
-
-FC_AVX512BF16_INLINE __m256 fold_halves(__m512 a) {
-  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
-  return _mm256_add_ps(_mm512_castps512_ps256(a), hi);
-}
-
-FC_AVX512BF16_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
 FC_AVX512BF16_INLINE __m512 dot_bf16(__m512 acc, __m512i w, const uint16_t* x) {
@@ -164,23 +141,7 @@ struct Tile {
       }
     }
 
-    constexpr __mmask8 ymask = static_cast<__mmask8>((1u << NR) - 1u);
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; ++i) {
-      __m256 f[4];
-#pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) f[j] = fold_halves(acc[i][j]);
-      for (int j = NR; j < 4; ++j) f[j] = _mm256_setzero_ps();
-      __m128 s = hsum4(f[0], f[1], f[2], f[3]);
-      float* yi = y + i * ldy;
-      if constexpr (NR == 4) {
-        if (add) s = _mm_add_ps(s, _mm_loadu_ps(yi));
-        _mm_storeu_ps(yi, s);
-      } else {
-        if (add) s = _mm_add_ps(s, _mm_maskz_loadu_ps(ymask, yi));
-        _mm_mask_storeu_ps(yi, ymask, s);
-      }
-    }
+    store_tile<MR, NR>(acc, y, ldy, add);
   }
 };
 
