@@ -18,6 +18,8 @@ std::optional<RequestEvent> RequestStream::next(int timeout_ms) {
     RequestEvent& n = q_.front();
     ev.tokens.insert(ev.tokens.end(), n.tokens.begin(), n.tokens.end());
     ev.logprobs.insert(ev.logprobs.end(), n.logprobs.begin(), n.logprobs.end());
+    ev.prompt_logprobs.insert(ev.prompt_logprobs.end(), n.prompt_logprobs.begin(),
+                              n.prompt_logprobs.end());
     ev.finished = n.finished;
     ev.finish_reason = n.finish_reason;
     ev.error = n.error;
@@ -81,7 +83,8 @@ Engine::~Engine() {
 
 std::shared_ptr<RequestStream> Engine::submit(EngineRequest req) {
   FC_CHECK(!req.prompt.empty(), "the prompt is empty");
-  FC_CHECK(req.max_tokens >= 1, "max_tokens must be at least 1, got ", req.max_tokens);
+  // max_tokens 0: the prompt is computed (for its logprobs) and nothing generated.
+  FC_CHECK(req.max_tokens >= 0, "max_tokens must be at least 0, got ", req.max_tokens);
   const int64_t total = static_cast<int64_t>(req.prompt.size()) + req.max_tokens;
   if (total > cfg_.scheduler.max_model_len)
     fail("this model's maximum context length is ", cfg_.scheduler.max_model_len,
@@ -157,7 +160,9 @@ void Engine::loop() {
     }
     for (auto& [id, live] : arrived) {
       try {
-        sched_->add(id, live.req.prompt, live.req.max_tokens);
+        // max_tokens 0 still reserves the slot of the token it will not sample.
+        sched_->add(id, live.req.prompt, std::max(1, live.req.max_tokens),
+                    /*no_prefix_hit=*/live.req.prompt_logprobs >= 0);
         live_.emplace(id, std::move(live));
       } catch (const Error& e) {
         finish(id, live, "error", e.what());
@@ -217,6 +222,7 @@ void Engine::step() {
     batch.want_final_hidden = drafter_->needs_final_hidden();
   }
   std::vector<std::vector<int32_t>> chunks(plan.seqs.size());
+  std::vector<int> prompt_rows(plan.seqs.size(), 0);  // leading logit rows for prompt logprobs
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     const ScheduledSeq& s = plan.seqs[i];
     const std::vector<int32_t>& toks = sched_->tokens(s.id);
@@ -229,6 +235,18 @@ void Engine::step() {
     in.n = s.num_tokens;
     in.pos0 = s.pos0;
     for (int g = 0; g < kv_.num_groups(); ++g) in.block_tables.push_back(&kv_.block_table(s.id, g));
+    auto lit = live_.find(s.id);
+    if (lit != live_.end() && lit->second.req.prompt_logprobs >= 0) {
+      // Row r predicts the token at s.pos0 + r + 1: a prompt token not reported yet.
+      const int np = sched_->num_prompt_tokens(s.id);
+      for (int r = 0; r < plain; ++r) {
+        const int p = s.pos0 + r + 1;
+        if (p < np && p >= lit->second.prompt_lp_next) {
+          in.logit_rows.push_back(r);
+          ++prompt_rows[i];
+        }
+      }
+    }
     if (s.needs_logits)
       for (int r = plain - 1; r < s.num_tokens; ++r) in.logit_rows.push_back(r);
     if (hidden)
@@ -263,13 +281,47 @@ void Engine::step() {
     verified[si] = s.num_tokens - s.num_drafts;
     const int np = sched_->num_prompt_tokens(s.id);
     prompt_tokens += std::min(s.pos0 + s.num_tokens, np) - std::min(s.pos0, np);
-    if (!s.needs_logits) continue;
+    auto it = live_.find(s.id);
+    RequestEvent ev;
+    if (prompt_rows[si] > 0 && it != live_.end()) {
+      Live& live = it->second;
+      const std::vector<int32_t>& toks = sched_->tokens(s.id);
+      try {
+        for (int j = 0; j < prompt_rows[si]; ++j) {
+          const float* l = out_.logits.data() + static_cast<size_t>(row + j) * V;
+          SampleResult r;
+          raw_token_logprobs(std::span<const float>(l, static_cast<size_t>(V)),
+                             toks[static_cast<size_t>(live.prompt_lp_next)],
+                             live.req.prompt_logprobs, r);
+          ev.prompt_logprobs.push_back(std::move(r));
+          ++live.prompt_lp_next;
+        }
+      } catch (const Error& e) {
+        finish(s.id, live, "error", e.what());
+        live_.erase(it);
+        it = live_.end();
+      }
+    }
+    row += prompt_rows[si];
+    if (!s.needs_logits) {
+      if (!ev.prompt_logprobs.empty() && it != live_.end()) it->second.stream->push(std::move(ev));
+      continue;
+    }
     const float* logits = out_.logits.data() + static_cast<size_t>(row) * V;
     row += 1 + s.num_drafts;
-    auto it = live_.find(s.id);
     if (it == live_.end()) continue;
     Live& live = it->second;
-    RequestEvent ev;
+    if (live.req.max_tokens == 0) {  // the prompt scored, nothing to generate
+      ev.finished = true;
+      ev.finish_reason = "length";
+      ev.num_prompt_tokens = np;
+      live.stream->push(std::move(ev));
+      sched_->finish(s.id);
+      release_draft(s.id);
+      live_.erase(it);
+      verified[si] = 0;
+      continue;
+    }
     try {
       if (s.num_drafts > 0) {
         verify_seq(s, logits, live, ev);

@@ -47,12 +47,19 @@ struct EngineRequest {
   std::vector<int32_t> stop_token_ids;  // generation ends after one of these (eos included here)
   std::optional<LogprobsOptions> logprobs;
   int num_speculative_tokens = -1;  // per-request override: < 0 server policy, 0 off, k > 0 fixed
+  // >= 0: report the logprob of every prompt token after the first with that many alternatives
+  // (vLLM's prompt_logprobs, from the raw log-softmax); such a prompt is always computed whole,
+  // never served from the prefix cache. max_tokens may be 0: the prompt only (with its logprobs).
+  int prompt_logprobs = -1;
 };
 
 // What the engine reports for a request after a step (or at its end).
 struct RequestEvent {
   std::vector<int32_t> tokens;         // tokens generated since the last event
   std::vector<SampleResult> logprobs;  // one per token when logprobs were requested
+  // prompt_logprobs: entries for the next prompt positions (1, 2, ... over all events; token =
+  // the prompt token at that position), as prefill chunks compute them.
+  std::vector<SampleResult> prompt_logprobs;
   bool finished = false;
   std::string finish_reason;  // "stop", "length", "abort", "error"
   std::string error;          // set with finish_reason "error"
@@ -119,6 +126,7 @@ class Engine {
     std::shared_ptr<RequestStream> stream;
     std::unique_ptr<SamplerState> sampler;
     int generated = 0;
+    int prompt_lp_next = 1;  // next prompt position whose logprob is to be reported
     int spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
   };
   void loop();

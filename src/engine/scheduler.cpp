@@ -28,7 +28,7 @@ const Scheduler::Request& Scheduler::req(RequestId id) const {
   return it->second;
 }
 
-void Scheduler::add(RequestId id, std::vector<int32_t> prompt, int max_tokens) {
+void Scheduler::add(RequestId id, std::vector<int32_t> prompt, int max_tokens, bool no_prefix_hit) {
   FC_CHECK(!reqs_.count(id), "Scheduler::add: request ", id, " already exists");
   FC_CHECK(!prompt.empty(), "Scheduler::add: request ", id, " has an empty prompt");
   FC_CHECK(max_tokens >= 1, "Scheduler::add: max_tokens must be >= 1, got ", max_tokens);
@@ -62,6 +62,7 @@ void Scheduler::add(RequestId id, std::vector<int32_t> prompt, int max_tokens) {
   r.num_prompt = static_cast<int>(prompt.size());
   r.tokens = std::move(prompt);
   r.max_tokens = max_tokens;
+  r.no_prefix_hit = no_prefix_hit;
   reqs_.emplace(id, std::move(r));
   waiting_.push_back(id);
 }
@@ -150,7 +151,8 @@ void Scheduler::schedule_waiting(SchedulerOutput& out, int& budget) {
     const RequestId id = waiting_.front();
     Request& r = req(id);
     const int len = static_cast<int>(r.tokens.size());
-    int cached = cfg_.enable_prefix_caching ? kv_.find_cached_prefix(r.tokens) : 0;
+    int cached =
+        cfg_.enable_prefix_caching && !r.no_prefix_hit ? kv_.find_cached_prefix(r.tokens) : 0;
     if (cached > 0 && cfg_.prefix_cache_drop_last_block)
       cached = kv_.find_cached_prefix(r.tokens, cached - 1);
     const int remaining = len - cached;

@@ -63,7 +63,8 @@ class Scheduler {
   // Queues a request (FIFO). Throws fc::Error if prompt is empty or prompt + max_tokens cannot fit
   // max_model_len / the KV capacity (the server turns that into a 400), or, without chunked
   // prefill, if a recompute of prompt + max_tokens - 1 tokens would not fit one step's budget.
-  void add(RequestId id, std::vector<int32_t> prompt, int max_tokens);
+  // no_prefix_hit: the prompt is always computed (its positions' logits are wanted).
+  void add(RequestId id, std::vector<int32_t> prompt, int max_tokens, bool no_prefix_hit = false);
   // Removes a request in any state; its blocks are freed at once. Unknown ids are ignored.
   void abort(RequestId id);
 
@@ -107,6 +108,7 @@ class Scheduler {
     int max_tokens = 0;
     int num_computed = 0;  // tokens with K/V in the cache (== KV length after on_step_done)
     int num_cached = 0;    // prefix-cache hit at the last admission
+    bool no_prefix_hit = false;
     RequestState state = RequestState::kWaiting;
     std::vector<int32_t> drafts;  // proposed, not yet verified (see set_drafts)
     int scheduled_drafts = 0;     // drafts computed by the step in flight

@@ -285,14 +285,14 @@ std::vector<std::vector<int32_t>> chunk_tokens(const std::vector<int32_t>& ids, 
   int64_t used = 0;
   size_t i = 0;
   while (i < ids.size() && used < max_tokens) {
-    std::vector<int32_t> s;
-    if (bos >= 0) s.push_back(bos);
-    const int64_t room =
-        std::min<int64_t>(seq_len, max_tokens - used) - static_cast<int64_t>(s.size());
+    const int64_t lead = bos >= 0 ? 1 : 0;
+    const int64_t room = std::min<int64_t>(seq_len, max_tokens - used) - lead;
     if (room <= 0) break;
     const size_t take = std::min(ids.size() - i, static_cast<size_t>(room));
-    s.insert(s.end(), ids.begin() + static_cast<std::ptrdiff_t>(i),
-             ids.begin() + static_cast<std::ptrdiff_t>(i + take));
+    // Sized up front (GCC 12 misreads an insert after a push_back as an overflow).
+    std::vector<int32_t> s(static_cast<size_t>(lead) + take);
+    if (bos >= 0) s[0] = bos;
+    std::copy_n(ids.begin() + static_cast<std::ptrdiff_t>(i), take, s.begin() + lead);
     i += take;
     used += static_cast<int64_t>(s.size());
     out.push_back(std::move(s));

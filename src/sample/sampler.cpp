@@ -401,6 +401,17 @@ void token_logprobs(std::span<const float> logits, const SamplerScratch& scratch
   SamplerImpl::fill_logprobs(logits, x.data(), n, row.log_norm(), options, result);
 }
 
+void raw_token_logprobs(std::span<const float> logits, int32_t token, int top_n,
+                        SampleResult& result) {
+  const int64_t n = static_cast<int64_t>(logits.size());
+  FC_CHECK(token >= 0 && token < n, "raw_token_logprobs: token ", token, " outside [0, ", n, ")");
+  LogprobsOptions lo;
+  lo.top_n = top_n;
+  lo.mode = LogprobsMode::kRawLogprobs;
+  result.token = token;
+  SamplerImpl::fill_logprobs(logits, nullptr, n, 0.0, lo, result);
+}
+
 void sample_batch(ThreadPool& pool, std::span<const SampleJob> jobs,
                   std::span<SamplerScratch> scratch) {
   FC_CHECK(scratch.size() >= static_cast<size_t>(pool.size()), "sample_batch: ", scratch.size(),

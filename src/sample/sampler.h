@@ -206,6 +206,12 @@ void token_logprobs(std::span<const float> logits, const SamplerScratch& scratch
                     const ProcessedRow& row, int32_t token, const LogprobsOptions& options,
                     SampleResult& result);
 
+// Prompt logprobs (vLLM's prompt_logprobs, always from the raw logits): result.token = token, its
+// log_softmax value, rank and the top_n best alternatives, as sample() reports them in
+// LogprobsMode::kRawLogprobs.
+void raw_token_logprobs(std::span<const float> logits, int32_t token, int top_n,
+                        SampleResult& result);
+
 // One request's row of a batch.
 struct SampleJob {
   std::span<const float> logits;  // [vocab]

@@ -90,7 +90,7 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
   if (chat) {
     if (auto mct = integer(b, "max_completion_tokens")) mt = mct;
   }
-  if (mt && *mt < 1)
+  if (mt && (*mt < 0 || (chat && *mt < 1)))  // completions: 0 is checked against echo below
     bad(chat && b.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
         "must be at least 1, got " + std::to_string(*mt));
   r.max_tokens = mt;
@@ -292,6 +292,9 @@ CompletionRequest parse_completion_request(const json& b) {
   if (field(b, "suffix")) bad("suffix", "is not supported");
   if (!r.max_tokens) r.max_tokens = 16;  // vLLM's CompletionRequest default
   r.echo = boolean(b, "echo").value_or(false);
+  if (*r.max_tokens == 0 && !r.echo)
+    bad("max_tokens", "must be at least 1, got 0 (0 is only allowed with echo)");
+  if (r.echo && r.logprobs) r.prompt_logprobs = r.top_logprobs;
   static const std::set<std::string> fields = {"prompt", "echo", "suffix", "best_of",
                                                "add_special_tokens"};
   for (auto it = b.begin(); it != b.end(); ++it)

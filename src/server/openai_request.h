@@ -31,6 +31,9 @@ struct CommonRequest {
   // fourcast extension: speculative tokens for this request (0 switches speculation off; absent:
   // the server's adaptive policy).
   std::optional<int> num_speculative_tokens;
+  // Completions with echo and logprobs: the prompt tokens' logprobs with this many alternatives
+  // (-1: none). Also allows max_tokens 0 (score the prompt only, vLLM's echo without generation).
+  int prompt_logprobs = -1;
   std::vector<std::string> ignored;
 };
 

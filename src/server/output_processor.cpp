@@ -30,6 +30,9 @@ OutputProcessor::OutputProcessor(const tok::Tokenizer& tok, OutputOptions opt)
     po.tools = opt_.tools;
     po.start_in_reasoning = opt_.start_in_reasoning;
     parser_ = std::make_unique<chat::gemma4::StreamParser>(po);
+    filter_specials_ = opt_.skip_special_tokens;
+    for (std::string_view m : chat::gemma4::consumed_markers(po))
+      if (std::optional<int32_t> id = tok_.token_to_id(m)) parser_specials_.push_back(*id);
   }
   for (const std::string& s : opt_.stop) max_stop_ = std::max(max_stop_, s.size());
   if (!opt_.forced_prefix.empty()) {
@@ -51,21 +54,24 @@ void OutputProcessor::emit(std::string_view raw, OutputStep& step) {
   for (auto& tc : d.tool_calls) step.delta.tool_calls.push_back(std::move(tc));
 }
 
+nlohmann::json logprob_entry(const tok::Tokenizer& tok, int32_t token, const SampleResult& r) {
+  const std::string t = tok.decode(std::span<const int32_t>(&token, 1));
+  nlohmann::json top = nlohmann::json::array();
+  for (const TokenLogprob& tl : r.top) {
+    const std::string tt = tok.decode(std::span<const int32_t>(&tl.token, 1));
+    top.push_back(
+        {{"token", tt}, {"logprob", std::max(tl.logprob, -9999.0f)}, {"bytes", bytes_of(tt)}});
+  }
+  return {{"token", t},
+          {"logprob", std::max(r.logprob, -9999.0f)},
+          {"bytes", bytes_of(t)},
+          {"top_logprobs", top}};
+}
+
 void OutputProcessor::add_logprobs(const std::vector<int32_t>& ids,
                                    const std::vector<SampleResult>& lps, OutputStep& step) {
-  for (size_t i = 0; i < ids.size() && i < lps.size(); ++i) {
-    const std::string t = tok_.decode(std::span<const int32_t>(&ids[i], 1));
-    nlohmann::json top = nlohmann::json::array();
-    for (const TokenLogprob& tl : lps[i].top) {
-      const std::string tt = tok_.decode(std::span<const int32_t>(&tl.token, 1));
-      top.push_back(
-          {{"token", tt}, {"logprob", std::max(tl.logprob, -9999.0f)}, {"bytes", bytes_of(tt)}});
-    }
-    step.logprobs.push_back({{"token", t},
-                             {"logprob", std::max(lps[i].logprob, -9999.0f)},
-                             {"bytes", bytes_of(t)},
-                             {"top_logprobs", top}});
-  }
+  for (size_t i = 0; i < ids.size() && i < lps.size(); ++i)
+    step.logprobs.push_back(logprob_entry(tok_, ids[i], lps[i]));
 }
 
 OutputStep OutputProcessor::push(const std::vector<int32_t>& ids,
@@ -75,7 +81,15 @@ OutputStep OutputProcessor::push(const std::vector<int32_t>& ids,
   if (stopped_) return step;
   if (opt_.logprobs) add_logprobs(ids, logprobs, step);
   const size_t n_text = drop_last_text && !ids.empty() ? ids.size() - 1 : ids.size();
-  pending_ += decoder_.push(std::span<const int32_t>(ids.data(), n_text));
+  text_ids_.clear();
+  for (size_t i = 0; i < n_text; ++i) {
+    const int32_t id = ids[i];
+    if (filter_specials_ && tok_.is_special(id) &&
+        std::find(parser_specials_.begin(), parser_specials_.end(), id) == parser_specials_.end())
+      continue;
+    text_ids_.push_back(id);
+  }
+  pending_ += decoder_.push(std::span<const int32_t>(text_ids_));
   if (max_stop_ == 0) {
     emit(pending_, step);
     pending_.clear();

@@ -36,6 +36,10 @@ struct OutputStep {
   std::optional<std::string> stop_hit;                // the stop string that ended the output
 };
 
+// One OpenAI chat logprobs entry {token, logprob, bytes, top_logprobs} for `token` (the id
+// decoded with special tokens; logprobs clamped at -9999 as vLLM does).
+nlohmann::json logprob_entry(const tok::Tokenizer& tok, int32_t token, const SampleResult& r);
+
 class OutputProcessor {
  public:
   OutputProcessor(const tok::Tokenizer& tok, OutputOptions opt);
@@ -60,7 +64,12 @@ class OutputProcessor {
   OutputOptions opt_;
   tok::StreamDecoder decoder_;
   std::unique_ptr<chat::gemma4::StreamParser> parser_;
-  std::string pending_;  // raw text held back for stop-string matching
+  // With a parser and skip_special_tokens: the special ids the parser reads; other special ids
+  // are dropped before detokenisation (no stray <|…|> marker in content or reasoning).
+  std::vector<int32_t> parser_specials_;
+  bool filter_specials_ = false;
+  std::vector<int32_t> text_ids_;  // scratch: the ids of one push that produce text
+  std::string pending_;            // raw text held back for stop-string matching
   size_t max_stop_ = 0;
   bool stopped_ = false;
   std::string text_;

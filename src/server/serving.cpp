@@ -48,6 +48,7 @@ int resolve_limits(ServingContext& ctx, const CommonRequest& req, size_t prompt_
             " tokens. Please reduce the length of the input prompt or the number of requested "
             "output tokens.",
         "max_tokens");
+  if (req.max_tokens && *req.max_tokens == 0) return 0;  // echo only (parse checked)
   try {
     return static_cast<int>(resolve_max_tokens(req.max_tokens, ctx.gen, L - P));
   } catch (const Error& e) {
@@ -71,6 +72,7 @@ struct Choice {
   std::string reasoning, content;
   std::vector<json> tool_calls;  // {"id","type","function":{"name","arguments"}}
   json logprobs = json::array();
+  std::vector<SampleResult> prompt_logprobs;  // prompt positions 1.. (CommonRequest)
   Clock::time_point last_event;
 };
 
@@ -95,6 +97,7 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
     er.stop_token_ids.insert(er.stop_token_ids.end(), req.stop_token_ids.begin(),
                              req.stop_token_ids.end());
     if (req.logprobs) er.logprobs = LogprobsOptions{req.top_logprobs, LogprobsMode::kRawLogprobs};
+    er.prompt_logprobs = req.prompt_logprobs;
     Choice c;
     c.index = first_index + i;
     c.keep_stop_token_text = req.include_stop_str_in_output;
@@ -131,6 +134,8 @@ bool drive(ServingContext& ctx, std::vector<Choice>& choices, Clock::time_point 
         continue;
       }
       const auto now = Clock::now();
+      c.prompt_logprobs.insert(c.prompt_logprobs.end(), ev->prompt_logprobs.begin(),
+                               ev->prompt_logprobs.end());
       if (!ev->tokens.empty()) {
         if (first_token)
           ctx.metrics.observe_ttft(std::chrono::duration<double>(now - start).count());
@@ -474,6 +479,10 @@ json completion_logprobs(const json& entries, size_t offset = 0) {
     offset += e["token"].get<std::string>().size();
     tokens.push_back(e["token"]);
     lps.push_back(e["logprob"]);
+    if (e["top_logprobs"].is_null()) {  // the first prompt token: nothing predicts it
+      tops.push_back(nullptr);
+      continue;
+    }
     json top = json::object();
     for (const json& t : e["top_logprobs"]) top[t["token"].get<std::string>()] = t["logprob"];
     tops.push_back(top);
@@ -507,13 +516,27 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
                                  : ctx.tok.decode(prompts[pi], req.skip_special_tokens);
     for (Choice& c : choices) {
       completion += c.tokens;
-      out_choices.push_back(
-          {{"index", c.index},
-           {"text", echo + c.content},
-           {"logprobs",
-            req.logprobs ? completion_logprobs(c.logprobs, echo.size()) : json(nullptr)},
-           {"finish_reason", c.finish_reason},
-           {"stop_reason", c.stop_reason}});
+      json lp = nullptr;
+      if (req.logprobs && req.prompt_logprobs >= 0) {
+        // Echo: the prompt's tokens first (the first one has no logprob), offsets over the
+        // token texts from 0, as vLLM builds them.
+        json entries = json::array();
+        const std::vector<int32_t>& ids = prompts[pi];
+        entries.push_back({{"token", ctx.tok.decode(std::span<const int32_t>(ids.data(), 1))},
+                           {"logprob", nullptr},
+                           {"top_logprobs", nullptr}});
+        for (size_t j = 0; j < c.prompt_logprobs.size() && j + 1 < ids.size(); ++j)
+          entries.push_back(logprob_entry(ctx.tok, ids[j + 1], c.prompt_logprobs[j]));
+        for (const json& e : c.logprobs) entries.push_back(e);
+        lp = completion_logprobs(entries, 0);
+      } else if (req.logprobs) {
+        lp = completion_logprobs(c.logprobs, echo.size());
+      }
+      out_choices.push_back({{"index", c.index},
+                             {"text", echo + c.content},
+                             {"logprobs", lp},
+                             {"finish_reason", c.finish_reason},
+                             {"stop_reason", c.stop_reason}});
     }
     for (Choice& c : choices) all.push_back(std::move(c));
   }

@@ -3,6 +3,8 @@
 // decode, and a KV pool small enough to force preemption and recompute.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "tests/common/engine_idle.h"
 
 #include "tests/common/golden_io.h"
@@ -98,6 +100,76 @@ TEST_P(EngineGolden, ConcurrentRequestsReproduceReferenceTokens) {
   if (c.kv_tokens < 64) {
     EXPECT_GT(st.preemptions, 0) << "the small pool should force preemption";
   }
+}
+
+TEST(EngineGoldenPromptLogprobs, MatchReferenceLogSoftmaxAndBypassThePrefixCache) {
+  // Prompt logprobs (completions echo + logprobs) over chunked prefill (budget 5 of a 13-token
+  // prompt) against log_softmax of transformers' logits at each prompt position; the same prompt
+  // again, after its blocks were cached, is computed whole (no hit) and reports them again.
+  const std::string dir = kFixtures + "mini-31b";
+  ThreadPool pool(2);
+  cpu::CpuBackend be(pool);
+  gemma4::Model model(gemma4::load_config(dir), Checkpoint::open_dir(dir), be);
+  auto golden = SafetensorsFile::open(dir + "/golden.safetensors");
+  const std::vector<int32_t> ids = read_ids(*golden, "p0.ids");
+  const std::vector<int32_t> greedy = read_ids(*golden, "p0.greedy");
+  const std::vector<float> ref = read_f32(*golden, "p0.logits");  // [13, V]
+  const int V = model.config().vocab_size;
+  EngineConfig ec;
+  ec.block_size = 4;
+  ec.kv_tokens = 256;
+  ec.scheduler.max_num_batched_tokens = 5;
+  ec.scheduler.max_model_len = 64;
+  Engine engine(model, be, ec);
+  for (int round = 0; round < 3; ++round) {
+    EngineRequest r;
+    r.prompt = ids;
+    r.sampling.temperature = 0;
+    r.max_tokens = round == 0 ? 0 : 3;  // 0: the prompt only
+    r.prompt_logprobs = 2;
+    if (round == 2) r.prompt_logprobs = -1;  // a plain request now hits the cached blocks
+    auto stream = engine.submit(r);
+    std::vector<SampleResult> lps;
+    std::vector<int32_t> tokens;
+    RequestEvent last;
+    for (;;) {
+      auto ev = stream->next(30000);
+      ASSERT_TRUE(ev) << "timeout";
+      lps.insert(lps.end(), ev->prompt_logprobs.begin(), ev->prompt_logprobs.end());
+      tokens.insert(tokens.end(), ev->tokens.begin(), ev->tokens.end());
+      if (ev->finished) {
+        last = *ev;
+        break;
+      }
+    }
+    EXPECT_EQ(last.finish_reason, "length") << round;
+    if (round == 2) {
+      EXPECT_TRUE(lps.empty());
+      EXPECT_GT(last.num_cached_tokens, 0);
+      EXPECT_EQ(tokens, std::vector<int32_t>(greedy.begin(), greedy.begin() + 3));
+      continue;
+    }
+    EXPECT_EQ(last.num_cached_tokens, 0) << round;
+    EXPECT_EQ(tokens, std::vector<int32_t>(greedy.begin(), greedy.begin() + r.max_tokens));
+    ASSERT_EQ(lps.size(), ids.size() - 1) << round;
+    for (size_t p = 1; p < ids.size(); ++p) {
+      const float* row = ref.data() + (p - 1) * static_cast<size_t>(V);
+      double mx = row[0], z = 0;
+      int best = 0;
+      for (int v = 0; v < V; ++v)
+        if (row[v] > mx) mx = row[v], best = v;
+      for (int v = 0; v < V; ++v) z += std::exp(row[v] - mx);
+      const double want = row[ids[p]] - mx - std::log(z);
+      const SampleResult& got = lps[p - 1];
+      EXPECT_EQ(got.token, ids[p]) << p;
+      EXPECT_NEAR(got.logprob, want, 1e-3) << "round " << round << " position " << p;
+      ASSERT_EQ(got.top.size(), 2u);
+      EXPECT_EQ(got.top[0].token, best) << p;
+      EXPECT_GE(got.rank, 1);
+    }
+  }
+  const EngineStats st = idle_stats(engine);
+  EXPECT_EQ(st.kv_blocks_free, st.kv_blocks_total);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -203,8 +203,9 @@ TEST_P(Golden, MixedBatch) {
     std::vector<int32_t> generated;
     int32_t pending = -1;
   };
-  std::vector<Live> live = {
-      {1, &fx.prompts[0], 1000}, {2, &fx.prompts[1], 3}, {3, &fx.prompts[0], 1}};
+  std::vector<Live> live = {{1, &fx.prompts[0], 1000, 0, {}, -1},
+                            {2, &fx.prompts[1], 3, 0, {}, -1},
+                            {3, &fx.prompts[0], 1, 0, {}, -1}};
   Session s(*fx.model, *fx.be, fx.session_options());
   for (Live& l : live) s.add(l.id);
   gemma4::ForwardOutput out;

@@ -220,15 +220,16 @@ def test_tool_choice_none_gives_no_tool_calls(client, model):
     assert c.finish_reason == "stop"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with tool_choice none the raw call text reaches content with its special tokens: "
-    "'<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>}<tool_call|>' (spec §3.3 C++ rule: "
-    "never show <|…|> markers in content)"))
 def test_tool_choice_none_content_has_no_markers(client, model):
     r = client.chat.completions.create(model=model, messages=user(WEATHER_Q), temperature=0,
                                        tools=[WEATHER_TOOL], tool_choice="none")
+    # The model still writes its call; without the tool parser that is plain content, with the
+    # marker tokens dropped (spec §3.3 C++ rule: never show <|…|> markers in content), as vLLM
+    # shows it with skip_special_tokens.
     content = r.choices[0].message.content or ""
     assert "<|" not in content and "|>" not in content, content
+    assert content == "call:get_weather{city:Paris}", content
+    assert not r.choices[0].message.tool_calls
 
 
 def test_tools_without_call_answer_normally(client, model):
@@ -539,17 +540,44 @@ def test_completions_default_max_tokens_is_16(srv):
     assert r.json()["usage"]["completion_tokens"] == 16
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "echo with max_tokens 0 (prompt scoring, as lm-eval-harness does for loglikelihood) is a "
-    "400 'max_tokens must be at least 1'; vLLM returns the prompt only, with prompt logprobs "
-    "when logprobs is set (CompletionRequest: echo_without_generation)"))
 def test_completions_echo_without_generation(srv):
     r = post(srv.base_url, "/v1/completions", {"prompt": "Hello there", "echo": True,
                                                "max_tokens": 0, "logprobs": 1})
     assert r.status_code == 200, r.text
-    c = r.json()["choices"][0]
+    body = r.json()
+    c = body["choices"][0]
     assert c["text"] == "Hello there"
-    assert len(c["logprobs"]["tokens"]) == r.json()["usage"]["prompt_tokens"]
+    assert c["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 0
+    lp = c["logprobs"]
+    n = body["usage"]["prompt_tokens"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == n
+    # Nothing predicts the first token; every later one has a logprob <= 0 and one alternative.
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert all(x <= 0 for x in lp["token_logprobs"][1:])
+    assert all(len(t) == 1 for t in lp["top_logprobs"][1:])
+    assert lp["text_offset"][0] == 0
+
+
+def test_completions_echo_prompt_logprobs_match_generation(srv):
+    # Scoring prompt + its greedy continuation must give the continuation the logprobs it was
+    # generated with (lm-eval-harness loglikelihood relies on this).
+    gen = post(srv.base_url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 4,
+                                                 "temperature": 0, "logprobs": 1}).json()
+    text = gen["choices"][0]["text"]
+    want = gen["choices"][0]["logprobs"]["token_logprobs"]
+    r = post(srv.base_url, "/v1/completions", {"prompt": PROMPT + text, "echo": True,
+                                               "max_tokens": 0, "logprobs": 1})
+    assert r.status_code == 200, r.text
+    got = r.json()["choices"][0]["logprobs"]
+    assert got["tokens"][-len(want):] == gen["choices"][0]["logprobs"]["tokens"]
+    for g, w in zip(got["token_logprobs"][-len(want):], want):
+        assert abs(g - w) < 1e-3, (got["token_logprobs"][-len(want):], want)
+
+
+def test_completions_max_tokens_zero_needs_echo(srv):
+    r = post(srv.base_url, "/v1/completions", {"prompt": "Hello", "max_tokens": 0})
+    assert r.status_code == 400 and "max_tokens" in r.text, r.text
 
 
 def test_completions_stop(client, model):

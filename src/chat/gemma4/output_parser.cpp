@@ -559,4 +559,14 @@ nlohmann::json message_to_json(const ParsedOutput& out) {
   return j;
 }
 
+std::vector<std::string_view> consumed_markers(const ParseOptions& options) {
+  MarkerSet set = kStops;
+  if (options.reasoning) set |= bit(kChOpen) | bit(kChClose);
+  if (options.tools) set |= bit(kCallOpen) | bit(kCallClose) | bit(kStrDelim);
+  std::vector<std::string_view> out;
+  for (int m = 0; m < kNumMarkers; ++m)
+    if (set & bit(static_cast<Marker>(m))) out.push_back(kMarkerText[static_cast<size_t>(m)]);
+  return out;
+}
+
 }  // namespace fc::chat::gemma4

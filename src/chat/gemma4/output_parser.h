@@ -118,6 +118,12 @@ class StreamParser {
 // Parses a finished output (same result as one StreamParser fed the whole text).
 ParsedOutput parse_output(std::string_view text, const ParseOptions& options);
 
+// The special-token texts a parser with these options reads: the channel markers (reasoning),
+// the call markers and the string delimiter (tools), and the stop markers. A server decoding
+// with skip_special_tokens keeps exactly these and drops every other special token, so no other
+// `<|…|>` marker reaches content (spec chat-tokenizer-api.md §3.3, C++ server rule).
+std::vector<std::string_view> consumed_markers(const ParseOptions& options);
+
 // Whether a rendered prompt ends inside an open thought channel: its last `<|channel>` comes
 // after every `<channel|>`, `<|tool_call>`, `<|turn>` and `<|tool_response>` (vLLM
 // Gemma4Parser._prompt_ends_in_open_reasoning, done on text instead of token ids).
