@@ -64,6 +64,7 @@ const std::set<std::string> kCommonFields = {"model",
                                              "include_stop_str_in_output",
                                              "ignore_eos",
                                              "num_speculative_tokens",
+                                             "prompt_logprobs",
                                              "stream",
                                              "stream_options",
                                              "logprobs",
@@ -122,6 +123,13 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
   }
   r.include_stop_str_in_output = boolean(b, "include_stop_str_in_output").value_or(false);
   r.ignore_eos = boolean(b, "ignore_eos").value_or(false);
+  if (auto pl = integer(b, "prompt_logprobs")) {  // vLLM extension
+    if (*pl < 0 || *pl > 20) bad("prompt_logprobs", "must be between 0 and 20");
+    if (boolean(b, "stream").value_or(false))
+      bad("prompt_logprobs", "is not compatible with streaming");
+    r.prompt_logprobs = static_cast<int>(*pl);
+    r.want_prompt_logprobs = true;
+  }
   if (auto k = integer(b, "num_speculative_tokens")) {
     if (*k < 0 || *k > 16) bad("num_speculative_tokens", "must be between 0 and 16");
     r.num_speculative_tokens = static_cast<int>(*k);
@@ -294,7 +302,11 @@ CompletionRequest parse_completion_request(const json& b) {
   r.echo = boolean(b, "echo").value_or(false);
   if (*r.max_tokens == 0 && !r.echo)
     bad("max_tokens", "must be at least 1, got 0 (0 is only allowed with echo)");
-  if (r.echo && r.logprobs) r.prompt_logprobs = r.top_logprobs;
+  // vLLM: echo with logprobs reports the prompt's logprobs too (prompt_logprobs = logprobs).
+  if (r.echo && r.logprobs && !r.want_prompt_logprobs) {
+    r.prompt_logprobs = r.top_logprobs;
+    r.want_prompt_logprobs = true;
+  }
   static const std::set<std::string> fields = {"prompt", "echo", "suffix", "best_of",
                                                "add_special_tokens"};
   for (auto it = b.begin(); it != b.end(); ++it)

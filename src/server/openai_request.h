@@ -31,9 +31,12 @@ struct CommonRequest {
   // fourcast extension: speculative tokens for this request (0 switches speculation off; absent:
   // the server's adaptive policy).
   std::optional<int> num_speculative_tokens;
-  // Completions with echo and logprobs: the prompt tokens' logprobs with this many alternatives
-  // (-1: none). Also allows max_tokens 0 (score the prompt only, vLLM's echo without generation).
+  // The prompt tokens' logprobs with this many alternatives (-1: none): the vLLM extension
+  // `prompt_logprobs`, or for completions echo with logprobs (then logprobs' count), which also
+  // allows max_tokens 0 (vLLM's echo without generation). Reported as vLLM's prompt_logprobs
+  // field (per choice for completions, per response for chat).
   int prompt_logprobs = -1;
+  bool want_prompt_logprobs = false;
   std::vector<std::string> ignored;
 };
 

@@ -56,6 +56,27 @@ int resolve_limits(ServingContext& ctx, const CommonRequest& req, size_t prompt_
   }
 }
 
+// vLLM's prompt_logprobs: per prompt position null (position 0), else {token id: {logprob, rank,
+// decoded_token}} for the prompt token and the top alternatives.
+json vllm_prompt_logprobs(const tok::Tokenizer& tok, const std::vector<int32_t>& ids,
+                          const std::vector<SampleResult>& lps) {
+  json out = json::array({nullptr});
+  auto entry = [&](int32_t id, float lp, int64_t rank) {
+    return json{{"logprob", std::max(lp, -9999.0f)},
+                {"rank", rank},
+                {"decoded_token", tok.decode(std::span<const int32_t>(&id, 1))}};
+  };
+  for (size_t j = 0; j < lps.size() && j + 1 < ids.size(); ++j) {
+    json d = json::object();
+    for (size_t r = 0; r < lps[j].top.size(); ++r)
+      d[std::to_string(lps[j].top[r].token)] =
+          entry(lps[j].top[r].token, lps[j].top[r].logprob, static_cast<int64_t>(r) + 1);
+    d[std::to_string(ids[j + 1])] = entry(ids[j + 1], lps[j].logprob, lps[j].rank);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
 // One engine request per choice, sharing the prompt.
 struct Choice {
   int index = 0;
@@ -341,9 +362,13 @@ json serve_chat(ServingContext& ctx, const ChatRequest& req) {
   }
   json usage = usage_json(static_cast<int>(p.ids.size()), completion);
   add_spec_usage(usage, choices);
-  return {{"id", random_id("chatcmpl-")}, {"object", "chat.completion"},
-          {"created", now_unix()},        {"model", req.model.empty() ? ctx.model_name : req.model},
-          {"choices", out_choices},       {"usage", usage}};
+  json resp = {
+      {"id", random_id("chatcmpl-")}, {"object", "chat.completion"},
+      {"created", now_unix()},        {"model", req.model.empty() ? ctx.model_name : req.model},
+      {"choices", out_choices},       {"usage", usage}};
+  if (req.want_prompt_logprobs)
+    resp["prompt_logprobs"] = vllm_prompt_logprobs(ctx.tok, p.ids, choices.front().prompt_logprobs);
+  return resp;
 }
 
 namespace {
@@ -493,6 +518,19 @@ json completion_logprobs(const json& entries, size_t offset = 0) {
           {"text_offset", offsets}};
 }
 
+// Chat-style logprobs entries of an echoed prompt: its first token has none (null logprob and
+// top_logprobs), the others come from the engine's prompt logprobs.
+json echo_logprob_entries(const tok::Tokenizer& tok, const std::vector<int32_t>& ids,
+                          const std::vector<SampleResult>& lps) {
+  json entries = json::array();
+  entries.push_back({{"token", tok.decode(std::span<const int32_t>(ids.data(), 1))},
+                     {"logprob", nullptr},
+                     {"top_logprobs", nullptr}});
+  for (size_t j = 0; j < lps.size() && j + 1 < ids.size(); ++j)
+    entries.push_back(logprob_entry(tok, ids[j + 1], lps[j]));
+  return entries;
+}
+
 }  // namespace
 
 json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
@@ -517,16 +555,9 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
     for (Choice& c : choices) {
       completion += c.tokens;
       json lp = nullptr;
-      if (req.logprobs && req.prompt_logprobs >= 0) {
-        // Echo: the prompt's tokens first (the first one has no logprob), offsets over the
-        // token texts from 0, as vLLM builds them.
-        json entries = json::array();
-        const std::vector<int32_t>& ids = prompts[pi];
-        entries.push_back({{"token", ctx.tok.decode(std::span<const int32_t>(ids.data(), 1))},
-                           {"logprob", nullptr},
-                           {"top_logprobs", nullptr}});
-        for (size_t j = 0; j < c.prompt_logprobs.size() && j + 1 < ids.size(); ++j)
-          entries.push_back(logprob_entry(ctx.tok, ids[j + 1], c.prompt_logprobs[j]));
+      if (req.echo && req.logprobs && req.prompt_logprobs >= 0) {
+        // The prompt's tokens first, offsets over the token texts from 0, as vLLM builds them.
+        json entries = echo_logprob_entries(ctx.tok, prompts[pi], c.prompt_logprobs);
         for (const json& e : c.logprobs) entries.push_back(e);
         lp = completion_logprobs(entries, 0);
       } else if (req.logprobs) {
@@ -537,6 +568,9 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
                              {"logprobs", lp},
                              {"finish_reason", c.finish_reason},
                              {"stop_reason", c.stop_reason}});
+      if (req.want_prompt_logprobs)
+        out_choices.back()["prompt_logprobs"] =
+            vllm_prompt_logprobs(ctx.tok, prompts[pi], c.prompt_logprobs);
     }
     for (Choice& c : choices) all.push_back(std::move(c));
   }
@@ -577,20 +611,37 @@ class CompletionStreamJob final : public StreamJob {
       if (usage) chunk["usage"] = *usage;
       if (client_ok) client_ok = sink(chunk.dump(-1, ' ', false, json::error_handler_t::replace));
     };
-    if (req_.echo)
-      for (const Choice& c : choices_)
-        send(json::array(
-                 {{{"index", c.index},
-                   {"text", req_.prompts[static_cast<size_t>(c.index / req_.n)].text
-                                ? *req_.prompts[static_cast<size_t>(c.index / req_.n)].text
-                                : ctx_.tok.decode(prompts_[static_cast<size_t>(c.index / req_.n)],
-                                                  req_.skip_special_tokens)},
-                   {"logprobs", nullptr},
-                   {"finish_reason", nullptr}}}),
-             nullptr);
+    auto echo_chunk = [&](const Choice& c) {
+      const size_t pi = static_cast<size_t>(c.index / req_.n);
+      json lp = nullptr;
+      if (req_.logprobs && req_.prompt_logprobs >= 0)
+        lp = completion_logprobs(echo_logprob_entries(ctx_.tok, prompts_[pi], c.prompt_logprobs));
+      send(json::array({{{"index", c.index},
+                         {"text", req_.prompts[pi].text
+                                      ? *req_.prompts[pi].text
+                                      : ctx_.tok.decode(prompts_[pi], req_.skip_special_tokens)},
+                         {"logprobs", lp},
+                         {"finish_reason", nullptr}}}),
+           nullptr);
+    };
+    // With logprobs the echo waits for the prompt's logprobs (all computed before the first
+    // generated token, or at the end with max_tokens 0).
+    const bool echo_later = req_.echo && req_.logprobs && req_.prompt_logprobs >= 0;
+    std::vector<bool> echoed(choices_.size(), !req_.echo);
+    if (req_.echo && !echo_later) {
+      for (const Choice& c : choices_) echo_chunk(c);
+      echoed.assign(choices_.size(), true);
+    }
     const bool ok = drive(
         ctx_, choices_, start_,
         [&](Choice& c, const OutputStep& s, bool done) {
+          const size_t ci = static_cast<size_t>(&c - choices_.data());
+          if (!echoed[ci]) {
+            const size_t pi = static_cast<size_t>(c.index / req_.n);
+            if (!done && c.prompt_logprobs.size() + 1 < prompts_[pi].size()) return;
+            echo_chunk(c);
+            echoed[ci] = true;
+          }
           if (s.delta.content.empty() && !done && s.logprobs.empty()) return;
           json ch = {{"index", c.index},
                      {"text", s.delta.content},

@@ -575,6 +575,50 @@ def test_completions_echo_prompt_logprobs_match_generation(srv):
         assert abs(g - w) < 1e-3, (got["token_logprobs"][-len(want):], want)
 
 
+def test_prompt_logprobs_extension(srv):
+    # vLLM's prompt_logprobs: per prompt position null (the first) or {token id: {logprob, rank,
+    # decoded_token}} holding the prompt token and the top alternatives.
+    r = post(srv.base_url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2,
+                                               "temperature": 0, "prompt_logprobs": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    pl = body["choices"][0]["prompt_logprobs"]
+    assert body["choices"][0]["logprobs"] is None
+    ids = post(srv.base_url, "/tokenize", {"prompt": PROMPT}).json()["tokens"]
+    assert len(pl) == len(ids) == body["usage"]["prompt_tokens"] and pl[0] is None
+    for tok, d in zip(ids[1:], pl[1:]):
+        assert str(tok) in d and 2 <= len(d) <= 3, d
+        assert d[str(tok)]["logprob"] <= 0 and d[str(tok)]["rank"] >= 1
+        assert sorted(e["rank"] for e in d.values())[0] == 1
+    # Chat: one list for the response.
+    r = post(srv.base_url, "/v1/chat/completions",
+             {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 2,
+              "prompt_logprobs": 0})
+    assert r.status_code == 200, r.text
+    pl = r.json()["prompt_logprobs"]
+    assert len(pl) == r.json()["usage"]["prompt_tokens"] and pl[0] is None
+    assert all(len(d) == 1 for d in pl[1:])
+    # Not with streaming (vLLM refuses it too).
+    r = post(srv.base_url, "/v1/completions", {"prompt": "Hi", "stream": True,
+                                               "prompt_logprobs": 1})
+    assert r.status_code == 400 and "prompt_logprobs" in r.text, r.text
+
+
+def test_completions_stream_echo_logprobs(srv):
+    r = post(srv.base_url, "/v1/completions", {"prompt": "Hello there", "echo": True,
+                                               "max_tokens": 3, "logprobs": 1, "stream": True,
+                                               "temperature": 0}, stream=True)
+    assert r.status_code == 200
+    chunks = [json.loads(e) for e in sse_events(r) if e != "[DONE]"]
+    first = chunks[0]["choices"][0]
+    assert first["text"] == "Hello there"
+    lp = first["logprobs"]
+    n = len(post(srv.base_url, "/tokenize", {"prompt": "Hello there"}).json()["tokens"])
+    assert len(lp["tokens"]) == n and lp["token_logprobs"][0] is None
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]).startswith(
+        "Hello there")
+
+
 def test_completions_max_tokens_zero_needs_echo(srv):
     r = post(srv.base_url, "/v1/completions", {"prompt": "Hello", "max_tokens": 0})
     assert r.status_code == 400 and "max_tokens" in r.text, r.text
