@@ -464,10 +464,15 @@ TEST(Eagle3Config, D2tOutsideVocabularyRefused) {
   expect_refused(env, t, "maps draft token 127 to 427, outside the target vocabulary [0, 256)");
 }
 
-// An NVFP4 (ModelOpt, W4A16_NVFP4) EAGLE-3 drafter with lm_head and d2t left unquantized, as the
-// published NVFP4 speculators are (spec weight-formats §7.3), against a dense twin holding the
-// exactly dequantized weights: the same logits up to summation order, the same drafts.
-TEST(Eagle3Nvfp4, QuantizedDrafterMatchesItsDequantizedTwin) {
+// An NVFP4 EAGLE-3 drafter with lm_head and d2t left unquantized, as the published NVFP4
+// speculators are (spec weight-formats §7.3), against a dense twin holding the exactly
+// dequantized weights: the same logits up to summation order, the same drafts. Both ModelOpt
+// forms: W4A16_NVFP4, and NVFP4 (W4A4: every linear also has an input_scale, which W4A16
+// serving reads and does not apply).
+class Eagle3Nvfp4 : public ::testing::TestWithParam<bool> {};
+
+TEST_P(Eagle3Nvfp4, QuantizedDrafterMatchesItsDequantizedTwin) {
+  const bool w4a4 = GetParam();
   Env env;
   TempDrafter q(kSpecDir, [](nlohmann::json&) {});
   TempDrafter d(kSpecDir, [](nlohmann::json&) {});
@@ -476,7 +481,7 @@ TEST(Eagle3Nvfp4, QuantizedDrafterMatchesItsDequantizedTwin) {
   std::vector<std::vector<uint8_t>> keep;
   std::vector<std::vector<float>> keep_f;
   std::vector<float> s2s;
-  s2s.reserve(16);
+  s2s.reserve(32);  // pointers into it are kept: no reallocation
   int quantized = 0;
   for (const TensorInfo& ti : src->tensors()) {
     const bool linear = ti.shape.size() == 2 && ti.name != "lm_head.weight" &&
@@ -503,6 +508,10 @@ TEST(Eagle3Nvfp4, QuantizedDrafterMatchesItsDequantizedTwin) {
         tensor_from_memory(m + ".weight_scale", DType::kF8_E4M3, {N, K / 16}, keep.back().data()));
     s2s.push_back(t.global_scale);
     qts.push_back(tensor_from_memory(m + ".weight_scale_2", DType::kF32, {}, &s2s.back()));
+    if (w4a4) {  // an activation amax of 6 · 448 · 0.01 (any positive scale)
+      s2s.push_back(0.01f);
+      qts.push_back(tensor_from_memory(m + ".input_scale", DType::kF32, {}, &s2s.back()));
+    }
     // The dense twin: the exact dequantization, in F32.
     std::vector<float> deq(static_cast<size_t>(N * K));
     const quant::Nvfp4Matrix mat{t.packed.data(), t.scales.data(), N, K, K / 2,
@@ -516,8 +525,9 @@ TEST(Eagle3Nvfp4, QuantizedDrafterMatchesItsDequantizedTwin) {
   write_safetensors((q.dir / "model.safetensors").string(), qts);
   write_safetensors((d.dir / "model.safetensors").string(), dts);
   std::ofstream(q.dir / "hf_quant_config.json")
-      << R"({"producer":{"name":"modelopt","version":"test"},"quantization":{"quant_algo":)"
-         R"("W4A16_NVFP4","group_size":16,"kv_cache_quant_algo":null,)"
+      << R"({"producer":{"name":"modelopt","version":"test"},"quantization":{"quant_algo":")"
+      << (w4a4 ? "NVFP4" : "W4A16_NVFP4")
+      << R"(","group_size":16,"kv_cache_quant_algo":null,)"
          R"("exclude_modules":["lm_head","embed_tokens"]}})";
   auto dq = env.drafter(q.dir.string());
   auto dd = env.drafter(d.dir.string());
@@ -537,7 +547,11 @@ TEST(Eagle3Nvfp4, QuantizedDrafterMatchesItsDequantizedTwin) {
   ASSERT_EQ(la.size(), lb.size());
   const float diff = logit_diff(la.data(), lb.data(), lb.size());
   EXPECT_LE(diff, 1e-4f * max_finite(lb.data(), lb.size()));
+  if (w4a4) EXPECT_GT(dq->weights().q_proj.input_scale, 0.0f);
 }
+
+INSTANTIATE_TEST_SUITE_P(ModelOpt, Eagle3Nvfp4, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Nvfp4W4A4" : "W4A16"; });
 
 // NVFP4 tensors where the config quantizes nothing are refused by name.
 TEST(Eagle3Config, StrayQuantizedTensorsRefused) {
