@@ -93,7 +93,8 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
   }
   if (mt && (*mt < 0 || (chat && *mt < 1)))  // completions: 0 is checked against echo below
     bad(chat && b.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
-        "must be at least 1, got " + std::to_string(*mt));
+        std::string("must be at least 1") + (chat ? "" : " (0 with echo)") + ", got " +
+            std::to_string(*mt));
   r.max_tokens = mt;
   const int64_t n = integer(b, "n").value_or(1);
   if (n < 1 || n > 16) bad("n", "must be between 1 and 16");

@@ -89,6 +89,7 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enable-chunked-prefill", [&] { o.enable_chunked_prefill = true; }},
       {"--no-enable-chunked-prefill", [&] { o.enable_chunked_prefill = false; }},
       {"--enable-auto-tool-choice", [&] { o.enable_auto_tool_choice = true; }},
+      {"--enable-prompt-tokens-details", [&] { o.enable_prompt_tokens_details = true; }},
       {"--zero-nan-scales", [&] { o.zero_nan_scales = true; }},
   };
   const std::vector<std::string> ignored_switches = {"--trust-remote-code",

@@ -23,9 +23,10 @@ struct ServeOptions {
   bool enable_prefix_caching = true;
   bool enable_chunked_prefill = true;
   bool enable_auto_tool_choice = false;
-  std::string tool_call_parser;  // "gemma4" or empty
-  std::string reasoning_parser;  // "gemma4" or empty
-  std::string chat_template;     // path or inline template
+  bool enable_prompt_tokens_details = false;  // usage.prompt_tokens_details.cached_tokens
+  std::string tool_call_parser;               // "gemma4" or empty
+  std::string reasoning_parser;               // "gemma4" or empty
+  std::string chat_template;                  // path or inline template
   nlohmann::json default_chat_template_kwargs = nlohmann::json::object();
   std::string chat_template_content_format = "auto";  // auto | string | openai
   std::string generation_config = "auto";             // auto | vllm | DIR

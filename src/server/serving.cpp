@@ -86,6 +86,7 @@ struct Choice {
   int tokens = 0;
   int32_t last_token = -1;
   int spec_drafts = 0, spec_draft_tokens = 0, spec_accepted = 0;  // cumulative, from the engine
+  int cached_tokens = 0;  // prompt tokens the engine served from the prefix cache
   std::string finish_reason;
   json stop_reason = nullptr;
   bool keep_stop_token_text = false;  // include_stop_str_in_output
@@ -168,6 +169,7 @@ bool drive(ServingContext& ctx, std::vector<Choice>& choices, Clock::time_point 
         c.spec_drafts = ev->spec_drafts;
         c.spec_draft_tokens = ev->spec_draft_tokens;
         c.spec_accepted = ev->spec_accepted_tokens;
+        c.cached_tokens = std::max(c.cached_tokens, ev->num_cached_tokens);
         c.last_token = ev->tokens.back();
       }
       if (ev->finished && ev->finish_reason == "error") {
@@ -236,8 +238,17 @@ json usage_json(int prompt_tokens, int completion_tokens) {
           {"prompt_tokens_details", nullptr}};
 }
 
-// fourcast extension of usage: what speculative decoding did for these choices.
-void add_spec_usage(json& usage, const std::vector<Choice>& choices) {
+// Usage details: with --enable-prompt-tokens-details, prompt_tokens_details.cached_tokens (the
+// prefix-cache hit of each prompt's first choice, as vLLM reports it per request); and the
+// fourcast extension `speculative`, what speculative decoding did for these choices.
+void add_usage_details(const ServingContext& ctx, json& usage, const std::vector<Choice>& choices,
+                       int n) {
+  if (ctx.opts.enable_prompt_tokens_details) {
+    int cached = 0;
+    for (const Choice& c : choices)
+      if (c.index % n == 0) cached += c.cached_tokens;
+    usage["prompt_tokens_details"] = {{"cached_tokens", cached}};
+  }
   int drafts = 0, draft_tokens = 0, accepted = 0;
   for (const Choice& c : choices) {
     drafts += c.spec_drafts;
@@ -361,7 +372,7 @@ json serve_chat(ServingContext& ctx, const ChatRequest& req) {
          {"stop_reason", c.stop_reason}});
   }
   json usage = usage_json(static_cast<int>(p.ids.size()), completion);
-  add_spec_usage(usage, choices);
+  add_usage_details(ctx, usage, choices, req.n);
   json resp = {
       {"id", random_id("chatcmpl-")}, {"object", "chat.completion"},
       {"created", now_unix()},        {"model", req.model.empty() ? ctx.model_name : req.model},
@@ -439,7 +450,7 @@ class ChatStreamJob final : public StreamJob {
     for (const Choice& c : choices_) completion += c.tokens;
     if (req_.include_usage) {
       json u = usage_json(prompt_tokens, completion);
-      add_spec_usage(u, choices_);
+      add_usage_details(ctx_, u, choices_, req_.n);
       send(json::array(), &u);
     }
   }
@@ -575,7 +586,7 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
     for (Choice& c : choices) all.push_back(std::move(c));
   }
   json usage = usage_json(prompt_tokens, completion);
-  add_spec_usage(usage, all);
+  add_usage_details(ctx, usage, all, req.n);
   return {{"id", random_id("cmpl-")}, {"object", "text_completion"},
           {"created", now_unix()},    {"model", req.model.empty() ? ctx.model_name : req.model},
           {"choices", out_choices},   {"usage", usage}};
@@ -657,7 +668,7 @@ class CompletionStreamJob final : public StreamJob {
     for (const Choice& c : choices_) completion += c.tokens;
     if (req_.include_usage) {
       json u = usage_json(prompt_tokens / req_.n, completion);
-      add_spec_usage(u, choices_);
+      add_usage_details(ctx_, u, choices_, req_.n);
       send(json::array(), &u);
     }
   }

@@ -619,6 +619,11 @@ def test_completions_stream_echo_logprobs(srv):
         "Hello there")
 
 
+def test_prompt_tokens_details_off_by_default(srv):
+    r = post(srv.base_url, "/v1/completions", {"prompt": "Hi", "max_tokens": 1})
+    assert r.json()["usage"]["prompt_tokens_details"] is None
+
+
 def test_completions_max_tokens_zero_needs_echo(srv):
     r = post(srv.base_url, "/v1/completions", {"prompt": "Hello", "max_tokens": 0})
     assert r.status_code == 400 and "max_tokens" in r.text, r.text

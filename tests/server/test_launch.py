@@ -123,3 +123,24 @@ def test_sigint_stops_cleanly(proto_model):
     s.proc.send_signal(signal.SIGINT)
     assert s.proc.wait(15) == 0, s.log()
     s.stop()
+
+
+def test_prompt_tokens_details_report_prefix_cache_hits(proto_model):
+    # vLLM's --enable-prompt-tokens-details: usage.prompt_tokens_details.cached_tokens, the prompt
+    # tokens served from the prefix cache (whole 16-token blocks, never the last prompt token).
+    s = Server(proto_model, ["--enable-prompt-tokens-details"], "prompt-tokens-details")
+    s.start()
+    try:
+        prompt = "one two three four five six seven eight nine ten " * 8
+        usages = []
+        for _ in range(2):
+            r = post(s.base_url, "/v1/completions", {"prompt": prompt, "max_tokens": 2,
+                                                     "temperature": 0})
+            assert r.status_code == 200, r.text
+            usages.append(r.json()["usage"])
+        assert usages[0]["prompt_tokens_details"] == {"cached_tokens": 0}
+        cached = usages[1]["prompt_tokens_details"]["cached_tokens"]
+        n = usages[1]["prompt_tokens"]
+        assert cached % 16 == 0 and n - 16 < cached < n, usages
+    finally:
+        assert s.stop() == 0
