@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
+#include "engine/kv_budget.h"
 #include "io/safetensors.h"
 #include "model/gemma4/model.h"
 #include "server/http_server.h"
@@ -108,7 +109,20 @@ int cmd_serve(int argc, char** argv) {
     else
       full_bpt += bpt;
   }
-  const int64_t budget = static_cast<int64_t>(o.cpu_kv_cache_gb * (1ull << 30));
+  // On a device: vLLM's --gpu-memory-utilization share of its memory, less what the weights took
+  // and the largest step's activations; on the CPU: --cpu-kv-cache-gb.
+  int64_t budget = static_cast<int64_t>(o.cpu_kv_cache_gb * (1ull << 30));
+  std::string budget_flag = str_cat("--cpu-kv-cache-gb ", o.cpu_kv_cache_gb);
+  if (const std::optional<DeviceMemory> dm = be.memory()) {
+    const int64_t logit_rows = int64_t{o.max_num_seqs} * 8;  // last rows + speculative ones
+    const int64_t act = activation_bytes(cfg, step_tokens, logit_rows);
+    budget = device_kv_budget(*dm, o.gpu_memory_utilization, act);
+    budget_flag = str_cat("--gpu-memory-utilization ", o.gpu_memory_utilization);
+    log_line(LogLevel::kInfo,
+             str_cat("device memory: ", dm->total >> 20, " MiB, in use ",
+                     (dm->total - dm->free) >> 20, " MiB after loading; activations up to ",
+                     act >> 20, " MiB; KV cache ", budget >> 20, " MiB (", budget_flag, ")"));
+  }
   const int64_t kv_tokens =
       full_bpt > 0 ? std::max<int64_t>(0, budget - sliding_bytes) / full_bpt : 1 << 20;
   int max_len = o.max_model_len.value_or(
@@ -117,9 +131,8 @@ int cmd_serve(int argc, char** argv) {
     fail("--max-model-len ", max_len, " exceeds the model's max_position_embeddings ",
          cfg.max_position_embeddings);
   if (max_len > kv_tokens)
-    fail("--max-model-len ", max_len, " needs more KV cache than --cpu-kv-cache-gb ",
-         o.cpu_kv_cache_gb, " holds (", kv_tokens,
-         " tokens); raise the budget or lower --max-model-len");
+    fail("--max-model-len ", max_len, " needs more KV cache than ", budget_flag, " leaves (",
+         kv_tokens, " tokens); raise the budget or lower --max-model-len");
 
   EngineConfig ec;
   ec.kv_tokens = kv_tokens;

@@ -6,11 +6,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/dtype.h"
 
 namespace fc {
+
+// Memory of a device: `free` counts what the backend's own allocator holds for reuse.
+struct DeviceMemory {
+  int64_t free = 0, total = 0;
+};
 
 enum class WeightFormat : uint8_t {
   kDense,  // dtype F32 / BF16 / F16, row stride ld elements
@@ -84,6 +90,8 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // device to device
   // Makes a checkpoint tensor usable by the backend (CPU: the mmap'ed bytes as they are).
   virtual Weight upload(const Weight& host) = 0;
+  // Device memory now (bytes); nullopt for a host backend, whose KV budget is a flag.
+  virtual std::optional<DeviceMemory> memory() const { return std::nullopt; }
 
   // y[T, w.rows] (+)= x[T, w.cols] · wᵀ
   virtual void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,

@@ -547,7 +547,9 @@ TEST_P(Eagle3Nvfp4, QuantizedDrafterMatchesItsDequantizedTwin) {
   ASSERT_EQ(la.size(), lb.size());
   const float diff = logit_diff(la.data(), lb.data(), lb.size());
   EXPECT_LE(diff, 1e-4f * max_finite(lb.data(), lb.size()));
-  if (w4a4) EXPECT_GT(dq->weights().q_proj.input_scale, 0.0f);
+  if (w4a4) {
+    EXPECT_GT(dq->weights().q_proj.input_scale, 0.0f);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(ModelOpt, Eagle3Nvfp4, ::testing::Values(false, true),

@@ -166,6 +166,16 @@ int* CudaBackend::embed_error_flag() {
 
 // ---- Memory. ----
 
+std::optional<DeviceMemory> CudaBackend::memory() const {
+  size_t free_b = 0, total_b = 0;
+  ck(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+  DeviceMemory m;
+  m.free = static_cast<int64_t>(free_b);
+  m.total = static_cast<int64_t>(total_b);
+  for (const auto& [size_class, p] : impl_->cached) m.free += static_cast<int64_t>(size_class);
+  return m;
+}
+
 void* CudaBackend::alloc(size_t bytes) {
   Impl& m = *impl_;
   const size_t sc = size_class(bytes);

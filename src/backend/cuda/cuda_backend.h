@@ -63,6 +63,7 @@ class CudaBackend final : public Backend {
   void to_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
   Weight upload(const Weight& host) override;
+  std::optional<DeviceMemory> memory() const override;
 
   void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y, int64_t ldy,
               bool accumulate) override;
