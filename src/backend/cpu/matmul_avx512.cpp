@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "backend/cpu/avx512_common.h"
 #include "backend/cpu/matmul_kernels.h"
 
 #define FC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
@@ -56,18 +57,6 @@ FC_AVX512_INLINE __m512 load_w_masked(const void* row, int64_t k, __mmask16 m) {
       return _mm512_cvtph_ps(h);
     }
   }
-}
-
-// Adds the two 256-bit halves of a.
-FC_AVX512_INLINE __m256 fold_halves(__m512 a) {
-  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
-  return _mm256_add_ps(_mm512_castps512_ps256(a), hi);
-}
-
-// Lane j of the result = sum of the 8 lanes of aj.
-FC_AVX512_INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
 template <WKind W, int MR, int NR>
@@ -128,23 +117,7 @@ struct Tile {
       }
     }
 
-    constexpr __mmask8 ymask = static_cast<__mmask8>((1u << NR) - 1u);
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; ++i) {
-      __m256 f[4];
-#pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) f[j] = fold_halves(acc[i][j]);
-      for (int j = NR; j < 4; ++j) f[j] = _mm256_setzero_ps();
-      __m128 s = hsum4(f[0], f[1], f[2], f[3]);
-      float* yi = y + i * ldy;
-      if constexpr (NR == 4) {
-        if (add) s = _mm_add_ps(s, _mm_loadu_ps(yi));
-        _mm_storeu_ps(yi, s);
-      } else {
-        if (add) s = _mm_add_ps(s, _mm_maskz_loadu_ps(ymask, yi));
-        _mm_mask_storeu_ps(yi, ymask, s);
-      }
-    }
+    avx512::store_tile<MR, NR>(acc, y, ldy, add);
   }
 };
 

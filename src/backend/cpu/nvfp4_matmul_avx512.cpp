@@ -20,7 +20,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "backend/cpu/nvfp4_avx512_common.h"
+#include "backend/cpu/avx512_common.h"
 #include "backend/cpu/nvfp4_kernels.h"
 
 #define FC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
@@ -30,7 +30,7 @@
 namespace fc::cpu::detail {
 namespace {
 
-using namespace nvfp4_avx512;
+using namespace avx512;
 
 constexpr int kLanes = 16;
 constexpr int64_t kGroup = 8 * kLanes;  // columns per decode group

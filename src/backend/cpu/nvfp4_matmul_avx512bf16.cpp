@@ -29,7 +29,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "backend/cpu/nvfp4_avx512_common.h"
+#include "backend/cpu/avx512_common.h"
 #include "backend/cpu/nvfp4_kernels.h"
 
 #define FC_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
@@ -39,7 +39,7 @@
 namespace fc::cpu::detail {
 namespace {
 
-using namespace nvfp4_avx512;
+using namespace avx512;
 
 constexpr int64_t kGroup = 128;  // columns per decode group
 // Tiles of 2 activation rows: 4 rows spill registers (measured slower than 2 at T = 4).
