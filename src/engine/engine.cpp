@@ -93,6 +93,10 @@ std::shared_ptr<RequestStream> Engine::submit(EngineRequest req) {
   const int V = model_.config().vocab_size;
   for (int32_t t : req.prompt)
     FC_CHECK(t >= 0 && t < V, "prompt token id ", t, " is outside [0, ", V, ")");
+  // min_tokens bans the request's stop tokens (eos unless ignored) until it is reached.
+  FC_CHECK(req.sampling.min_tokens <= req.max_tokens, "min_tokens must be less than or equal to ",
+           "max_tokens=", req.max_tokens, ", got ", req.sampling.min_tokens, ".");
+  req.sampling.min_tokens_stop_ids = req.stop_token_ids;
   Live live;
   live.sampler = std::make_unique<SamplerState>(req.sampling, req.prompt, V);  // validates params
   std::lock_guard<std::mutex> lk(mu_);

@@ -156,6 +156,9 @@ SamplingParams resolve_sampling_params(const RequestSampling& request,
   p.presence_penalty = static_cast<float>(request.presence_penalty.value_or(0.0));
   p.frequency_penalty = static_cast<float>(request.frequency_penalty.value_or(0.0));
   if (request.seed && *request.seed != -1) p.seed = static_cast<uint64_t>(*request.seed);
+  p.allowed_token_ids = request.allowed_token_ids;
+  p.logit_bias = request.logit_bias;
+  p.min_tokens = request.min_tokens;
   validate_sampling_params(p);
 
   if (p.top_k == -1) p.top_k = 0;  // both mean "off"

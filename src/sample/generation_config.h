@@ -67,6 +67,10 @@ struct RequestSampling {
   std::optional<double> presence_penalty;   // request only; 0 when omitted
   std::optional<double> frequency_penalty;  // request only; 0 when omitted
   std::optional<int64_t> seed;              // -1 means no seed, as in vLLM
+  // Request-only processors, copied as they are (SamplingParams).
+  std::vector<int32_t> allowed_token_ids;
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  int min_tokens = 0;
 };
 
 struct GenerationDefaultsPolicy {

@@ -60,6 +60,10 @@ void validate_sampling_params(const SamplingParams& p) {
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("top_p must be in (0, 1], got ", p.top_p, ".");
   if (p.top_k < -1) fail("top_k must be 0 (disable), or at least 1, got ", p.top_k, ".");
   if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("min_p must be in [0, 1], got ", p.min_p, ".");
+  if (p.min_tokens < 0)
+    fail("min_tokens must be greater than or equal to 0, got ", p.min_tokens, ".");
+  for (const auto& [t, b] : p.logit_bias)
+    if (!std::isfinite(b)) fail("logit_bias for token ", t, " must be a finite number.");
 }
 
 // ---- Rng ----
@@ -106,6 +110,28 @@ SamplerState::SamplerState(const SamplingParams& params, std::span<const int32_t
     rep_seen_.assign((static_cast<size_t>(vocab_size_) + 63) / 64, 0);
     for (int32_t t : prompt_tokens) add_repetition_token(t);
   }
+  auto check_id = [&](int32_t t, const char* what) {
+    FC_CHECK(t >= 0 && t < vocab_size_, what, " contains token id ", t,
+             ", outside the vocabulary [0, ", vocab_size_, ")");
+  };
+  for (int32_t t : params_.allowed_token_ids) check_id(t, "allowed_token_ids");
+  for (const auto& [t, b] : params_.logit_bias) check_id(t, "logit_bias");
+  if (!params_.allowed_token_ids.empty()) {
+    allowed_.assign((static_cast<size_t>(vocab_size_) + 63) / 64, 0);
+    for (int32_t t : params_.allowed_token_ids)
+      allowed_[static_cast<size_t>(t) >> 6] |= uint64_t{1} << (t & 63);
+  }
+}
+
+void SamplerState::apply_processors(std::span<float> logits) const {
+  if (!allowed_.empty())
+    for (size_t i = 0; i < logits.size(); ++i)
+      if (!(allowed_[i >> 6] >> (i & 63) & 1)) logits[i] = -std::numeric_limits<float>::infinity();
+  for (const auto& [t, b] : params_.logit_bias) logits[static_cast<size_t>(t)] += b;
+  if (num_generated_ < params_.min_tokens)
+    for (int32_t t : params_.min_tokens_stop_ids)
+      if (t >= 0 && t < vocab_size_)
+        logits[static_cast<size_t>(t)] = -std::numeric_limits<float>::infinity();
 }
 
 void SamplerState::add_repetition_token(int32_t token) {
@@ -275,6 +301,7 @@ struct SamplerImpl {
     const SamplingParams& p = st.params();
     float* x = row(sc, n);
     std::memcpy(x, logits.data(), static_cast<size_t>(n) * sizeof(float));
+    st.apply_processors({x, static_cast<size_t>(n)});
     st.apply_penalties({x, static_cast<size_t>(n)});
     Processed out;
     if (p.is_greedy()) return out;

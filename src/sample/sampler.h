@@ -22,9 +22,12 @@
 //      probability mass strictly ahead of it is < top_p. Our order among equal logits is lower id
 //      first (torch.sort is unstable there, so vLLM has no fixed order to match).
 //   7. Draw from softmax of what survives.
-// Not implemented here: vLLM's other logits processors (allowed_token_ids, bad_words, min_tokens,
-// logit_bias). In vLLM they run after the raw logprobs are taken and before the penalties, so
-// they belong in sample() between the copy of the row into the scratch and step 1.
+//   Before step 1 (vLLM applies its other logits processors after taking raw logprobs and before
+//   the penalties; they commute with each other): allowed_token_ids (every other token -inf),
+//   logit_bias (added), min_tokens (the stop ids -inf while fewer tokens were generated)
+//   [vllm/v1/sample/logits_processor/builtin.py LogitBiasLogitsProcessor,
+//   MinTokensLogitsProcessor; vllm/v1/sample/sampler.py allowed_token_ids mask].
+//   Not implemented: bad_words.
 //
 // Random draws: every state owns a xoshiro256** generator (seeded through splitmix64), so the
 // result depends only on (seed, number of earlier random draws of this request, logits). One
@@ -50,14 +53,18 @@ namespace fc {
 class ThreadPool;
 
 struct SamplingParams {
-  float temperature = 1.0f;         // < 1e-5 means greedy (argmax, lowest id on ties)
-  int top_k = 0;                    // 0 or -1: off (so is any k >= vocab)
-  float top_p = 1.0f;               // 1: off; must be in (0, 1]
-  float min_p = 0.0f;               // 0: off; must be in [0, 1]
-  float repetition_penalty = 1.0f;  // 1: off; applies to prompt and generated tokens; > 0
-  float presence_penalty = 0.0f;    // applies to generated tokens only; [-2, 2]
-  float frequency_penalty = 0.0f;   // applies to generated tokens only; [-2, 2]
-  std::optional<uint64_t> seed;     // none: seeded from a random device at request creation
+  float temperature = 1.0f;                // < 1e-5 means greedy (argmax, lowest id on ties)
+  int top_k = 0;                           // 0 or -1: off (so is any k >= vocab)
+  float top_p = 1.0f;                      // 1: off; must be in (0, 1]
+  float min_p = 0.0f;                      // 0: off; must be in [0, 1]
+  float repetition_penalty = 1.0f;         // 1: off; applies to prompt and generated tokens; > 0
+  float presence_penalty = 0.0f;           // applies to generated tokens only; [-2, 2]
+  float frequency_penalty = 0.0f;          // applies to generated tokens only; [-2, 2]
+  std::optional<uint64_t> seed;            // none: seeded from a random device at request creation
+  std::vector<int32_t> allowed_token_ids;  // non-empty: only these can be drawn
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, added to its logit)
+  int min_tokens = 0;  // until this many tokens were generated, min_tokens_stop_ids are banned
+  std::vector<int32_t> min_tokens_stop_ids;  // the request's stop tokens (eos included)
 
   bool is_greedy() const { return temperature < 1e-5f; }
   bool has_penalties() const {
@@ -121,6 +128,8 @@ class SamplerState {
   // request emits, in order, including tokens that end the request.
   void accept(int32_t token);
 
+  // The processors before step 1 (allowed_token_ids, logit_bias, min_tokens), in place.
+  void apply_processors(std::span<float> logits) const;
   // Step 1 of the pipeline, in place on logits [vocab_size]. Touches only penalized tokens.
   void apply_penalties(std::span<float> logits) const;
 
@@ -146,6 +155,7 @@ class SamplerState {
   std::vector<int32_t> out_ids_;     // distinct generated ids, first-seen order
   std::vector<int32_t> out_counts_;  // out_counts_[j]: occurrences of out_ids_[j]
   std::unordered_map<int32_t, int32_t> out_slot_;  // id -> j
+  std::vector<uint64_t> allowed_;                  // bitmap of allowed_token_ids (empty: all)
 };
 
 // Reusable working memory for one thread: vocab-sized rows, histograms, index lists. Grows on

@@ -1,5 +1,8 @@
 #include "server/openai_request.h"
 
+#include <algorithm>
+#include <climits>
+#include <cmath>
 #include <set>
 
 #include "server/api_error.h"
@@ -71,9 +74,21 @@ const std::set<std::string> kCommonFields = {"model",
                                              "skip_special_tokens",
                                              "user",
                                              "logit_bias",
+                                             "allowed_token_ids",
+                                             "min_tokens",
                                              "response_format",
                                              "priority",
                                              "request_id"};
+
+std::vector<int32_t> id_list(const json& v, const char* k) {
+  std::vector<int32_t> ids;
+  for (const json& x : v) {
+    if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX)
+      bad(k, "token ids must be non-negative integers");
+    ids.push_back(x.get<int32_t>());
+  }
+  return ids;
+}
 
 void parse_common(const json& b, CommonRequest& r, bool chat) {
   if (!b.is_object()) throw ApiError::bad_request("the request body must be a JSON object");
@@ -143,8 +158,34 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
     r.continuous_usage_stats = boolean(*so, "continuous_usage_stats").value_or(false);
   }
   r.skip_special_tokens = boolean(b, "skip_special_tokens").value_or(true);
-  if (const json* lb = field(b, "logit_bias"))
-    if (!lb->is_object() || !lb->empty()) bad("logit_bias", "is not supported yet");
+  if (const json* lb = field(b, "logit_bias")) {  // OpenAI: {"token id": bias in [-100, 100]}
+    if (!lb->is_object()) bad("logit_bias", "must be an object mapping token ids to numbers");
+    for (auto it = lb->begin(); it != lb->end(); ++it) {
+      int64_t id = -1;
+      try {
+        size_t used = 0;
+        id = std::stoll(it.key(), &used);
+        if (used != it.key().size()) id = -1;
+      } catch (const std::exception&) {
+        id = -1;
+      }
+      if (id < 0 || id > INT32_MAX || !it.value().is_number())
+        bad("logit_bias", "must map token ids to numbers, got \"" + it.key() + "\"");
+      const double v = it.value().get<double>();
+      if (!std::isfinite(v)) bad("logit_bias", "values must be finite numbers");
+      // vLLM clamps the bias to [-100, 100] (OpenAI's documented range).
+      s.logit_bias.emplace_back(static_cast<int32_t>(id),
+                                static_cast<float>(std::clamp(v, -100.0, 100.0)));
+    }
+  }
+  if (const json* a = field(b, "allowed_token_ids")) {
+    if (!a->is_array() || a->empty()) bad("allowed_token_ids", "must be a non-empty list of ids");
+    s.allowed_token_ids = id_list(*a, "allowed_token_ids");
+  }
+  if (auto mt = integer(b, "min_tokens")) {
+    if (*mt < 0 || *mt > INT32_MAX) bad("min_tokens", "must be a non-negative integer");
+    s.min_tokens = static_cast<int>(*mt);
+  }
   if (const json* rf = field(b, "response_format")) {
     if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
       bad("response_format", "must be an object with a string \"type\"");
@@ -152,16 +193,6 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
     if (t != "text")
       bad("response_format", "type '" + t + "' is not supported yet (structured output)");
   }
-}
-
-std::vector<int32_t> id_list(const json& v, const char* k) {
-  std::vector<int32_t> ids;
-  for (const json& x : v) {
-    if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX)
-      bad(k, "token ids must be non-negative integers");
-    ids.push_back(x.get<int32_t>());
-  }
-  return ids;
 }
 
 }  // namespace

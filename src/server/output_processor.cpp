@@ -81,9 +81,20 @@ OutputStep OutputProcessor::push(const std::vector<int32_t>& ids,
   if (stopped_) return step;
   if (opt_.logprobs) add_logprobs(ids, logprobs, step);
   const size_t n_text = drop_last_text && !ids.empty() ? ids.size() - 1 : ids.size();
+  // vLLM checks stop strings only once min_tokens tokens were generated (its StopChecker runs
+  // per token): the ids before that point are fed without a search.
+  const int64_t before = tokens_;
+  tokens_ += static_cast<int64_t>(ids.size());
+  const size_t quiet = static_cast<size_t>(
+      std::clamp<int64_t>(opt_.min_tokens - before - 1, 0, static_cast<int64_t>(n_text)));
+  feed(std::span<const int32_t>(ids.data(), quiet), false, step);
+  if (!stopped_) feed(std::span<const int32_t>(ids.data() + quiet, n_text - quiet), true, step);
+  return step;
+}
+
+void OutputProcessor::feed(std::span<const int32_t> ids, bool search, OutputStep& step) {
   text_ids_.clear();
-  for (size_t i = 0; i < n_text; ++i) {
-    const int32_t id = ids[i];
+  for (const int32_t id : ids) {
     if (filter_specials_ && tok_.is_special(id) &&
         std::find(parser_specials_.begin(), parser_specials_.end(), id) == parser_specials_.end())
       continue;
@@ -93,30 +104,31 @@ OutputStep OutputProcessor::push(const std::vector<int32_t>& ids,
   if (max_stop_ == 0) {
     emit(pending_, step);
     pending_.clear();
-    return step;
+    return;
   }
-  // Earliest stop string in the pending text (earlier text was checked when it was pending).
-  size_t best = std::string::npos, best_len = 0;
-  for (const std::string& s : opt_.stop) {
-    const size_t p = pending_.find(s);
-    if (p != std::string::npos && p < best) best = p, best_len = s.size();
-  }
-  if (best != std::string::npos) {
-    const std::string hit = pending_.substr(best, best_len);
-    emit(std::string_view(pending_).substr(0,
-                                           best + (opt_.include_stop_str_in_output ? best_len : 0)),
-         step);
-    pending_.clear();
-    stopped_ = true;
-    step.stop_hit = hit;
-    return step;
+  if (search) {
+    // Earliest stop string in the pending text (earlier text was checked when it was pending).
+    size_t best = std::string::npos, best_len = 0;
+    for (const std::string& s : opt_.stop) {
+      const size_t p = pending_.find(s);
+      if (p != std::string::npos && p < best) best = p, best_len = s.size();
+    }
+    if (best != std::string::npos) {
+      const std::string hit = pending_.substr(best, best_len);
+      emit(std::string_view(pending_).substr(
+               0, best + (opt_.include_stop_str_in_output ? best_len : 0)),
+           step);
+      pending_.clear();
+      stopped_ = true;
+      step.stop_hit = hit;
+      return;
+    }
   }
   // Keep the last max_stop-1 bytes: they may start a stop string.
   const size_t keep = std::min(pending_.size(), max_stop_ - 1);
   const size_t out = utf8_floor(pending_, pending_.size() - keep);
   emit(std::string_view(pending_).substr(0, out), step);
   pending_.erase(0, out);
-  return step;
 }
 
 OutputStep OutputProcessor::finish() {

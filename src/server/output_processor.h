@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ struct OutputOptions {
   bool skip_special_tokens = true;
   std::vector<std::string> stop;
   bool include_stop_str_in_output = false;
+  int min_tokens = 0;  // stop strings end the output only once this many tokens were generated
   bool logprobs = false;
   // Text the prompt already forced into the output (tool_choice required/named): parsed as if
   // generated, so the tool-call parser sees the call header.
@@ -57,6 +59,8 @@ class OutputProcessor {
 
  private:
   void emit(std::string_view raw, OutputStep& step);  // through the parser (or straight)
+  // Detokenises ids into the pending text; with `search`, a stop string there ends the output.
+  void feed(std::span<const int32_t> ids, bool search, OutputStep& step);
   void add_logprobs(const std::vector<int32_t>& ids, const std::vector<SampleResult>& lps,
                     OutputStep& step);
 
@@ -72,6 +76,7 @@ class OutputProcessor {
   std::string pending_;            // raw text held back for stop-string matching
   size_t max_stop_ = 0;
   bool stopped_ = false;
+  int64_t tokens_ = 0;  // ids pushed so far
   std::string text_;
   OutputStep prefix_step_;  // what the forced prefix produced (a tool call's id and name)
 };

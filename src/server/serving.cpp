@@ -271,6 +271,7 @@ OutputOptions chat_output_options(ServingContext& ctx, const ChatRequest& req,
   oo.skip_special_tokens = req.skip_special_tokens;
   oo.stop = req.stop;
   oo.include_stop_str_in_output = req.include_stop_str_in_output;
+  oo.min_tokens = req.sampling.min_tokens;
   oo.logprobs = req.logprobs;
   oo.forced_prefix = p.forced_prefix;
   return oo;
@@ -503,6 +504,7 @@ OutputOptions completion_output_options(const CompletionRequest& req) {
   oo.skip_special_tokens = req.skip_special_tokens;
   oo.stop = req.stop;
   oo.include_stop_str_in_output = req.include_stop_str_in_output;
+  oo.min_tokens = req.sampling.min_tokens;
   oo.logprobs = req.logprobs;
   return oo;
 }

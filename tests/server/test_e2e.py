@@ -743,3 +743,52 @@ def test_speculative_counters_and_usage(srv, client, model):
                                          extra_body={"num_speculative_tokens": 0})
     assert off.choices[0].message.content == r.choices[0].message.content
     assert off.usage.model_extra.get("speculative") is None
+
+
+# ---------------------------------------------------------------- logits processors
+def completion_ids(srv, **extra_body):
+    body = {"prompt": PROMPT.replace("Hello", "Count to five"), "max_tokens": 8,
+            "temperature": 0, "logprobs": 0}
+    body.update(extra_body)
+    r = post(srv.base_url, "/v1/completions", body)
+    assert r.status_code == 200, r.text
+    c = r.json()["choices"][0]
+    return c, c["logprobs"]["tokens"]
+
+
+def test_logit_bias_and_allowed_token_ids(srv):
+    base, base_toks = completion_ids(srv)
+    ids = post(srv.base_url, "/tokenize", {"prompt": base["text"],
+                                           "add_special_tokens": False}).json()["tokens"]
+    # A +100 bias on one token makes greedy decoding repeat it.
+    c, toks = completion_ids(srv, logit_bias={str(ids[1]): 100})
+    assert len(set(toks)) == 1 and toks[0] == base_toks[1], (toks, base_toks)
+    # Only two tokens allowed: every generated token is one of them.
+    c, toks = completion_ids(srv, allowed_token_ids=[ids[0], ids[1]])
+    assert set(toks) <= {base_toks[0], base_toks[1]}, toks
+    for body, field in [({"logit_bias": {"x": 1}}, "logit_bias"),
+                        ({"logit_bias": {"1": "big"}}, "logit_bias"),
+                        ({"allowed_token_ids": [-1]}, "allowed_token_ids"),
+                        ({"allowed_token_ids": [10 ** 8]}, "allowed_token_ids"),
+                        ({"min_tokens": -2}, "min_tokens"),
+                        ({"min_tokens": 9}, "min_tokens")]:  # > max_tokens 8
+        b = {"prompt": "Hi", "max_tokens": 8}
+        b.update(body)
+        r = post(srv.base_url, "/v1/completions", b)
+        assert r.status_code == 400 and field in r.text, (body, r.text)
+
+
+def test_min_tokens_holds_off_eos_and_stop_strings(client, model):
+    # "Count to five" ends with eos after a few tokens; min_tokens keeps it going, and a stop
+    # string seen before min_tokens does not end the output.
+    plain = client.completions.create(model=model, prompt=PROMPT.replace("Hello", "Count to five"),
+                                      temperature=0, max_tokens=32).choices[0]
+    assert plain.finish_reason == "stop"
+    n = client.completions.create(model=model, prompt=PROMPT.replace("Hello", "Count to five"),
+                                  temperature=0, max_tokens=32, logprobs=0,
+                                  extra_body={"min_tokens": 20}).choices[0]
+    assert len(n.logprobs.tokens) >= 20, n
+    c = client.completions.create(model=model, prompt=PROMPT.replace("Hello", "Count to five"),
+                                  temperature=0, max_tokens=32, stop=", 3",
+                                  extra_body={"min_tokens": 20}).choices[0]
+    assert c.text.startswith("1, 2, 3"), c.text

@@ -194,6 +194,60 @@ TEST(Penalties, HandComputed) {
   EXPECT_EQ(run(0.5f, -1.0f, -0.5f), (std::vector<float>{4.0f, -0.5f, 0.5f, 8.0f, 0.5f, 0.0f}));
 }
 
+TEST(Processors, AllowedTokensLogitBiasMinTokensHandComputed) {
+  const std::vector<float> logits = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 0.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.allowed_token_ids = {1, 2, 5};
+  p.logit_bias = {{2, -1.0f}, {5, 0.75f}};
+  p.min_tokens = 2;
+  p.min_tokens_stop_ids = {5};
+  SamplerState st(p, {}, 6);
+  std::vector<float> x = logits;
+  st.apply_processors(x);
+  // Not allowed: -inf; biased: 0.5 - 1, 0 + 0.75, then the stop id 5 banned (0 of 2 generated).
+  EXPECT_EQ(x, (std::vector<float>{kNegInf, -1.0f, -0.5f, kNegInf, kNegInf, kNegInf}));
+  SamplerScratch sc;
+  LogprobsOptions lo;  // raw logprobs: taken before the processors
+  SampleResult r;
+  sample(logits, st, sc, &lo, r);
+  EXPECT_EQ(r.token, 2);
+  EXPECT_NEAR(r.logprob,
+              0.5 - std::log(std::exp(2.0) + std::exp(-1.0) + std::exp(0.5) + std::exp(3.0) +
+                             std::exp(-2.0) + std::exp(0.0)),
+              1e-5);
+  st.accept(r.token);
+  st.accept(1);  // two generated: the stop id may be drawn now
+  x = logits;
+  st.apply_processors(x);
+  EXPECT_EQ(x[5], 0.75f);
+  EXPECT_EQ(sample(logits, st, sc).token, 5);
+  // Random draws never leave the allowed set.
+  SamplingParams q;
+  q.temperature = 1.5f;
+  q.seed = 3;
+  q.allowed_token_ids = {0, 4};
+  SamplerState rs(q, {}, 6);
+  for (int i = 0; i < 200; ++i) {
+    const int32_t t = sample(logits, rs, sc).token;
+    ASSERT_TRUE(t == 0 || t == 4) << t;
+  }
+}
+
+TEST(Processors, BadIdsAndValuesRefused) {
+  SamplingParams p;
+  p.allowed_token_ids = {6};
+  EXPECT_THROW(SamplerState(p, {}, 6), Error);
+  p.allowed_token_ids.clear();
+  p.logit_bias = {{-1, 1.0f}};
+  EXPECT_THROW(SamplerState(p, {}, 6), Error);
+  p.logit_bias = {{1, std::numeric_limits<float>::quiet_NaN()}};
+  EXPECT_THROW(validate_sampling_params(p), Error);
+  p.logit_bias.clear();
+  p.min_tokens = -1;
+  EXPECT_THROW(validate_sampling_params(p), Error);
+}
+
 TEST(Penalties, ZeroLogitAndGreedyInteraction) {
   SamplingParams p;
   p.temperature = 0.0f;
