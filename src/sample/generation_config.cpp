@@ -159,6 +159,7 @@ SamplingParams resolve_sampling_params(const RequestSampling& request,
   p.allowed_token_ids = request.allowed_token_ids;
   p.logit_bias = request.logit_bias;
   p.min_tokens = request.min_tokens;
+  p.bad_words_ids = request.bad_words_ids;
   validate_sampling_params(p);
 
   if (p.top_k == -1) p.top_k = 0;  // both mean "off"

@@ -71,6 +71,7 @@ struct RequestSampling {
   std::vector<int32_t> allowed_token_ids;
   std::vector<std::pair<int32_t, float>> logit_bias;
   int min_tokens = 0;
+  std::vector<std::vector<int32_t>> bad_words_ids;  // the server tokenizes bad_words
 };
 
 struct GenerationDefaultsPolicy {

@@ -116,6 +116,10 @@ SamplerState::SamplerState(const SamplingParams& params, std::span<const int32_t
   };
   for (int32_t t : params_.allowed_token_ids) check_id(t, "allowed_token_ids");
   for (const auto& [t, b] : params_.logit_bias) check_id(t, "logit_bias");
+  for (const auto& w : params_.bad_words_ids) {
+    FC_CHECK(!w.empty(), "bad_words: a word has no tokens");
+    for (int32_t t : w) check_id(t, "bad_words");
+  }
   if (!params_.allowed_token_ids.empty()) {
     allowed_.assign((static_cast<size_t>(vocab_size_) + 63) / 64, 0);
     for (int32_t t : params_.allowed_token_ids)
@@ -132,6 +136,14 @@ void SamplerState::apply_processors(std::span<float> logits) const {
     for (int32_t t : params_.min_tokens_stop_ids)
       if (t >= 0 && t < vocab_size_)
         logits[static_cast<size_t>(t)] = -std::numeric_limits<float>::infinity();
+  for (const std::vector<int32_t>& w : params_.bad_words_ids) {
+    const size_t pre = w.size() - 1;  // tokens that must already end the output
+    if (pre > generated_.size() ||
+        !std::equal(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(pre),
+                    generated_.end() - static_cast<std::ptrdiff_t>(pre)))
+      continue;
+    logits[static_cast<size_t>(w.back())] = -std::numeric_limits<float>::infinity();
+  }
 }
 
 void SamplerState::add_repetition_token(int32_t token) {
@@ -146,6 +158,7 @@ void SamplerState::accept(int32_t token) {
   FC_CHECK(token >= 0 && token < vocab_size_, "SamplerState::accept: token id ", token,
            " outside the vocabulary [0, ", vocab_size_, ")");
   ++num_generated_;
+  if (!params_.bad_words_ids.empty()) generated_.push_back(token);
   if (track_repetition_) add_repetition_token(token);
   if (track_counts_) {
     auto [it, inserted] = out_slot_.try_emplace(token, static_cast<int32_t>(out_ids_.size()));

@@ -26,8 +26,9 @@
 //   the penalties; they commute with each other): allowed_token_ids (every other token -inf),
 //   logit_bias (added), min_tokens (the stop ids -inf while fewer tokens were generated)
 //   [vllm/v1/sample/logits_processor/builtin.py LogitBiasLogitsProcessor,
-//   MinTokensLogitsProcessor; vllm/v1/sample/sampler.py allowed_token_ids mask].
-//   Not implemented: bad_words.
+//   MinTokensLogitsProcessor; vllm/v1/sample/sampler.py allowed_token_ids mask], and bad_words
+//   (a word's last token -inf when the generated tokens end with the rest of it;
+//   vllm/v1/sample/ops/bad_words.py).
 //
 // Random draws: every state owns a xoshiro256** generator (seeded through splitmix64), so the
 // result depends only on (seed, number of earlier random draws of this request, logits). One
@@ -64,7 +65,8 @@ struct SamplingParams {
   std::vector<int32_t> allowed_token_ids;  // non-empty: only these can be drawn
   std::vector<std::pair<int32_t, float>> logit_bias;  // (token, added to its logit)
   int min_tokens = 0;  // until this many tokens were generated, min_tokens_stop_ids are banned
-  std::vector<int32_t> min_tokens_stop_ids;  // the request's stop tokens (eos included)
+  std::vector<int32_t> min_tokens_stop_ids;         // the request's stop tokens (eos included)
+  std::vector<std::vector<int32_t>> bad_words_ids;  // token sequences that may not be generated
 
   bool is_greedy() const { return temperature < 1e-5f; }
   bool has_penalties() const {
@@ -128,7 +130,8 @@ class SamplerState {
   // request emits, in order, including tokens that end the request.
   void accept(int32_t token);
 
-  // The processors before step 1 (allowed_token_ids, logit_bias, min_tokens), in place.
+  // The processors before step 1 (allowed_token_ids, logit_bias, min_tokens, bad_words), in
+  // place.
   void apply_processors(std::span<float> logits) const;
   // Step 1 of the pipeline, in place on logits [vocab_size]. Touches only penalized tokens.
   void apply_penalties(std::span<float> logits) const;
@@ -156,6 +159,7 @@ class SamplerState {
   std::vector<int32_t> out_counts_;  // out_counts_[j]: occurrences of out_ids_[j]
   std::unordered_map<int32_t, int32_t> out_slot_;  // id -> j
   std::vector<uint64_t> allowed_;                  // bitmap of allowed_token_ids (empty: all)
+  std::vector<int32_t> generated_;                 // every generated token (bad_words only)
 };
 
 // Reusable working memory for one thread: vocab-sized rows, histograms, index lists. Grows on

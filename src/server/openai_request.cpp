@@ -76,6 +76,7 @@ const std::set<std::string> kCommonFields = {"model",
                                              "logit_bias",
                                              "allowed_token_ids",
                                              "min_tokens",
+                                             "bad_words",
                                              "response_format",
                                              "priority",
                                              "request_id"};
@@ -181,6 +182,14 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
   if (const json* a = field(b, "allowed_token_ids")) {
     if (!a->is_array() || a->empty()) bad("allowed_token_ids", "must be a non-empty list of ids");
     s.allowed_token_ids = id_list(*a, "allowed_token_ids");
+  }
+  if (const json* bw = field(b, "bad_words")) {
+    if (!bw->is_array()) bad("bad_words", "must be a list of strings");
+    for (const json& w : *bw) {
+      if (!w.is_string() || w.get<std::string>().find_first_not_of(" ") == std::string::npos)
+        bad("bad_words", "must be a list of non-blank strings");
+      r.bad_words.push_back(w.get<std::string>());
+    }
   }
   if (auto mt = integer(b, "min_tokens")) {
     if (*mt < 0 || *mt > INT32_MAX) bad("min_tokens", "must be a non-negative integer");

@@ -37,6 +37,7 @@ struct CommonRequest {
   // field (per choice for completions, per response for chat).
   int prompt_logprobs = -1;
   bool want_prompt_logprobs = false;
+  std::vector<std::string> bad_words;  // vLLM: words that may not be generated
   std::vector<std::string> ignored;
 };
 

@@ -77,6 +77,25 @@ json vllm_prompt_logprobs(const tok::Tokenizer& tok, const std::vector<int32_t>&
   return out;
 }
 
+// vLLM's tokenization of bad_words (SamplingParams.update_from_tokenizer): each word without
+// leading spaces, and with one leading space when that gives a different first token and the
+// same number of tokens (the word in the middle of text).
+std::vector<std::vector<int32_t>> bad_words_ids(const tok::Tokenizer& tok,
+                                                const std::vector<std::string>& words) {
+  std::vector<std::vector<int32_t>> out;
+  tok::EncodeOptions eo;
+  eo.add_special_tokens = false;
+  for (const std::string& w : words) {
+    const std::string bare = w.substr(w.find_first_not_of(' '));
+    std::vector<int32_t> a = tok.encode(bare, eo);
+    std::vector<int32_t> b = tok.encode(" " + bare, eo);
+    const bool add_b = !a.empty() && !b.empty() && b.front() != a.front() && b.size() == a.size();
+    if (!a.empty()) out.push_back(std::move(a));
+    if (add_b) out.push_back(std::move(b));
+  }
+  return out;
+}
+
 // One engine request per choice, sharing the prompt.
 struct Choice {
   int index = 0;
@@ -104,6 +123,7 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
   SamplingParams sp;
   try {
     sp = resolve_sampling_params(req.sampling, ctx.gen);
+    sp.bad_words_ids = bad_words_ids(ctx.tok, req.bad_words);
   } catch (const Error& e) {
     throw ApiError::bad_request(e.what());
   }

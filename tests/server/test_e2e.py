@@ -778,6 +778,15 @@ def test_logit_bias_and_allowed_token_ids(srv):
         assert r.status_code == 400 and field in r.text, (body, r.text)
 
 
+def test_bad_words(srv):
+    base, toks = completion_ids(srv)
+    assert base["text"].startswith("1, 2"), base
+    c, _ = completion_ids(srv, bad_words=["2"])
+    assert "2" not in c["text"], c["text"]
+    r = post(srv.base_url, "/v1/completions", {"prompt": "Hi", "bad_words": [" "]})
+    assert r.status_code == 400 and "bad_words" in r.text, r.text
+
+
 def test_min_tokens_holds_off_eos_and_stop_strings(client, model):
     # "Count to five" ends with eos after a few tokens; min_tokens keeps it going, and a stop
     # string seen before min_tokens does not end the output.

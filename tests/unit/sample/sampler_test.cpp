@@ -234,6 +234,33 @@ TEST(Processors, AllowedTokensLogitBiasMinTokensHandComputed) {
   }
 }
 
+TEST(Processors, BadWordsBanTheirLastTokenAfterTheirPrefix) {
+  const std::vector<float> logits = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 0.0f};
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.bad_words_ids = {{3}, {1, 2}, {4, 1, 0}};
+  const std::vector<int32_t> prompt = {3, 1};  // does not count (vLLM: output tokens only)
+  SamplerState st(p, prompt, 6);
+  std::vector<float> x = logits;
+  st.apply_processors(x);
+  EXPECT_EQ(x, (std::vector<float>{2.0f, -1.0f, 0.5f, kNegInf, -2.0f, 0.0f}));
+  st.accept(1);  // output ends with 1: token 2 banned next
+  x = logits;
+  st.apply_processors(x);
+  EXPECT_EQ(x, (std::vector<float>{2.0f, -1.0f, kNegInf, kNegInf, -2.0f, 0.0f}));
+  st.accept(4);
+  st.accept(1);  // ends with 4, 1: token 0 banned, and 2 again
+  x = logits;
+  st.apply_processors(x);
+  EXPECT_EQ(x, (std::vector<float>{kNegInf, -1.0f, kNegInf, kNegInf, -2.0f, 0.0f}));
+  SamplerScratch sc;
+  EXPECT_EQ(sample(logits, st, sc).token, 5);  // 0 and 3 gone: 0.0 is the best left
+  p.bad_words_ids = {{}};
+  EXPECT_THROW(SamplerState(p, {}, 6), Error);
+  p.bad_words_ids = {{1, 9}};
+  EXPECT_THROW(SamplerState(p, {}, 6), Error);
+}
+
 TEST(Processors, BadIdsAndValuesRefused) {
   SamplingParams p;
   p.allowed_token_ids = {6};
