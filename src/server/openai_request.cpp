@@ -77,6 +77,8 @@ const std::set<std::string> kCommonFields = {"model",
                                              "allowed_token_ids",
                                              "min_tokens",
                                              "bad_words",
+                                             "truncate_prompt_tokens",
+                                             "return_token_ids",
                                              "response_format",
                                              "priority",
                                              "request_id"};
@@ -191,6 +193,11 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
       r.bad_words.push_back(w.get<std::string>());
     }
   }
+  if (auto tp = integer(b, "truncate_prompt_tokens")) {
+    if (*tp < -1 || *tp == 0) bad("truncate_prompt_tokens", "must be -1 or a positive integer");
+    r.truncate_prompt_tokens = tp;
+  }
+  r.return_token_ids = boolean(b, "return_token_ids").value_or(false);
   if (auto mt = integer(b, "min_tokens")) {
     if (*mt < 0 || *mt > INT32_MAX) bad("min_tokens", "must be a non-negative integer");
     s.min_tokens = static_cast<int>(*mt);

@@ -38,6 +38,9 @@ struct CommonRequest {
   int prompt_logprobs = -1;
   bool want_prompt_logprobs = false;
   std::vector<std::string> bad_words;  // vLLM: words that may not be generated
+  // vLLM: keep only the last N prompt tokens (-1: max_model_len).
+  std::optional<int64_t> truncate_prompt_tokens;
+  bool return_token_ids = false;  // vLLM: prompt_token_ids and token_ids in the response
   std::vector<std::string> ignored;
 };
 

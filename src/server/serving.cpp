@@ -96,6 +96,15 @@ std::vector<std::vector<int32_t>> bad_words_ids(const tok::Tokenizer& tok,
   return out;
 }
 
+// vLLM's truncate_prompt_tokens: the last N tokens of the prompt (-1: max_model_len).
+void truncate_prompt(std::vector<int32_t>& ids, const CommonRequest& req, int max_model_len) {
+  if (!req.truncate_prompt_tokens) return;
+  const int64_t keep =
+      *req.truncate_prompt_tokens == -1 ? max_model_len : *req.truncate_prompt_tokens;
+  if (static_cast<int64_t>(ids.size()) > keep)
+    ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(keep));
+}
+
 // One engine request per choice, sharing the prompt.
 struct Choice {
   int index = 0;
@@ -105,7 +114,8 @@ struct Choice {
   int tokens = 0;
   int32_t last_token = -1;
   int spec_drafts = 0, spec_draft_tokens = 0, spec_accepted = 0;  // cumulative, from the engine
-  int cached_tokens = 0;  // prompt tokens the engine served from the prefix cache
+  int cached_tokens = 0;           // prompt tokens the engine served from the prefix cache
+  std::vector<int32_t> token_ids;  // generated ids (return_token_ids)
   std::string finish_reason;
   json stop_reason = nullptr;
   bool keep_stop_token_text = false;  // include_stop_str_in_output
@@ -186,6 +196,7 @@ bool drive(ServingContext& ctx, std::vector<Choice>& choices, Clock::time_point 
         first_token = false;
         c.last_event = now;
         c.tokens += static_cast<int>(ev->tokens.size());
+        c.token_ids.insert(c.token_ids.end(), ev->tokens.begin(), ev->tokens.end());
         c.spec_drafts = ev->spec_drafts;
         c.spec_draft_tokens = ev->spec_draft_tokens;
         c.spec_accepted = ev->spec_accepted_tokens;
@@ -361,6 +372,7 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   } catch (const Error& e) {
     throw ApiError::bad_request(e.what(), "messages");
   }
+  truncate_prompt(p.ids, req, ctx.max_model_len);
   return p;
 }
 
@@ -400,6 +412,11 @@ json serve_chat(ServingContext& ctx, const ChatRequest& req) {
       {"choices", out_choices},       {"usage", usage}};
   if (req.want_prompt_logprobs)
     resp["prompt_logprobs"] = vllm_prompt_logprobs(ctx.tok, p.ids, choices.front().prompt_logprobs);
+  if (req.return_token_ids) {
+    resp["prompt_token_ids"] = p.ids;
+    for (size_t i = 0; i < choices.size(); ++i)
+      resp["choices"][i]["token_ids"] = choices[i].token_ids;
+  }
   return resp;
 }
 
@@ -515,6 +532,7 @@ std::vector<std::vector<int32_t>> completion_prompts(ServingContext& ctx,
     }
     if (out.back().empty())
       throw ApiError::bad_request("the prompt is empty after tokenization", "prompt");
+    truncate_prompt(out.back(), req, ctx.max_model_len);
   }
   return out;
 }
@@ -604,6 +622,10 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
       if (req.want_prompt_logprobs)
         out_choices.back()["prompt_logprobs"] =
             vllm_prompt_logprobs(ctx.tok, prompts[pi], c.prompt_logprobs);
+      if (req.return_token_ids) {
+        out_choices.back()["prompt_token_ids"] = prompts[pi];
+        out_choices.back()["token_ids"] = c.token_ids;
+      }
     }
     for (Choice& c : choices) all.push_back(std::move(c));
   }

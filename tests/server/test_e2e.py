@@ -801,3 +801,31 @@ def test_min_tokens_holds_off_eos_and_stop_strings(client, model):
                                   temperature=0, max_tokens=32, stop=", 3",
                                   extra_body={"min_tokens": 20}).choices[0]
     assert c.text.startswith("1, 2, 3"), c.text
+
+
+def test_truncate_prompt_tokens_and_return_token_ids(srv):
+    ids = post(srv.base_url, "/tokenize", {"prompt": PROMPT}).json()["tokens"]
+    r = post(srv.base_url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 3, "temperature": 0,
+                                               "truncate_prompt_tokens": 5,
+                                               "return_token_ids": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    c = body["choices"][0]
+    assert body["usage"]["prompt_tokens"] == 5
+    assert c["prompt_token_ids"] == ids[-5:]
+    assert len(c["token_ids"]) == body["usage"]["completion_tokens"]
+    # Token ids as the prompt: the same continuation as the truncated request.
+    r2 = post(srv.base_url, "/v1/completions", {"prompt": ids[-5:], "max_tokens": 3,
+                                                "temperature": 0, "return_token_ids": True})
+    assert r2.json()["choices"][0]["token_ids"] == c["token_ids"]
+    # Chat: prompt ids at the response level, generated ids per choice.
+    r = post(srv.base_url, "/v1/chat/completions",
+             {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 2,
+              "return_token_ids": True, "truncate_prompt_tokens": -1})
+    body = r.json()
+    assert len(body["prompt_token_ids"]) == body["usage"]["prompt_tokens"]
+    assert len(body["choices"][0]["token_ids"]) == body["usage"]["completion_tokens"]
+    for bad_value in (0, -2, "x"):
+        r = post(srv.base_url, "/v1/completions", {"prompt": "Hi",
+                                                   "truncate_prompt_tokens": bad_value})
+        assert r.status_code == 400 and "truncate_prompt_tokens" in r.text, r.text
