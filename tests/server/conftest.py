@@ -246,3 +246,24 @@ def pytest_sessionfinish(session, exitstatus):
             s.stop()
         if exitstatus == 0:
             s.log_path.unlink(missing_ok=True)
+
+
+# Shared by the end-to-end modules: every test runs against the plain and the speculative server.
+@pytest.fixture(scope="module", params=["plain", "speculative"])
+def srv(request):
+    """Every test runs against the plain server and against one drafting for itself (the same
+    answers, tool calls and reasoning must come out of multi-token verification steps)."""
+    return request.getfixturevalue(
+        "behaviour_server" if request.param == "plain" else "spec_behaviour_server")
+
+
+@pytest.fixture(scope="module")
+def client(srv):
+    c = openai_client(srv.base_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def model(srv):
+    return srv.model

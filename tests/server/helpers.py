@@ -140,3 +140,7 @@ def metrics(base_url):
     r = requests.get(base_url + "/metrics", timeout=10)
     assert r.status_code == 200
     return parse_prometheus(r.text)[0]
+
+
+# The chat template's rendering of one user turn "Hello" (completions tests).
+PROMPT = "<bos><|turn>user\nHello<turn|>\n<|turn>model\n"  # the template's rendering of "Hello"
