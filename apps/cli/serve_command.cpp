@@ -150,7 +150,8 @@ int cmd_serve(int argc, char** argv) {
   Engine engine(model, be, ec);
   Metrics metrics;
   ServingContext ctx{
-      o, tokenizer, tmpl, tsrc, gen, engine, metrics, {}, o.served_model_names[0], max_len};
+      o, tokenizer, tmpl, tsrc, gen, engine, metrics, {}, o.served_model_names[0], max_len, {}};
+  ctx.token_bytes = make_token_bytes(tokenizer);
   ctx.eos_ids = gen.eos_token_ids.empty()
                     ? std::vector<int32_t>(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end())
                     : gen.eos_token_ids;

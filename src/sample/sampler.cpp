@@ -120,6 +120,7 @@ SamplerState::SamplerState(const SamplingParams& params, std::span<const int32_t
     FC_CHECK(!w.empty(), "bad_words: a word has no tokens");
     for (int32_t t : w) check_id(t, "bad_words");
   }
+  if (params_.make_constraint) constraint_ = params_.make_constraint();
   if (!params_.allowed_token_ids.empty()) {
     allowed_.assign((static_cast<size_t>(vocab_size_) + 63) / 64, 0);
     for (int32_t t : params_.allowed_token_ids)
@@ -128,6 +129,7 @@ SamplerState::SamplerState(const SamplingParams& params, std::span<const int32_t
 }
 
 void SamplerState::apply_processors(std::span<float> logits) const {
+  if (constraint_) constraint_->mask(logits);
   if (!allowed_.empty())
     for (size_t i = 0; i < logits.size(); ++i)
       if (!(allowed_[i >> 6] >> (i & 63) & 1)) logits[i] = -std::numeric_limits<float>::infinity();
@@ -158,6 +160,7 @@ void SamplerState::accept(int32_t token) {
   FC_CHECK(token >= 0 && token < vocab_size_, "SamplerState::accept: token id ", token,
            " outside the vocabulary [0, ", vocab_size_, ")");
   ++num_generated_;
+  if (constraint_) constraint_->accept(token);
   if (!params_.bad_words_ids.empty()) generated_.push_back(token);
   if (track_repetition_) add_repetition_token(token);
   if (track_counts_) {

@@ -43,6 +43,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -52,6 +54,16 @@
 namespace fc {
 
 class ThreadPool;
+
+// A constraint on which tokens may come next (JSON mode, json_constraint.h): state advanced by
+// every generated token, applied with the processors before step 1.
+class TokenConstraint {
+ public:
+  virtual ~TokenConstraint() = default;
+  // logits[t] = -inf for every token t that may not come next.
+  virtual void mask(std::span<float> logits) const = 0;
+  virtual void accept(int32_t token) = 0;
+};
 
 struct SamplingParams {
   float temperature = 1.0f;                // < 1e-5 means greedy (argmax, lowest id on ties)
@@ -67,6 +79,8 @@ struct SamplingParams {
   int min_tokens = 0;  // until this many tokens were generated, min_tokens_stop_ids are banned
   std::vector<int32_t> min_tokens_stop_ids;         // the request's stop tokens (eos included)
   std::vector<std::vector<int32_t>> bad_words_ids;  // token sequences that may not be generated
+  // Makes the request's constraint (each SamplerState owns one); empty: none.
+  std::function<std::unique_ptr<TokenConstraint>()> make_constraint;
 
   bool is_greedy() const { return temperature < 1e-5f; }
   bool has_penalties() const {
@@ -160,6 +174,7 @@ class SamplerState {
   std::unordered_map<int32_t, int32_t> out_slot_;  // id -> j
   std::vector<uint64_t> allowed_;                  // bitmap of allowed_token_ids (empty: all)
   std::vector<int32_t> generated_;                 // every generated token (bad_words only)
+  std::unique_ptr<TokenConstraint> constraint_;    // from params.make_constraint
 };
 
 // Reusable working memory for one thread: vocab-sized rows, histograms, index lists. Grows on

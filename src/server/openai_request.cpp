@@ -206,8 +206,11 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
     if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
       bad("response_format", "must be an object with a string \"type\"");
     const std::string t = (*rf)["type"].get<std::string>();
-    if (t != "text")
+    if (t == "json_object") {
+      r.json_object = true;
+    } else if (t != "text") {
       bad("response_format", "type '" + t + "' is not supported yet (structured output)");
+    }
   }
 }
 

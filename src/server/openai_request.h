@@ -41,6 +41,7 @@ struct CommonRequest {
   // vLLM: keep only the last N prompt tokens (-1: max_model_len).
   std::optional<int64_t> truncate_prompt_tokens;
   bool return_token_ids = false;  // vLLM: prompt_token_ids and token_ids in the response
+  bool json_object = false;       // response_format {"type": "json_object"}
   std::vector<std::string> ignored;
 };
 

@@ -150,6 +150,15 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
                              req.stop_token_ids.end());
     if (req.logprobs) er.logprobs = LogprobsOptions{req.top_logprobs, LogprobsMode::kRawLogprobs};
     er.prompt_logprobs = req.prompt_logprobs;
+    if (req.json_object) {
+      if (er.stop_token_ids.empty())
+        throw ApiError::bad_request(
+            "response_format json_object needs a stop token (ignore_eos without stop_token_ids)",
+            "response_format");
+      er.sampling.make_constraint = [bytes = ctx.token_bytes, stops = er.stop_token_ids] {
+        return std::unique_ptr<TokenConstraint>(new JsonObjectConstraint(bytes, stops));
+      };
+    }
     Choice c;
     c.index = first_index + i;
     c.keep_stop_token_text = req.include_stop_str_in_output;
@@ -310,6 +319,26 @@ OutputOptions chat_output_options(ServingContext& ctx, const ChatRequest& req,
 
 }  // namespace
 
+std::shared_ptr<const TokenBytes> make_token_bytes(const tok::Tokenizer& tok) {
+  auto tb = std::make_shared<TokenBytes>();
+  const int32_t n = tok.id_bound();
+  tb->bytes.resize(static_cast<size_t>(n));
+  tb->special.resize(static_cast<size_t>(n));
+  for (int32_t id = 0; id < n; ++id) {
+    tb->special[static_cast<size_t>(id)] = tok.is_special(id);
+    const std::optional<std::string> piece = tok.id_to_token(id);
+    if (!piece) continue;
+    const std::string& pc = *piece;
+    if (pc.size() == 6 && pc.rfind("<0x", 0) == 0 && pc[5] == '>') {
+      tb->bytes[static_cast<size_t>(id)] =
+          std::string(1, static_cast<char>(std::stoi(pc.substr(3, 2), nullptr, 16)));
+      continue;
+    }
+    tb->bytes[static_cast<size_t>(id)] = tok.decode(std::span<const int32_t>(&id, 1));
+  }
+  return tb;
+}
+
 PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   chat::gemma4::NormalizedMessages nm;
   try {
@@ -353,6 +382,10 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   }
   if (ctx.opts.reasoning_parser == "gemma4")
     p.start_in_reasoning = chat::gemma4::prompt_ends_in_open_reasoning(p.prompt);
+  if (p.start_in_reasoning && req.json_object)
+    throw ApiError::bad_request(
+        "response_format json_object is not supported when the prompt opens a thought channel",
+        "response_format");
   const bool tools_on = ctx.opts.enable_auto_tool_choice && !req.tools.is_null();
   if (req.tool_choice == "required" || req.tool_choice == "named") {
     if (!tools_on)

@@ -12,6 +12,7 @@
 #include "chat/chat_template.h"
 #include "engine/engine.h"
 #include "sample/generation_config.h"
+#include "sample/json_constraint.h"
 #include "server/metrics.h"
 #include "server/model_files.h"
 #include "server/openai_request.h"
@@ -31,7 +32,13 @@ struct ServingContext {
   std::vector<int32_t> eos_ids;  // primary EOS first (its stop_reason is null)
   std::string model_name;        // first served name
   int max_model_len = 0;
+  // Every token's bytes, for JSON mode (response_format json_object); make_token_bytes().
+  std::shared_ptr<const TokenBytes> token_bytes;
 };
+
+// The bytes each token id decodes to: byte-fallback pieces (<0xNN>) as their byte, others
+// decoded alone.
+std::shared_ptr<const TokenBytes> make_token_bytes(const tok::Tokenizer& tok);
 
 // Writes one SSE event payload (without "data: " framing); returns false when the client is
 // gone, which aborts the request.
