@@ -209,6 +209,31 @@ bool JsonMachine::structural(uint8_t c) {
   return false;
 }
 
+void index_token_bytes(TokenBytes& t) {
+  t.string_safe.assign(t.bytes.size(), false);
+  for (size_t i = 0; i < t.bytes.size(); ++i) {
+    const std::string& b = t.bytes[i];
+    bool ok = !b.empty() && !(i < t.special.size() && t.special[i]);
+    int cont = 0;
+    for (size_t j = 0; ok && j < b.size(); ++j) {
+      const uint8_t c = static_cast<uint8_t>(b[j]);
+      if (cont > 0) {
+        ok = (c & 0xC0) == 0x80;
+        --cont;
+      } else if (c < 0x20 || c == '"' || c == '\\') {
+        ok = false;
+      } else if (c >= 0x80) {
+        cont = c >= 0xC2 && c <= 0xDF   ? 1
+               : c >= 0xE0 && c <= 0xEF ? 2
+               : c >= 0xF0 && c <= 0xF4 ? 3
+                                        : -1;
+        ok = cont > 0;
+      }
+    }
+    t.string_safe[i] = ok && cont == 0;
+  }
+}
+
 JsonObjectConstraint::JsonObjectConstraint(std::shared_ptr<const TokenBytes> vocab,
                                            std::vector<int32_t> stop_ids)
     : vocab_(std::move(vocab)), stop_ids_(std::move(stop_ids)) {}
@@ -216,12 +241,15 @@ JsonObjectConstraint::JsonObjectConstraint(std::shared_ptr<const TokenBytes> voc
 void JsonObjectConstraint::mask(std::span<float> logits) const {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const size_t known = std::min(logits.size(), vocab_->bytes.size());
+  const bool plain = m_.in_plain_string() && vocab_->string_safe.size() == vocab_->bytes.size();
   for (size_t t = 0; t < logits.size(); ++t) {
     const bool stop =
         std::find(stop_ids_.begin(), stop_ids_.end(), static_cast<int32_t>(t)) != stop_ids_.end();
     bool ok = false;
     if (stop) {
       ok = m_.complete();
+    } else if (plain && t < known && vocab_->string_safe[t]) {
+      ok = true;
     } else if (t < known && !vocab_->special[t] && !vocab_->bytes[t].empty() && !m_.complete()) {
       JsonMachine probe = m_;
       ok = true;

@@ -336,6 +336,7 @@ std::shared_ptr<const TokenBytes> make_token_bytes(const tok::Tokenizer& tok) {
     }
     tb->bytes[static_cast<size_t>(id)] = tok.decode(std::span<const int32_t>(&id, 1));
   }
+  index_token_bytes(*tb);
   return tb;
 }
 

@@ -85,6 +85,11 @@ TEST(JsonObjectConstraint, RandomSamplingAlwaysGivesAnObject) {
     vocab->bytes.push_back(p);
     vocab->special.push_back(p == "<eos>");
   }
+  index_token_bytes(*vocab);
+  EXPECT_TRUE(vocab->string_safe[20]);   // "l"
+  EXPECT_FALSE(vocab->string_safe[7]);   // "\""
+  EXPECT_FALSE(vocab->string_safe[27]);  // a lone UTF-8 lead byte
+  EXPECT_FALSE(vocab->string_safe[0]);   // special
   const int32_t V = static_cast<int32_t>(pieces.size());
   std::mt19937 rng(11);
   std::normal_distribution<float> nd(0.0f, 2.0f);
