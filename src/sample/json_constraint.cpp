@@ -268,4 +268,41 @@ void JsonObjectConstraint::accept(int32_t token) {
   for (char ch : vocab_->bytes[static_cast<size_t>(token)]) m_.feed(static_cast<uint8_t>(ch));
 }
 
+ChoiceConstraint::ChoiceConstraint(std::shared_ptr<const TokenBytes> vocab,
+                                   std::vector<std::string> choices, std::vector<int32_t> stop_ids)
+    : vocab_(std::move(vocab)), choices_(std::move(choices)), stop_ids_(std::move(stop_ids)) {}
+
+void ChoiceConstraint::mask(std::span<float> logits) const {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  // The choices still possible, and whether the output already is one.
+  std::vector<const std::string*> live;
+  bool whole = false;
+  for (const std::string& c : choices_)
+    if (c.size() >= out_.size() && c.compare(0, out_.size(), out_) == 0) {
+      live.push_back(&c);
+      whole = whole || c.size() == out_.size();
+    }
+  const size_t known = std::min(logits.size(), vocab_->bytes.size());
+  for (size_t t = 0; t < logits.size(); ++t) {
+    bool ok = false;
+    if (std::find(stop_ids_.begin(), stop_ids_.end(), static_cast<int32_t>(t)) != stop_ids_.end()) {
+      ok = whole;
+    } else if (t < known && !vocab_->special[t] && !vocab_->bytes[t].empty()) {
+      const std::string& b = vocab_->bytes[t];
+      for (const std::string* c : live)
+        if (c->size() >= out_.size() + b.size() && c->compare(out_.size(), b.size(), b) == 0) {
+          ok = true;
+          break;
+        }
+    }
+    if (!ok) logits[t] = kNegInf;
+  }
+}
+
+void ChoiceConstraint::accept(int32_t token) {
+  if (token >= 0 && static_cast<size_t>(token) < vocab_->bytes.size() &&
+      !vocab_->special[static_cast<size_t>(token)])
+    out_ += vocab_->bytes[static_cast<size_t>(token)];
+}
+
 }  // namespace fc

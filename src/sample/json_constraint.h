@@ -88,4 +88,21 @@ class JsonObjectConstraint final : public TokenConstraint {
   JsonMachine m_;
 };
 
+// vLLM's structured_outputs {"choice": [...]} (guided_choice): the output is exactly one of the
+// strings, then a stop token. A token is allowed while the bytes so far plus its bytes are a
+// prefix of some choice; stop tokens once they equal one.
+class ChoiceConstraint final : public TokenConstraint {
+ public:
+  ChoiceConstraint(std::shared_ptr<const TokenBytes> vocab, std::vector<std::string> choices,
+                   std::vector<int32_t> stop_ids);
+  void mask(std::span<float> logits) const override;
+  void accept(int32_t token) override;
+
+ private:
+  std::shared_ptr<const TokenBytes> vocab_;
+  std::vector<std::string> choices_;
+  std::vector<int32_t> stop_ids_;
+  std::string out_;  // bytes generated so far
+};
+
 }  // namespace fc

@@ -42,6 +42,8 @@ struct CommonRequest {
   std::optional<int64_t> truncate_prompt_tokens;
   bool return_token_ids = false;  // vLLM: prompt_token_ids and token_ids in the response
   bool json_object = false;       // response_format {"type": "json_object"}
+  // vLLM structured_outputs {"choice": [...]} (or guided_choice): the output is one of these.
+  std::vector<std::string> choice;
   std::vector<std::string> ignored;
 };
 

@@ -150,13 +150,18 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
                              req.stop_token_ids.end());
     if (req.logprobs) er.logprobs = LogprobsOptions{req.top_logprobs, LogprobsMode::kRawLogprobs};
     er.prompt_logprobs = req.prompt_logprobs;
+    if ((req.json_object || !req.choice.empty()) && er.stop_token_ids.empty())
+      throw ApiError::bad_request(
+          "a constrained output needs a stop token (ignore_eos without stop_token_ids)",
+          req.json_object ? "response_format" : "structured_outputs");
     if (req.json_object) {
-      if (er.stop_token_ids.empty())
-        throw ApiError::bad_request(
-            "response_format json_object needs a stop token (ignore_eos without stop_token_ids)",
-            "response_format");
       er.sampling.make_constraint = [bytes = ctx.token_bytes, stops = er.stop_token_ids] {
         return std::unique_ptr<TokenConstraint>(new JsonObjectConstraint(bytes, stops));
+      };
+    } else if (!req.choice.empty()) {
+      er.sampling.make_constraint = [bytes = ctx.token_bytes, choices = req.choice,
+                                     stops = er.stop_token_ids] {
+        return std::unique_ptr<TokenConstraint>(new ChoiceConstraint(bytes, choices, stops));
       };
     }
     Choice c;
@@ -383,10 +388,10 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   }
   if (ctx.opts.reasoning_parser == "gemma4")
     p.start_in_reasoning = chat::gemma4::prompt_ends_in_open_reasoning(p.prompt);
-  if (p.start_in_reasoning && req.json_object)
+  if (p.start_in_reasoning && (req.json_object || !req.choice.empty()))
     throw ApiError::bad_request(
-        "response_format json_object is not supported when the prompt opens a thought channel",
-        "response_format");
+        "a constrained output is not supported when the prompt opens a thought channel",
+        req.json_object ? "response_format" : "structured_outputs");
   const bool tools_on = ctx.opts.enable_auto_tool_choice && !req.tools.is_null();
   if (req.tool_choice == "required" || req.tool_choice == "named") {
     if (!tools_on)

@@ -211,3 +211,25 @@ def test_json_object_mode(srv):
     r = post(srv.base_url, "/v1/completions", {"prompt": "Hi", "ignore_eos": True,
                                                "response_format": {"type": "json_object"}})
     assert r.status_code == 400 and "response_format" in r.text, r.text
+
+
+def test_structured_outputs_choice(srv):
+    for body in ({"structured_outputs": {"choice": ["Paris", "London", "Rome"]}},
+                 {"guided_choice": ["yes", "no"]}):
+        allowed = next(iter(body.values()))
+        allowed = allowed["choice"] if isinstance(allowed, dict) else allowed
+        for temperature in (0, 1):
+            b = {"messages": [{"role": "user", "content": "What is the capital of France?"}],
+                 "max_tokens": 16, "temperature": temperature, "seed": 2}
+            b.update(body)
+            r = post(srv.base_url, "/v1/chat/completions", b)
+            assert r.status_code == 200, r.text
+            c = r.json()["choices"][0]
+            assert c["message"]["content"] in allowed and c["finish_reason"] == "stop", c
+    for body in ({"structured_outputs": {"regex": "a+"}},
+                 {"structured_outputs": {"choice": []}},
+                 {"structured_outputs": {"choice": ["a"]}, "response_format": {"type": "json_object"}}):
+        b = {"messages": [{"role": "user", "content": "Hi"}]}
+        b.update(body)
+        r = post(srv.base_url, "/v1/chat/completions", b)
+        assert r.status_code == 400, (body, r.text)

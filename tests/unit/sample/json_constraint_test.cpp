@@ -3,6 +3,8 @@
 // parses as a JSON object (nlohmann's parser as the reference).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -124,6 +126,47 @@ TEST(JsonObjectConstraint, RandomSamplingAlwaysGivesAnObject) {
     }
   }
   EXPECT_GT(finished, 100);
+}
+
+TEST(ChoiceConstraint, OutputIsExactlyOneChoice) {
+  auto vocab = std::make_shared<TokenBytes>();
+  const std::vector<std::string> pieces = {"<eos>", "Pa", "ris", "Paris", "Lon", "don",    "P",
+                                           "x",     " ",  "a",   "r",     "is",  "London!"};
+  for (const std::string& p : pieces) {
+    vocab->bytes.push_back(p);
+    vocab->special.push_back(p == "<eos>");
+  }
+  const int32_t V = static_cast<int32_t>(pieces.size());
+  const std::vector<std::string> choices = {"Paris", "London", "Par"};
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::map<std::string, int> seen;
+  for (int trial = 0; trial < 300; ++trial) {
+    SamplingParams p;
+    p.seed = static_cast<uint64_t>(trial);
+    p.make_constraint = [&] {
+      return std::unique_ptr<TokenConstraint>(new ChoiceConstraint(vocab, choices, {0}));
+    };
+    SamplerState st(p, {}, V);
+    SamplerScratch sc;
+    std::string out;
+    bool stopped = false;
+    for (int step = 0; step < 10 && !stopped; ++step) {
+      std::vector<float> logits(static_cast<size_t>(V));
+      for (float& l : logits) l = nd(rng);
+      const int32_t t = sample(logits, st, sc).token;
+      st.accept(t);
+      if (t == 0) {
+        stopped = true;
+      } else {
+        out += pieces[static_cast<size_t>(t)];
+      }
+    }
+    ASSERT_TRUE(stopped) << out;  // every choice is reachable and ends
+    ASSERT_TRUE(std::find(choices.begin(), choices.end(), out) != choices.end()) << out;
+    ++seen[out];
+  }
+  EXPECT_EQ(seen.size(), 3u);  // "Par" is a prefix of "Paris": both reachable
 }
 
 }  // namespace
