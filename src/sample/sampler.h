@@ -55,7 +55,7 @@ namespace fc {
 
 class ThreadPool;
 
-// A constraint on which tokens may come next (JSON mode, json_constraint.h): state advanced by
+// A constraint on which tokens may come next (JSON mode, constraints.h): state advanced by
 // every generated token, applied with the processors before step 1.
 class TokenConstraint {
  public:

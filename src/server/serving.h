@@ -11,8 +11,8 @@
 
 #include "chat/chat_template.h"
 #include "engine/engine.h"
+#include "sample/constraints.h"
 #include "sample/generation_config.h"
-#include "sample/json_constraint.h"
 #include "server/metrics.h"
 #include "server/model_files.h"
 #include "server/openai_request.h"

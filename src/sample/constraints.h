@@ -1,6 +1,7 @@
-// JSON mode (OpenAI response_format {"type": "json_object"}): generation is constrained so the
-// output is one JSON object (RFC 8259 syntax; duplicate keys and number ranges are not checked),
-// then a stop token.
+// Output constraints (TokenConstraint, sample/sampler.h). JSON mode (OpenAI response_format
+// {"type": "json_object"}): generation is constrained so the output is one JSON object (RFC 8259
+// syntax; duplicate keys and number ranges are not checked), then a stop token. And vLLM's
+// choice constraint (below).
 //
 // JsonMachine reads bytes and says whether each may come next. JsonObjectConstraint masks, at
 // every step, every token whose bytes the machine would refuse (a copy of the machine walks each

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "sample/json_constraint.h"
+#include "sample/constraints.h"
 #include "sample/sampler.h"
 
 namespace fc {

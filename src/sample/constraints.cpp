@@ -1,4 +1,4 @@
-#include "sample/json_constraint.h"
+#include "sample/constraints.h"
 
 #include <algorithm>
 #include <limits>
