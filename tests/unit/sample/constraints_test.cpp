@@ -35,7 +35,7 @@ TEST(JsonMachine, AcceptsValidObjects) {
     JsonMachine m;
     EXPECT_EQ(accepted(m, doc), doc.size()) << doc;
     EXPECT_TRUE(m.complete()) << doc;
-    EXPECT_NO_THROW((void)nlohmann::json::parse(doc)) << doc;  // the reference agrees
+    EXPECT_TRUE(nlohmann::json::accept(doc)) << doc;  // the reference agrees
   }
 }
 
