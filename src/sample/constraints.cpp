@@ -22,6 +22,29 @@ bool number_can_end(uint8_t s) {
   return s == 1 || s == 2 || s == 4 || s == 7;
 }
 
+// The masking loop of both constraints: ok(t, bytes) decides every ordinary token (special and
+// empty ones, and ids past the table, are masked); stop tokens are allowed exactly when
+// stops_allowed, whatever their bytes.
+template <typename Ok>
+void mask_tokens(std::span<float> logits, const TokenBytes& vocab,
+                 const std::vector<int32_t>& stop_ids, bool stops_allowed, Ok ok) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  std::vector<float> stop_logits;
+  for (int32_t t : stop_ids)
+    stop_logits.push_back(t >= 0 && static_cast<size_t>(t) < logits.size()
+                              ? logits[static_cast<size_t>(t)]
+                              : kNegInf);
+  const size_t known = std::min(logits.size(), vocab.bytes.size());
+  for (size_t t = 0; t < logits.size(); ++t)
+    if (t >= known || vocab.special[t] || vocab.bytes[t].empty() || !ok(t, vocab.bytes[t]))
+      logits[t] = kNegInf;
+  for (size_t i = 0; i < stop_ids.size(); ++i) {
+    const int32_t t = stop_ids[i];
+    if (t >= 0 && static_cast<size_t>(t) < logits.size())
+      logits[static_cast<size_t>(t)] = stops_allowed ? stop_logits[i] : kNegInf;
+  }
+}
+
 }  // namespace
 
 bool JsonMachine::feed(uint8_t c) {
@@ -239,28 +262,16 @@ JsonObjectConstraint::JsonObjectConstraint(std::shared_ptr<const TokenBytes> voc
     : vocab_(std::move(vocab)), stop_ids_(std::move(stop_ids)) {}
 
 void JsonObjectConstraint::mask(std::span<float> logits) const {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const size_t known = std::min(logits.size(), vocab_->bytes.size());
   const bool plain = m_.in_plain_string() && vocab_->string_safe.size() == vocab_->bytes.size();
-  for (size_t t = 0; t < logits.size(); ++t) {
-    const bool stop =
-        std::find(stop_ids_.begin(), stop_ids_.end(), static_cast<int32_t>(t)) != stop_ids_.end();
-    bool ok = false;
-    if (stop) {
-      ok = m_.complete();
-    } else if (plain && t < known && vocab_->string_safe[t]) {
-      ok = true;
-    } else if (t < known && !vocab_->special[t] && !vocab_->bytes[t].empty() && !m_.complete()) {
-      JsonMachine probe = m_;
-      ok = true;
-      for (char ch : vocab_->bytes[t])
-        if (!probe.feed(static_cast<uint8_t>(ch))) {
-          ok = false;
-          break;
-        }
-    }
-    if (!ok) logits[t] = kNegInf;
-  }
+  const bool done = m_.complete();
+  mask_tokens(logits, *vocab_, stop_ids_, done, [&](size_t t, const std::string& b) {
+    if (done) return false;
+    if (plain && vocab_->string_safe[t]) return true;
+    JsonMachine probe = m_;
+    for (char ch : b)
+      if (!probe.feed(static_cast<uint8_t>(ch))) return false;
+    return true;
+  });
 }
 
 void JsonObjectConstraint::accept(int32_t token) {
@@ -273,7 +284,6 @@ ChoiceConstraint::ChoiceConstraint(std::shared_ptr<const TokenBytes> vocab,
     : vocab_(std::move(vocab)), choices_(std::move(choices)), stop_ids_(std::move(stop_ids)) {}
 
 void ChoiceConstraint::mask(std::span<float> logits) const {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   // The choices still possible, and whether the output already is one.
   std::vector<const std::string*> live;
   bool whole = false;
@@ -282,21 +292,12 @@ void ChoiceConstraint::mask(std::span<float> logits) const {
       live.push_back(&c);
       whole = whole || c.size() == out_.size();
     }
-  const size_t known = std::min(logits.size(), vocab_->bytes.size());
-  for (size_t t = 0; t < logits.size(); ++t) {
-    bool ok = false;
-    if (std::find(stop_ids_.begin(), stop_ids_.end(), static_cast<int32_t>(t)) != stop_ids_.end()) {
-      ok = whole;
-    } else if (t < known && !vocab_->special[t] && !vocab_->bytes[t].empty()) {
-      const std::string& b = vocab_->bytes[t];
-      for (const std::string* c : live)
-        if (c->size() >= out_.size() + b.size() && c->compare(out_.size(), b.size(), b) == 0) {
-          ok = true;
-          break;
-        }
-    }
-    if (!ok) logits[t] = kNegInf;
-  }
+  mask_tokens(logits, *vocab_, stop_ids_, whole, [&](size_t, const std::string& b) {
+    for (const std::string* c : live)
+      if (c->size() >= out_.size() + b.size() && c->compare(out_.size(), b.size(), b) == 0)
+        return true;
+    return false;
+  });
 }
 
 void ChoiceConstraint::accept(int32_t token) {

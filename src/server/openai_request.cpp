@@ -149,7 +149,6 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
     if (boolean(b, "stream").value_or(false))
       bad("prompt_logprobs", "is not compatible with streaming");
     r.prompt_logprobs = static_cast<int>(*pl);
-    r.want_prompt_logprobs = true;
   }
   if (auto k = integer(b, "num_speculative_tokens")) {
     if (*k < 0 || *k > 16) bad("num_speculative_tokens", "must be between 0 and 16");
@@ -371,10 +370,7 @@ CompletionRequest parse_completion_request(const json& b) {
   if (*r.max_tokens == 0 && !r.echo)
     bad("max_tokens", "must be at least 1, got 0 (0 is only allowed with echo)");
   // vLLM: echo with logprobs reports the prompt's logprobs too (prompt_logprobs = logprobs).
-  if (r.echo && r.logprobs && !r.want_prompt_logprobs) {
-    r.prompt_logprobs = r.top_logprobs;
-    r.want_prompt_logprobs = true;
-  }
+  if (r.echo && r.logprobs && r.prompt_logprobs < 0) r.prompt_logprobs = r.top_logprobs;
   static const std::set<std::string> fields = {"prompt", "echo", "suffix", "best_of",
                                                "add_special_tokens"};
   for (auto it = b.begin(); it != b.end(); ++it)

@@ -36,7 +36,6 @@ struct CommonRequest {
   // allows max_tokens 0 (vLLM's echo without generation). Reported as vLLM's prompt_logprobs
   // field (per choice for completions, per response for chat).
   int prompt_logprobs = -1;
-  bool want_prompt_logprobs = false;
   std::vector<std::string> bad_words;  // vLLM: words that may not be generated
   // vLLM: keep only the last N prompt tokens (-1: max_model_len).
   std::optional<int64_t> truncate_prompt_tokens;

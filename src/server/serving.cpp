@@ -449,7 +449,7 @@ json serve_chat(ServingContext& ctx, const ChatRequest& req) {
       {"id", random_id("chatcmpl-")}, {"object", "chat.completion"},
       {"created", now_unix()},        {"model", req.model.empty() ? ctx.model_name : req.model},
       {"choices", out_choices},       {"usage", usage}};
-  if (req.want_prompt_logprobs)
+  if (req.prompt_logprobs >= 0)
     resp["prompt_logprobs"] = vllm_prompt_logprobs(ctx.tok, p.ids, choices.front().prompt_logprobs);
   if (req.return_token_ids) {
     resp["prompt_token_ids"] = p.ids;
@@ -658,7 +658,7 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
                              {"logprobs", lp},
                              {"finish_reason", c.finish_reason},
                              {"stop_reason", c.stop_reason}});
-      if (req.want_prompt_logprobs)
+      if (req.prompt_logprobs >= 0)
         out_choices.back()["prompt_logprobs"] =
             vllm_prompt_logprobs(ctx.tok, prompts[pi], c.prompt_logprobs);
       if (req.return_token_ids) {
