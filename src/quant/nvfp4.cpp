@@ -5,63 +5,24 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "quant/codecs_hd.h"
 
 namespace fc::quant {
 
 const float kE2M1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
                          -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
+// The codecs are shared with the CUDA kernels (quant/codecs_hd.h).
 uint8_t float_to_e2m1(float x) {
-  if (std::isnan(x)) return 0;
-  const float a = std::fabs(x);
-  // Thresholds of spec §1.1: closed bounds round toward the even code on ties.
-  uint8_t m;
-  if (a <= 0.25f)
-    m = 0;
-  else if (a < 0.75f)
-    m = 1;
-  else if (a <= 1.25f)
-    m = 2;
-  else if (a < 1.75f)
-    m = 3;
-  else if (a <= 2.5f)
-    m = 4;
-  else if (a < 3.5f)
-    m = 5;
-  else if (a <= 5.0f)
-    m = 6;
-  else
-    m = 7;
-  return static_cast<uint8_t>(m | (std::signbit(x) ? 8 : 0));
+  return hd::f32_e2m1(x);
 }
 
 float e4m3_to_float(uint8_t b) {
-  const int s = b >> 7, e = (b >> 3) & 0xF, m = b & 7;
-  if (e == 15 && m == 7) return std::nanf("");
-  const float v = e == 0 ? std::ldexp(static_cast<float>(m), -9)
-                         : std::ldexp(1.0f + static_cast<float>(m) / 8.0f, e - 7);
-  return s ? -v : v;
+  return hd::e4m3_f32(b);
 }
 
 uint8_t float_to_e4m3(float x) {
-  if (std::isnan(x)) return 0x7F;
-  const uint8_t sign = std::signbit(x) ? 0x80 : 0;
-  float a = std::fabs(x);
-  if (a >= 448.0f) return sign | 0x7E;
-  if (a < 0.015625f) {  // below 2⁻⁶: subnormal step 2⁻⁹ (8 rounds up into the first normal)
-    const int m = static_cast<int>(std::nearbyint(a * 512.0f));
-    return static_cast<uint8_t>(sign | m);
-  }
-  int e = 0;
-  const float f = std::frexp(a, &e);  // a = f·2^e, f in [0.5, 1)
-  int exp = e - 1;                    // a = (2f)·2^exp, 2f in [1, 2)
-  int m = static_cast<int>(std::nearbyint((2.0f * f - 1.0f) * 8.0f));
-  if (m == 8) {
-    m = 0;
-    ++exp;
-  }
-  if (exp > 8 || (exp == 8 && m > 6)) return sign | 0x7E;
-  return static_cast<uint8_t>(sign | ((exp + 7) << 3) | m);
+  return hd::f32_e4m3(x);
 }
 
 const float* e4m3_table() {

@@ -1,5 +1,6 @@
 // The CUDA backend's host-testable pieces, checked without a GPU: the number-format helpers the
-// kernels use (device_math.h, compiled here as host code) against the CPU reference bit for bit,
+// kernels use (device_math.h, compiled here as host code) against the CPU reference bit for bit
+// (the FP4 / FP8 codecs themselves are quant's, tested in tests/unit/quant),
 // the swizzled FP4 scale layout against the reshape/permute definition of spec weight-formats
 // §4.1, and the launch-geometry and workspace computations.
 #include <gtest/gtest.h>
@@ -41,22 +42,11 @@ std::vector<float> probe_floats() {
   return v;
 }
 
-TEST(CudaDeviceMath, E4m3DecodeMatchesCpuForAllBytes) {
-  for (int b = 0; b < 256; ++b)
-    EXPECT_TRUE(
-        same(e4m3_f32(static_cast<uint8_t>(b)), quant::e4m3_to_float(static_cast<uint8_t>(b))))
-        << b;
-}
-
-TEST(CudaDeviceMath, E4m3EncodeMatchesCpu) {
-  for (float x : probe_floats()) ASSERT_EQ(f32_e4m3(x), quant::float_to_e4m3(x)) << x;
-}
-
-TEST(CudaDeviceMath, E2m1MatchesCpu) {
+TEST(CudaDeviceMath, TableFreeE2m1DecodeMatchesTheTable) {
+  // The kernels decode E2M1 by bit arithmetic (quant/codecs_hd.h), the CPU by quant::kE2M1.
   for (uint32_t c = 0; c < 16; ++c) EXPECT_TRUE(same(e2m1_f32(c), quant::kE2M1[c])) << c;
   // Decode ignores bits above the nibble (the kernels shift packed words without masking).
   EXPECT_EQ(e2m1_f32(0xF7u), 6.0f);
-  for (float x : probe_floats()) ASSERT_EQ(f32_e2m1(x), quant::float_to_e2m1(x)) << x;
 }
 
 TEST(CudaDeviceMath, HalfFormatsMatchCpu) {
