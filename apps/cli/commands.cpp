@@ -12,6 +12,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/matmul.h"
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
 #include "engine/generate.h"
@@ -214,13 +215,7 @@ int cmd_synth(int argc, char** argv) {
   const std::string shape = a.require("--shape");
   nlohmann::json cfg;
   if (shape.size() > 5 && shape.substr(shape.size() - 5) == ".json") {
-    std::ifstream f(shape);
-    if (!f) fail(shape, ": cannot open");
-    try {
-      cfg = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-      fail(shape, ": invalid JSON: ", e.what());
-    }
+    cfg = read_json_file_bounded(shape);
   } else {
     cfg = gemma4::shape_config(shape);
   }

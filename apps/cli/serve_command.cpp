@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "core/thread_pool.h"
 #include "engine/engine.h"
 #include "engine/kv_budget.h"
+#include "engine/kv_plan.h"
 #include "io/safetensors.h"
 #include "model/gemma4/model.h"
 #include "server/http_server.h"
@@ -97,45 +99,57 @@ int cmd_serve(int argc, char** argv) {
                                     " layer(s) have no k_scale/v_scale in the checkpoint; using "
                                     "1.0 (may cost accuracy)");
   }
-  // KV budget: full-attention layers pay per token of context; sliding layers at most a window
-  // per running sequence (docs/design.md).
+  // KV budget: on a device vLLM's --gpu-memory-utilization share of its memory, less what the
+  // weights took and the largest step's activations; on the CPU --cpu-kv-cache-gb. It must hold
+  // one max_model_len request; --max-num-seqs only caps concurrency (engine/kv_plan.h).
   const int step_tokens = o.max_num_batched_tokens.value_or(
       o.enable_chunked_prefill ? 2048 : o.max_model_len.value_or(cfg.max_position_embeddings));
-  int64_t full_bpt = 0, sliding_bytes = 0;
-  for (const kv::GroupLayout& g : model.kv_layout()) {
-    const int64_t bpt = kv::KVStorage::bytes_per_token(g, kv_dtype);
-    if (g.sliding_window > 0)  // window + two partial blocks per sequence, one step on top
-      sliding_bytes += bpt * ((g.sliding_window + 32) * o.max_num_seqs + step_tokens);
-    else
-      full_bpt += bpt;
-  }
-  // On a device: vLLM's --gpu-memory-utilization share of its memory, less what the weights took
-  // and the largest step's activations; on the CPU: --cpu-kv-cache-gb.
-  int64_t budget = static_cast<int64_t>(o.cpu_kv_cache_gb * (1ull << 30));
-  std::string budget_flag = str_cat("--cpu-kv-cache-gb ", o.cpu_kv_cache_gb);
+  KvPlanRequest kvr;
+  for (const kv::GroupLayout& g : model.kv_layout())
+    kvr.groups.push_back({kv::KVStorage::bytes_per_token(g, kv_dtype), g.sliding_window});
+  kvr.budget_bytes = static_cast<int64_t>(o.cpu_kv_cache_gb * (1ull << 30));
+  kvr.budget_flag = str_cat("--cpu-kv-cache-gb ", o.cpu_kv_cache_gb);
+  kvr.step_tokens = step_tokens;
+  kvr.max_num_seqs = o.max_num_seqs;
+  if (o.speculative_config.is_object() &&  // rejected drafts roll back (engine.cpp kv_options)
+      o.speculative_config.contains("num_speculative_tokens") &&
+      o.speculative_config["num_speculative_tokens"].is_number_integer())
+    kvr.max_rollback = static_cast<int>(std::clamp<int64_t>(
+                           o.speculative_config["num_speculative_tokens"].get<int64_t>(), 0, 16)) +
+                       2;
   if (const std::optional<DeviceMemory> dm = be.memory()) {
     const int64_t logit_rows = int64_t{o.max_num_seqs} * 8;  // last rows + speculative ones
     const int64_t act = activation_bytes(cfg, step_tokens, logit_rows);
-    budget = device_kv_budget(*dm, o.gpu_memory_utilization, act);
-    budget_flag = str_cat("--gpu-memory-utilization ", o.gpu_memory_utilization);
-    log_line(LogLevel::kInfo,
-             str_cat("device memory: ", dm->total >> 20, " MiB, in use ",
-                     (dm->total - dm->free) >> 20, " MiB after loading; activations up to ",
-                     act >> 20, " MiB; KV cache ", budget >> 20, " MiB (", budget_flag, ")"));
+    kvr.budget_bytes = device_kv_budget(*dm, o.gpu_memory_utilization, act);
+    kvr.budget_flag = str_cat("--gpu-memory-utilization ", o.gpu_memory_utilization);
+    log_line(
+        LogLevel::kInfo,
+        str_cat("device memory: ", dm->total >> 20, " MiB, in use ", (dm->total - dm->free) >> 20,
+                " MiB after loading; activations up to ", act >> 20, " MiB; KV cache ",
+                kvr.budget_bytes >> 20, " MiB (", kvr.budget_flag, ")"));
   }
-  const int64_t kv_tokens =
-      full_bpt > 0 ? std::max<int64_t>(0, budget - sliding_bytes) / full_bpt : 1 << 20;
-  int max_len = o.max_model_len.value_or(
-      static_cast<int>(std::min<int64_t>(cfg.max_position_embeddings, kv_tokens)));
-  if (max_len > cfg.max_position_embeddings)
-    fail("--max-model-len ", max_len, " exceeds the model's max_position_embeddings ",
+  if (o.max_model_len && *o.max_model_len > cfg.max_position_embeddings)
+    fail("--max-model-len ", *o.max_model_len, " exceeds the model's max_position_embeddings ",
          cfg.max_position_embeddings);
-  if (max_len > kv_tokens)
-    fail("--max-model-len ", max_len, " needs more KV cache than ", budget_flag, " leaves (",
-         kv_tokens, " tokens); raise the budget or lower --max-model-len");
+  // Without --max-model-len: the model's length, or the largest that one request can fill.
+  int max_len = o.max_model_len.value_or(cfg.max_position_embeddings);
+  if (!o.max_model_len && kvr.budget_bytes > 0) {
+    const int fits = largest_fitting_max_model_len(kvr, max_len);
+    if (fits > 0 && fits < max_len) {
+      log_line(LogLevel::kInfo,
+               str_cat("max_model_len ", fits, " (the most one request can use in ",
+                       kvr.budget_flag, "; the model allows ", max_len, ")"));
+      max_len = fits;
+    }
+  }
+  kvr.max_model_len = max_len;
+  const KvPlan kv_plan = plan_kv_cache(kvr);
+  log_line(LogLevel::kInfo, describe_kv_plan(kvr, kv_plan));
+  const int64_t kv_tokens = kv_plan.full_tokens > 0 ? kv_plan.full_tokens : kv_plan.sliding_tokens;
 
   EngineConfig ec;
   ec.kv_tokens = kv_tokens;
+  ec.kv_sliding_tokens = kv_plan.sliding_tokens;
   ec.kv_dtype = kv_dtype;
   ec.scheduler.max_num_seqs = o.max_num_seqs;
   ec.scheduler.max_model_len = max_len;

@@ -8,6 +8,7 @@
 #include "chat/gemma4/normalize.h"
 #include "chat/gemma4/output_parser.h"
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "server/model_files.h"
 #include "tokenizer/tokenizer.h"
 
@@ -48,11 +49,7 @@ int cmd_tokenize(int argc, char** argv) {
 namespace {
 
 nlohmann::ordered_json read_json_file(const std::string& path) {
-  try {
-    return nlohmann::ordered_json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  return parse_ordered_json_bounded(read_text_file(path), path);
 }
 
 }  // namespace
@@ -75,12 +72,7 @@ int cmd_template(int argc, char** argv) {
   ctx["bos_token"] = src.bos_token;
   if (!src.eos_token.empty()) ctx["eos_token"] = src.eos_token;
   if (auto k = a.get("--kwargs")) {
-    nlohmann::ordered_json kw;
-    try {
-      kw = nlohmann::ordered_json::parse(*k);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--kwargs: invalid JSON: ", e.what());
-    }
+    const nlohmann::ordered_json kw = parse_ordered_json_bounded(*k, "--kwargs");
     if (!kw.is_object()) fail("--kwargs must be a JSON object");
     for (auto it = kw.begin(); it != kw.end(); ++it) ctx[it.key()] = it.value();
   }

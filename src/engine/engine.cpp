@@ -49,6 +49,7 @@ SessionOptions kv_options(const EngineConfig& c) {
   SessionOptions o;
   o.block_size = c.block_size;
   o.max_tokens = c.kv_tokens;
+  o.sliding_tokens = c.kv_sliding_tokens;
   o.max_seqs = c.scheduler.max_num_seqs;
   // Rejected drafts are rolled back behind the end of the verification step's grow.
   // The MTP assistant also reads two sliding positions further back than the target's next

@@ -32,6 +32,7 @@ struct EngineConfig {
   SchedulerConfig scheduler;
   int block_size = 16;
   int64_t kv_tokens = 16384;  // full-attention KV capacity in tokens (sliding group sized to fit)
+  int64_t kv_sliding_tokens = 0;  // > 0: sliding-group capacity (engine/kv_plan.h); 0: to fit
   int max_rollback = 0;
   DType kv_dtype = DType::kF32;  // KV cache storage: F32, BF16 or F8_E4M3
   // Speculative decoding: builds the drafter once the target's KV storage exists (the MTP

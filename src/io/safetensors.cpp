@@ -26,6 +26,7 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // same limit as the Rust reference reader
+constexpr int kMaxHeaderDepth = 16;                // objects and arrays, the header being level 1
 
 std::string errno_text(int e) {
   return std::generic_category().message(e);
@@ -45,10 +46,17 @@ json parse_json_no_dups(std::string_view text, const std::string& where) {
     std::string last;  // most recent key, names the parent of nested duplicates
   };
   std::vector<Level> stack;
-  auto cb = [&](int /*depth*/, json::parse_event_t ev, json& parsed) -> bool {
+  auto cb = [&](int depth, json::parse_event_t ev, json& parsed) -> bool {
     switch (ev) {
       case json::parse_event_t::object_start:
+        // A valid header nests 3 levels (header, tensor entry, shape / offsets).
+        if (depth >= kMaxHeaderDepth)
+          fail(where, ": JSON nesting deeper than ", kMaxHeaderDepth, " levels");
         stack.emplace_back();
+        break;
+      case json::parse_event_t::array_start:
+        if (depth >= kMaxHeaderDepth)
+          fail(where, ": JSON nesting deeper than ", kMaxHeaderDepth, " levels");
         break;
       case json::parse_event_t::object_end:
         if (!stack.empty()) stack.pop_back();

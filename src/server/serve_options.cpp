@@ -2,8 +2,10 @@
 
 #include <functional>
 #include <map>
+#include <string_view>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "core/parse.h"
 
 namespace fc {
@@ -18,11 +20,7 @@ double to_double(const std::string& flag, const std::string& v) {
 }
 
 nlohmann::json to_json(const std::string& flag, const std::string& v) {
-  try {
-    return nlohmann::json::parse(v);
-  } catch (const nlohmann::json::exception& e) {
-    fail("flag ", flag, ": invalid JSON: ", e.what());
-  }
+  return parse_json_bounded(v, "flag " + flag);
 }
 
 }  // namespace
@@ -102,6 +100,17 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
                                                      "--async-scheduling",
                                                      "--no-async-scheduling"};
 
+  for (int i = first; i < argc; ++i) {
+    if (std::string_view(argv[i]) != "--help" && std::string_view(argv[i]) != "-h") continue;
+    HelpRequested h;
+    h.valued.push_back("--served-model-name");
+    for (const auto& [f, set] : valued) h.valued.push_back(f);
+    for (const std::string& f : ignored_valued) h.valued.push_back(f + " (accepted, no effect)");
+    for (const auto& [f, set] : switches) h.switches.push_back(f);
+    for (const std::string& f : ignored_switches)
+      h.switches.push_back(f + " (accepted, no effect)");
+    throw h;
+  }
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
     if (a.empty() || a[0] != '-') {

@@ -38,7 +38,7 @@ struct ServeOptions {
   std::string api_key;
   std::string device = "cpu";
   int threads = 0;                   // 0: all hardware threads
-  double cpu_kv_cache_gb = 1.0;      // KV memory budget on the CPU (GiB)
+  double cpu_kv_cache_gb = 4.0;      // KV memory budget on the CPU (GiB; vLLM's CPU default)
   int max_request_bytes = 8 << 20;   // HTTP body limit
   bool zero_nan_scales = false;      // load NVFP4 checkpoints with NaN scales zeroed (else reject)
   std::string nvfp4_mode = "w4a16";  // w4a16 (Hopper / vLLM Marlin numerics) | w4a4 (emulation)

@@ -21,7 +21,9 @@ kv::ManagerConfig make_kv_config(const gemma4::Model& model, const SessionOption
       const int64_t per_seq = (g.sliding_window - 1 + opt.max_rollback + B - 1) / B + 2;
       const int64_t step = (opt.max_step_tokens + B - 1) / B + opt.max_seqs;
       gs.num_blocks = static_cast<int>(
-          std::min<int64_t>(full_blocks + opt.max_seqs, per_seq * opt.max_seqs + step));
+          opt.sliding_tokens > 0
+              ? (opt.sliding_tokens + B - 1) / B
+              : std::min<int64_t>(full_blocks + opt.max_seqs, per_seq * opt.max_seqs + step));
     } else {
       gs.num_blocks = static_cast<int>(full_blocks);
     }

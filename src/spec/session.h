@@ -18,6 +18,9 @@ struct SessionOptions {
   // KV capacity in tokens for the full-attention group; the sliding group gets what its window
   // needs for max_seqs sequences (it never holds more).
   int64_t max_tokens = 8192;
+  // > 0: capacity of the sliding group in tokens (engine/kv_plan.h sizes it from the budget);
+  // 0: what max_seqs sequences can hold at once.
+  int64_t sliding_tokens = 0;
   int max_seqs = 8;
   int max_rollback = 0;          // see kv::ManagerConfig::max_rollback
   int max_step_tokens = 2048;    // most new tokens one step brings, over all sequences

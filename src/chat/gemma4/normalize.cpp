@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "core/json_limits.h"
+
 namespace fc::chat::gemma4 {
 namespace {
 
@@ -128,10 +130,11 @@ json normalize_arguments(const json* args, const std::string& where,
   if (is_blank(text)) return json::object();
   json parsed;
   try {
-    parsed = json::parse(text);
-  } catch (const json::parse_error& e) {
+    // Bounded like every JSON we parse: the string may nest arbitrarily deep.
+    parsed = parse_json_bounded(text, where);
+  } catch (const fc::Error& e) {
     if (options.coerce_invalid_tool_arguments) return json::object();
-    throw InvalidRequest(where + " is not valid JSON: " + e.what(), "messages");
+    throw InvalidRequest(std::string(e.what()), "messages");
   }
   // Valid JSON that is not an object ("[]", "42"): vLLM coerces it to {}.
   return parsed.is_object() ? parsed : json::object();

@@ -2,7 +2,8 @@
 // nested (`Gemma4ForConditionalGeneration`, text_config, tensors under `model.language_model.`)
 // or flat (`Gemma4ForCausalLM`, tensors under `model.`); global-layer geometry from the flat keys
 // (`global_head_dim`, `num_global_key_value_heads`, transformers <= 5.14) or from
-// `per_layer_config` (>= 5.15). Spec: ../shared/spec/gemma4-architecture.md §2, §5.1, §5.6.
+// `per_layer_config` (>= 5.15). Every key, its default and precedence, checked against
+// transformers 5.23: docs/config.md. Spec: ../shared/spec/gemma4-architecture.md §2, §5.1, §5.6.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
