@@ -3,7 +3,8 @@
 # build-fuzz and runs each for a fixed time from its committed seeds, then prints executions,
 # coverage (cov = edges, ft = features, as libFuzzer counts them) and findings per target.
 #
-#   scripts/fuzz.sh [--seconds N] [--build-only] [TARGET ...]     (default: 60 s, all targets)
+#   scripts/fuzz.sh [--seconds N] [--build-only | --no-build] [TARGET ...]
+#                                                   (default: 60 s each, all targets)
 #
 # Runs one target at a time (one core). New corpus entries go to build-fuzz/fuzz-runs/TARGET/corpus
 # (kept between runs, so repeated runs accumulate), crashes to .../artifacts, logs to .../log.
@@ -12,12 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=60
 build_only=0
+no_build=0
 targets=()
 while (($#)); do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --build-only) build_only=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --no-build) no_build=1; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -29,10 +32,10 @@ declare -A dict=([request_fuzzer]=json.dict [jinja_fuzzer]=jinja.dict
                  [config_fuzzer]=json.dict [output_parser_fuzzer]=gemma4.dict)
 
 export CCACHE_DIR="${CCACHE_DIR:-$PWD/.ccache}"
-cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+((no_build)) || cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DFOURCAST_CUDA=OFF -DFOURCAST_BENCH=OFF \
   -DFOURCAST_FUZZ=ON -DFOURCAST_SANITIZE=address,undefined >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target "${targets[@]}"
+((no_build)) || cmake --build build-fuzz -j "$(nproc)" --target "${targets[@]}"
 ((build_only)) && exit 0
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}"
@@ -47,7 +50,8 @@ for t in "${targets[@]}"; do
   set +e
   "build-fuzz/tests/fuzz/$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 \
     -print_final_stats=1 -artifact_prefix="$out/artifacts/" "${d[@]}" \
-    "$out/corpus" "tests/fuzz/corpus/$t" >"$out/log" 2>&1
+    "$out/corpus" "tests/fuzz/corpus/$t" $( [ -d "tests/fuzz/regressions/$t" ] && echo "tests/fuzz/regressions/$t") \
+    >"$out/log" 2>&1
   rc=$?
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log" | tail -1)

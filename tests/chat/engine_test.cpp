@@ -213,5 +213,14 @@ TEST(Engine, ParsedTemplateIsReusable) {
   EXPECT_EQ(t.render(nlohmann::json{{"greeting", "Yo"}, {"name", "Al"}}), "Yo, Al");
 }
 
+// Fuzz regression (tests/fuzz/regressions/jinja_fuzzer/lstrip-invalid-utf8): "{%-" after text
+// with invalid UTF-8 threw std::out_of_range, because stripping re-encoded the bad bytes as
+// U+FFFD (3 bytes each) and the stripped text came out longer than the original.
+TEST(Engine, WhitespaceControlKeepsInvalidUtf8Bytes) {
+  const std::string src = " \xd7\x84\xda\xd2\xdf\x99\x90\x8d m \n {%- if true %}x{% endif %}";
+  EXPECT_EQ(render(src, Json::object(), TemplateLimits{}), " \xd7\x84\xda\xd2\xdf\x99\x90\x8d mx");
+  EXPECT_EQ(py_strip("\xff a \xfe ", true, true, nullptr), "\xff a \xfe");
+}
+
 }  // namespace
 }  // namespace fc::chat

@@ -6,6 +6,7 @@
 // that is accepted must describe a geometry the model code can use.
 #include <string>
 
+#include "core/error.h"
 #include "core/json_limits.h"
 #include "model/gemma4/config.h"
 #include "quant/quant_config.h"

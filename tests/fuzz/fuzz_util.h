@@ -1,4 +1,4 @@
-// Shared helpers of the libFuzzer targets (tests/fuzz/README.md). A target calls the code under
+// Shared helpers of the libFuzzer targets (docs/testing.md). A target calls the code under
 // test with the fuzzer's bytes and lets only the documented error types escape into a catch;
 // anything else (another exception type, a crash, a sanitizer report, a broken invariant checked
 // with FUZZ_CHECK) is a finding.
@@ -68,6 +68,27 @@ inline bool valid_utf8(std::string_view s) {
   }
   return true;
 }
+
+// Reads a fuzz input front to back: fixed-size little-endian integers, then the rest as bytes
+// (the layout tests/fuzz/make_seeds.py writes; a short input reads as zeros).
+class Input {
+ public:
+  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  template <typename T>
+  T take() {
+    uint64_t v = 0;
+    for (size_t k = 0; k < sizeof(T) && pos_ < size_; ++k) v |= uint64_t{data_[pos_++]} << (8 * k);
+    return static_cast<T>(v);
+  }
+  std::string rest() {
+    return std::string(reinterpret_cast<const char*>(data_) + pos_, size_ - pos_);
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+};
 
 // Moves `at` forward to the next UTF-8 character boundary of `s` (or its end).
 inline size_t utf8_boundary(std::string_view s, size_t at) {

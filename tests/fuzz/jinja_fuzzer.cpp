@@ -5,6 +5,7 @@
 #include <string>
 
 #include "chat/chat_template.h"
+#include "core/error.h"
 #include "core/json_limits.h"
 #include "tests/fuzz/fuzz_util.h"
 

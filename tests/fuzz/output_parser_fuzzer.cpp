@@ -1,9 +1,8 @@
 // Fuzzes the Gemma 4 reasoning / tool-call output parser (src/chat/gemma4/output_parser.h):
 // parse_output on arbitrary text with every option combination, and the streaming invariant the
 // header promises: for valid UTF-8 split at character boundaries, the concatenated StreamParser
-// deltas equal parse_output. The parser throws nothing on any input.
-#include <fuzzer/FuzzedDataProvider.h>
-
+// deltas equal parse_output. The parser throws nothing on any input. Input: a flags byte (bit 0
+// reasoning, 1 tools, 2 start in reasoning), a 4-byte little-endian split seed, then the text.
 #include <map>
 #include <string>
 
@@ -13,10 +12,10 @@
 using namespace fc::chat::gemma4;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  FuzzedDataProvider in(data, size);
-  const uint8_t flags = in.ConsumeIntegral<uint8_t>();
-  const uint32_t split_seed = in.ConsumeIntegral<uint32_t>();
-  const std::string text = in.ConsumeRemainingBytesAsString();
+  fc::fuzz::Input in(data, size);
+  const uint8_t flags = in.take<uint8_t>();
+  const uint32_t split_seed = in.take<uint32_t>();
+  const std::string text = in.rest();
   ParseOptions opt;
   opt.reasoning = flags & 1;
   opt.tools = flags & 2;

@@ -11,6 +11,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "chat/chat_template.h"
+#include "core/error.h"
 #include "core/json_limits.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
