@@ -1,5 +1,6 @@
 #include "http/router.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include "core/error.h"
@@ -85,14 +86,14 @@ const Route* Router::match(const std::string& method, const std::string& path,
 }
 
 std::string Router::allowed_methods(const std::string& path) const {
-  std::string out;
+  std::vector<std::string> methods;
   for (const Route& r : routes_) {
     std::map<std::string, std::string> p;
-    if (!matches(r, path, p)) continue;
-    if (out.find(r.method) != std::string::npos) continue;
-    if (!out.empty()) out += ", ";
-    out += r.method;
+    if (matches(r, path, p) && std::find(methods.begin(), methods.end(), r.method) == methods.end())
+      methods.push_back(r.method);
   }
+  std::string out;
+  for (const std::string& m : methods) out += (out.empty() ? "" : ", ") + m;
   return out;
 }
 
