@@ -205,6 +205,16 @@ void add_usage_details(const ServingContext& ctx, json& usage, const std::vector
                           {"mean_acceptance_length", 1.0 + double(accepted) / drafts}};
 }
 
+void ChunkWriter::send(const SseSink& sink, json choices, const json* usage) {
+  json chunk = {{"id", id_},
+                {"object", object_},
+                {"created", created_},
+                {"model", model_},
+                {"choices", std::move(choices)}};
+  if (usage) chunk["usage"] = *usage;
+  if (client_ok_) client_ok_ = sink(chunk.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
 // ------------------------------------------------------------------ JobBase
 
 JobBase::~JobBase() {

@@ -101,21 +101,14 @@ class ChatStreamJob final : public ChatJobBase {
  public:
   ChatStreamJob(ServingContext& ctx, const ChatRequest& req)
       : ChatJobBase(ctx, req),
-        id_(random_id("chatcmpl-")),
-        created_(now_unix()),
-        model_(req.model.empty() ? ctx.model_name : req.model) {}
+        chunks_("chatcmpl-", "chat.completion.chunk",
+                req.model.empty() ? ctx.model_name : req.model) {}
   bool streaming() const override { return true; }
 
   bool pump(const SseSink& sink) override {
     const int prompt_tokens = static_cast<int>(p_.ids.size());
-    auto send = [&](json choice_list, const json* usage) {
-      json chunk = {{"id", id_},
-                    {"object", "chat.completion.chunk"},
-                    {"created", created_},
-                    {"model", model_},
-                    {"choices", std::move(choice_list)}};
-      if (usage) chunk["usage"] = *usage;
-      if (client_ok_) client_ok_ = sink(chunk.dump(-1, ' ', false, json::error_handler_t::replace));
+    auto send = [&](json choices, const json* usage) {
+      chunks_.send(sink, std::move(choices), usage);
     };
     if (!started_) {
       started_ = true;
@@ -148,7 +141,7 @@ class ChatStreamJob final : public ChatJobBase {
       json u = usage_json(prompt_tokens, so_far);
       send(json::array({ch}), req_.continuous_usage_stats ? &u : nullptr);
     });
-    if (!client_ok_) {
+    if (!chunks_.client_ok()) {
       abort();
       return true;
     }
@@ -164,11 +157,8 @@ class ChatStreamJob final : public ChatJobBase {
   }
 
  private:
-  std::string id_;
-  int64_t created_;
-  std::string model_;
+  ChunkWriter chunks_;
   bool started_ = false;
-  bool client_ok_ = true;
 };
 
 }  // namespace

@@ -167,21 +167,13 @@ class CompletionStreamJob final : public CompletionJobBase {
  public:
   CompletionStreamJob(ServingContext& ctx, const CompletionRequest& req)
       : CompletionJobBase(ctx, req),
-        id_(random_id("cmpl-")),
-        created_(now_unix()),
-        model_(req.model.empty() ? ctx.model_name : req.model),
+        chunks_("cmpl-", "text_completion", req.model.empty() ? ctx.model_name : req.model),
         echoed_(choices_.size(), !req.echo) {}
   bool streaming() const override { return true; }
 
   bool pump(const SseSink& sink) override {
     auto send = [&](json choices, const json* usage) {
-      json chunk = {{"id", id_},
-                    {"object", "text_completion"},
-                    {"created", created_},
-                    {"model", model_},
-                    {"choices", std::move(choices)}};
-      if (usage) chunk["usage"] = *usage;
-      if (client_ok_) client_ok_ = sink(chunk.dump(-1, ' ', false, json::error_handler_t::replace));
+      chunks_.send(sink, std::move(choices), usage);
     };
     auto echo_chunk = [&](const Choice& c) {
       const size_t pi = prompt_of(c);
@@ -221,7 +213,7 @@ class CompletionStreamJob final : public CompletionJobBase {
       if (done) ch["stop_reason"] = c.stop_reason;
       send(json::array({ch}), nullptr);
     });
-    if (!client_ok_) {
+    if (!chunks_.client_ok()) {
       abort();
       return true;
     }
@@ -238,12 +230,9 @@ class CompletionStreamJob final : public CompletionJobBase {
   }
 
  private:
-  std::string id_;
-  int64_t created_;
-  std::string model_;
+  ChunkWriter chunks_;
   std::vector<bool> echoed_;
   bool started_ = false;
-  bool client_ok_ = true;
 };
 
 }  // namespace

@@ -61,6 +61,25 @@ void add_usage_details(const ServingContext& ctx, json& usage, const std::vector
 
 using OnStep = std::function<void(Choice& c, const OutputStep& step, bool finished)>;
 
+// The SSE chunks of one streamed response: the id, object, created and model every chunk repeats,
+// and whether the client still takes them.
+class ChunkWriter {
+ public:
+  ChunkWriter(const char* id_prefix, std::string object, std::string model)
+      : id_(random_id(id_prefix)),
+        object_(std::move(object)),
+        model_(std::move(model)),
+        created_(now_unix()) {}
+  // Writes one chunk {"id", "object", "created", "model", "choices"[, "usage"]}.
+  void send(const SseSink& sink, json choices, const json* usage);
+  bool client_ok() const { return client_ok_; }
+
+ private:
+  std::string id_, object_, model_;
+  int64_t created_;
+  bool client_ok_ = true;
+};
+
 // A job's engine requests and their progress. Subclasses add the response format.
 class JobBase : public ResponseJob {
  public:

@@ -22,14 +22,13 @@ import json
 import select
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 import requests
 
-from conftest import BEHAVIOUR_FLAGS, Server, fourcast_bin, start_server
+from conftest import BEHAVIOUR_FLAGS, Server, run_serve, start_server
 from helpers import assert_error, metric, metrics, post
 
 CHAT = "/v1/chat/completions"
@@ -408,14 +407,6 @@ def test_second_signal_exits_at_once(proto_model):
 
 
 # ---------------------------------------------------------------- start-up and API messages
-def run_serve(args, timeout=30):
-    binary = fourcast_bin()
-    if binary is None:
-        pytest.skip("fourcast binary not found")
-    return subprocess.run([binary, "serve"] + args, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
 def test_port_in_use_is_reported_as_such(srv, proto_model):
     p = run_serve([proto_model, "--host", "127.0.0.1", "--port", str(srv.port)])
     assert p.returncode == 1

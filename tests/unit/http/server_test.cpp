@@ -185,6 +185,17 @@ struct Fixture {
     ::close(fd);
     return r;
   }
+  // Opens a connection with a GET /later waiting on it; returns the Later (fd set).
+  std::shared_ptr<Later> waiting_request(int& fd) {
+    size_t i = 0;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      i = laters.size();
+    }
+    fd = connect_to(port);
+    send_all(fd, "GET /later HTTP/1.1\r\n\r\n");
+    return later(i);
+  }
   std::shared_ptr<Later> later(size_t i) {
     for (int k = 0; k < 500; ++k) {
       {
@@ -328,9 +339,8 @@ TEST(HttpServer, ConnectionCapAnswers503) {
 
 TEST(HttpServer, ClientLeavingCancelsItsDeferredAtOnce) {
   Fixture f;
-  const int fd = connect_to(f.port);
-  send_all(fd, "GET /later HTTP/1.1\r\n\r\n");
-  std::shared_ptr<Later> d = f.later(0);
+  int fd = -1;
+  std::shared_ptr<Later> d = f.waiting_request(fd);
   ASSERT_NE(d, nullptr);
   const auto t0 = Clock::now();
   ::close(fd);
@@ -345,9 +355,8 @@ TEST(HttpServer, ClientLeavingCancelsItsDeferredAtOnce) {
 
 TEST(HttpServer, DrainFinishesInFlightAndRefusesNewRequests) {
   Fixture f;
-  const int fd = connect_to(f.port);
-  send_all(fd, "GET /later HTTP/1.1\r\n\r\n");
-  std::shared_ptr<Later> d = f.later(0);
+  int fd = -1;
+  std::shared_ptr<Later> d = f.waiting_request(fd);
   ASSERT_NE(d, nullptr);
   f.server.begin_drain(5s);
   for (int i = 0; i < 100 && !f.server.stats().draining; ++i) std::this_thread::sleep_for(2ms);
@@ -365,9 +374,8 @@ TEST(HttpServer, DrainFinishesInFlightAndRefusesNewRequests) {
 
 TEST(HttpServer, DrainTimeoutCancelsWithAnErrorStatus) {
   Fixture f;
-  const int fd = connect_to(f.port);
-  send_all(fd, "GET /later HTTP/1.1\r\n\r\n");
-  std::shared_ptr<Later> d = f.later(0);
+  int fd = -1;
+  std::shared_ptr<Later> d = f.waiting_request(fd);
   ASSERT_NE(d, nullptr);
   const auto t0 = Clock::now();
   f.server.begin_drain(300ms);
