@@ -13,6 +13,7 @@
 #include "model/gemma4/audio_tower.h"
 #include "model/gemma4/synth.h"
 #include "model/gemma4/synth_audio.h"
+#include "quant/quant_config.h"
 
 namespace fc::gemma4 {
 namespace {
@@ -91,10 +92,9 @@ class AudioLoader : public ::testing::Test {
     write_safetensors(dir + "/model.safetensors", ts);
   }
   void TearDown() override { std::filesystem::remove_all(dir); }
-  std::unique_ptr<AudioTower> load() {
+  std::unique_ptr<AudioTower> load(const quant::QuantConfig& q = {}) {
     std::shared_ptr<const Checkpoint> ck = Checkpoint::open_dir(dir);
-    return std::make_unique<AudioTower>(*parse_audio_config(tiny_root(), "t"), 40, ck, be,
-                                        quant::QuantConfig{});
+    return std::make_unique<AudioTower>(*parse_audio_config(tiny_root(), "t"), 40, ck, be, q);
   }
   std::string dir;
   int64_t params = 0;
@@ -141,6 +141,28 @@ TEST_F(AudioLoader, MissingOrMisshapenTensorIsNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(conv + " in "), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("expected [4, 128, 3, 3]"), std::string::npos) << e.what();
+  }
+}
+
+// Published NVFP4 checkpoints exclude the towers (ModelOpt exclude_modules "*audio*"): the audio
+// linears then bind dense; a description that covers them asks for NVFP4 tensors.
+TEST_F(AudioLoader, Nvfp4DescriptionsThatExcludeAudioKeepItDense) {
+  write();
+  auto modelopt = [](json exclude) {
+    return quant::parse_hf_quant_config(
+        {{"producer", {{"name", "modelopt"}}},
+         {"quantization",
+          {{"quant_algo", "NVFP4"}, {"group_size", 16}, {"exclude_modules", exclude}}}},
+        "hf_quant_config.json");
+  };
+  const auto tower = load(modelopt({"lm_head", "*audio*"}));
+  EXPECT_EQ(tower->weights().nvfp4_linears, 0);
+  try {
+    load(modelopt({"lm_head"}));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is NVFP4 per hf_quant_config.json"), std::string::npos)
+        << e.what();
   }
 }
 
