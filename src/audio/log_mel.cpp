@@ -105,8 +105,21 @@ LogMel log_mel(const float* x, int64_t n, const LogMelConfig& c) {
   const std::vector<double> fb = mel_filter_bank(c);
   const Fft fft(c.fft_length);
   const int bins = c.fft_length / 2 + 1, M = c.n_mels;
+  // Each triangular filter is non-zero on a few bins only: sum over [k_lo[m], k_hi[m]) in
+  // ascending k (skipped terms are exact zeros, so the sums equal the dense product's).
+  std::vector<int> k_lo(static_cast<size_t>(M), 0), k_hi(static_cast<size_t>(M), 0);
+  for (int m = 0; m < M; ++m) {
+    int lo = bins, hi = 0;
+    for (int k = 0; k < bins; ++k)
+      if (fb[static_cast<size_t>(k) * static_cast<size_t>(M) + static_cast<size_t>(m)] != 0.0) {
+        lo = std::min(lo, k);
+        hi = k + 1;
+      }
+    k_lo[static_cast<size_t>(m)] = lo;
+    k_hi[static_cast<size_t>(m)] = std::max(lo, hi);
+  }
   std::vector<std::complex<double>> buf(static_cast<size_t>(c.fft_length));
-  std::vector<double> mag(static_cast<size_t>(bins)), mel(static_cast<size_t>(M));
+  std::vector<double> mag(static_cast<size_t>(bins));
   for (int64_t i = 0; i < out.valid; ++i) {
     // Frame i reads padded-wave samples [hop·i, hop·i + frame), i.e. x[hop·i − left + j].
     std::fill(buf.begin(), buf.end(), std::complex<double>(0.0, 0.0));
@@ -118,15 +131,14 @@ LogMel log_mel(const float* x, int64_t n, const LogMelConfig& c) {
     fft.forward(buf.data());
     for (int k = 0; k < bins; ++k)
       mag[static_cast<size_t>(k)] = std::abs(buf[static_cast<size_t>(k)]);
-    std::fill(mel.begin(), mel.end(), 0.0);
-    for (int k = 0; k < bins; ++k) {
-      const double a = mag[static_cast<size_t>(k)];
-      const double* row = fb.data() + static_cast<size_t>(k) * static_cast<size_t>(M);
-      for (int m = 0; m < M; ++m) mel[static_cast<size_t>(m)] += a * row[m];
-    }
     float* dst = out.data.data() + i * M;
-    for (int m = 0; m < M; ++m)
-      dst[m] = static_cast<float>(std::log(mel[static_cast<size_t>(m)] + c.mel_floor));
+    for (int m = 0; m < M; ++m) {
+      double mel = 0.0;
+      for (int k = k_lo[static_cast<size_t>(m)]; k < k_hi[static_cast<size_t>(m)]; ++k)
+        mel += mag[static_cast<size_t>(k)] *
+               fb[static_cast<size_t>(k) * static_cast<size_t>(M) + static_cast<size_t>(m)];
+      dst[m] = static_cast<float>(std::log(mel + c.mel_floor));
+    }
   }
   return out;
 }
