@@ -89,6 +89,40 @@ void launch_scatter_add_rows(const float* y, const int32_t* rows, const float* w
 // x[T, n] = 0 (row stride ldx).
 void launch_zero_rows(float* x, int64_t ldx, int64_t T, int64_t n, cudaStream_t s);
 
+// ---- Audio tower (backend.h "Audio tower ops"; kernels_audio.cu) ----
+void launch_clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi, cudaStream_t s);
+void launch_silu(const float* x, int64_t ldx, int64_t T, int64_t n, float* out, int64_t ldo,
+                 cudaStream_t s);
+// out = a · sigmoid(b) (torch glu).
+void launch_glu_sigmoid(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T,
+                        int64_t n, float* out, int64_t ldo, cudaStream_t s);
+// Row LayerNorm; w / b: [n] of wdt / bdt, or null. y may alias x.
+void launch_layernorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const void* w,
+                      WDType wdt, const void* b, WDType bdt, float eps, float* y, int64_t ldy,
+                      cudaStream_t s);
+void launch_conv2d_patches(const float* x, int64_t T, int64_t F, int64_t C, int k, int st, int p,
+                           int64_t t0, int64_t n_t, float* out, cudaStream_t s);
+// w: [C, K] of wdt with row stride ldw.
+void launch_depthwise_conv1d_causal(const float* x, int64_t ldx, int64_t T, int64_t C,
+                                    const void* w, WDType wdt, int64_t K, int64_t ldw, float* out,
+                                    int64_t ldo, cudaStream_t s);
+// backend.h LocalAttentionArgs with device pointers; window <= kLocalAttnMaxWindow.
+constexpr int kLocalAttnMaxWindow = 64;
+struct LocalAttnParams {
+  const float *q, *k, *v;
+  int64_t ldq, ldk, ldv;
+  float* out;
+  int64_t ldo, T;
+  int n_heads, head_dim;
+  const float* q_scale;
+  float k_scale;
+  const float* rel_k;
+  int64_t ld_rel;
+  int window;
+  float logit_cap;
+};
+void launch_local_attention(const LocalAttnParams& p, cudaStream_t s);
+
 // The last launch error as text, or null if none (cudaGetLastError).
 const char* last_launch_error();
 

@@ -9,6 +9,7 @@
 #include "core/half.h"
 #include "io/safetensors.h"
 #include "model/gemma4/config.h"
+#include "model/gemma4/synth_audio.h"
 
 namespace fc::gemma4 {
 
@@ -110,6 +111,7 @@ json shape_config(const std::string& shape) {
   root["model_type"] = "gemma4";
   root["text_config"] = t;
   root["tie_word_embeddings"] = true;
+  if (shape == "e2b" || shape == "e4b") add_audio_config(root);  // E models carry the audio tower
   return root;
 }
 
@@ -347,6 +349,7 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
         norm(p + n + ".weight", H);
     }
   }
+  params += add_audio_tensors(config, c.hidden_size, opt.weight_std, salt, ts);
   std::filesystem::create_directories(dir);
   json written = config;
   if (quant) add_quant_config(written, dir, opt, dense);

@@ -33,7 +33,8 @@ struct SynthOptions {
 };
 
 // Writes DIR/config.json, DIR/generation_config.json and BF16 (or NVFP4, see SynthOptions)
-// safetensors shards for the given config document (text model only). Returns the number of
+// safetensors shards for the given config document (the text model, and the audio tower when it
+// has an audio_config: synth_audio.h). Returns the number of
 // parameters written (logical elements).
 int64_t write_synthetic(const nlohmann::json& config, const std::string& dir,
                         const SynthOptions& opt);
