@@ -41,6 +41,7 @@ struct ServeOptions {
   double cpu_kv_cache_gb = 1.0;      // KV memory budget on the CPU (GiB)
   int max_request_bytes = 8 << 20;   // HTTP body limit
   bool zero_nan_scales = false;      // load NVFP4 checkpoints with NaN scales zeroed (else reject)
+  bool enforce_eager = false;        // vLLM's --enforce-eager: no CUDA graphs for decode steps
   std::string nvfp4_mode = "w4a16";  // w4a16 (Hopper / vLLM Marlin numerics) | w4a4 (emulation)
   std::vector<std::string> ignored;  // accepted flags without effect here, for the log
 };
