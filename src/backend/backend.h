@@ -75,6 +75,9 @@ struct AttentionArgs {
   const int32_t* pos0 = nullptr;
   const int32_t* block_tables = nullptr;  // flattened; sequence s starts at table_offset[s]
   const int32_t* table_offset = nullptr;
+  // Host-side hints for choosing a kernel (0: unknown); results never depend on them.
+  int max_q_per_seq = 0;  // most query rows any sequence brings (1: a pure decode step)
+  int max_keys = 0;       // most keys any query attends
 };
 
 // ---- Audio tower (Gemma 4 conformer, model/gemma4/audio_tower.cpp) ----
@@ -121,6 +124,18 @@ class Backend {
   virtual Weight upload(const Weight& host) = 0;
   // Device memory now (bytes); nullopt for a host backend, whose KV budget is a flag.
   virtual std::optional<DeviceMemory> memory() const { return std::nullopt; }
+
+  // Recorded op sequences (CUDA graphs). When supports_graphs(), the ops issued between
+  // begin_capture() and end_capture() are recorded instead of run; nothing in between may copy
+  // between host and device, synchronise, or allocate. replay(id) runs the recording again with
+  // the same pointers and shapes and returns false when it went stale (the backend had to move
+  // memory the recording uses, e.g. grow its workspace): capture again then. drop_graph frees one.
+  // Backends without graphs throw from all of these.
+  virtual bool supports_graphs() const { return false; }
+  virtual void begin_capture();
+  virtual int64_t end_capture();
+  virtual bool replay(int64_t id);
+  virtual void drop_graph(int64_t id);
 
   // y[T, w.rows] (+)= x[T, w.cols] · wᵀ
   virtual void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,

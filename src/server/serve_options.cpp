@@ -96,16 +96,13 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enable-auto-tool-choice", [&] { o.enable_auto_tool_choice = true; }},
       {"--enable-prompt-tokens-details", [&] { o.enable_prompt_tokens_details = true; }},
       {"--zero-nan-scales", [&] { o.zero_nan_scales = true; }},
+      {"--enforce-eager", [&] { o.enforce_eager = true; }},
   };
-  const std::vector<std::string> ignored_switches = {"--trust-remote-code",
-                                                     "--disable-hybrid-kv-cache-manager",
-                                                     "--enforce-eager",
-                                                     "--disable-log-requests",
-                                                     "--disable-log-stats",
-                                                     "--enable-log-requests",
-                                                     "--disable-frontend-multiprocessing",
-                                                     "--async-scheduling",
-                                                     "--no-async-scheduling"};
+  const std::vector<std::string> ignored_switches = {
+      "--trust-remote-code",    "--disable-hybrid-kv-cache-manager",
+      "--disable-log-requests", "--disable-log-stats",
+      "--enable-log-requests",  "--disable-frontend-multiprocessing",
+      "--async-scheduling",     "--no-async-scheduling"};
 
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];

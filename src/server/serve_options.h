@@ -46,6 +46,7 @@ struct ServeOptions {
   double http_body_timeout_s = 60;   // and its body within this after the head
   int http_workers = 4;              // threads running handlers (templating, tokenizing, output)
   bool zero_nan_scales = false;      // load NVFP4 checkpoints with NaN scales zeroed (else reject)
+  bool enforce_eager = false;        // vLLM's --enforce-eager: no CUDA graphs for decode steps
   std::string nvfp4_mode = "w4a16";  // w4a16 (Hopper / vLLM Marlin numerics) | w4a4 (emulation)
   std::vector<std::string> ignored;  // accepted flags without effect here, for the log
 };

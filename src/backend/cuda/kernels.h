@@ -59,6 +59,22 @@ void launch_linear_nvfp4(const float* x, int64_t T, int64_t ldx, const uint8_t* 
                          const uint8_t* scales, int64_t scale_ld, float gscale, int64_t N,
                          int64_t K, float* y, int64_t ldy, bool accumulate, cudaStream_t s);
 
+// Streaming GEMVs (kernels_gemv.cu), the decode path of linear: 16-byte weight loads, fp32 math.
+// The *_ok predicates say whether the shapes and alignments allow them (else the SIMT kernels).
+bool gemv_nvfp4_ok(const float* x, int64_t ldx, const uint8_t* codes, int64_t ld,
+                   const uint8_t* scales, int64_t sld, int64_t K);
+void launch_gemv_nvfp4(const float* x, int64_t T, int64_t ldx, const uint8_t* codes, int64_t ld,
+                       const uint8_t* scales, int64_t scale_ld, float gscale, int64_t N, int64_t K,
+                       float* y, int64_t ldy, bool accumulate, cudaStream_t s);
+bool gemv_dense16_ok(const float* x, int64_t ldx, const void* w, int64_t ldw, int64_t K);
+void launch_gemv_dense16(const float* x, int64_t T, int64_t ldx, const void* w, WDType wdt,
+                         int64_t N, int64_t K, int64_t ldw, float* y, int64_t ldy, bool accumulate,
+                         cudaStream_t s);
+// out [N, K] BF16 (row stride K) = e2m1(codes) · e4m3(block scales), without the per-tensor scale
+// (exact in BF16). codes [N, K/2] row stride ld bytes, scales [N, K/16] row stride scale_ld.
+void launch_nvfp4_dequant_bf16(const uint8_t* codes, int64_t ld, const uint8_t* scales,
+                               int64_t scale_ld, int64_t N, int64_t K, void* out, cudaStream_t s);
+
 // Paged attention (backend.h AttentionArgs, device pointers), kv dtype F32, BF16 or FP8.
 struct AttnParams {
   const float* q;
@@ -76,6 +92,11 @@ struct AttnParams {
   const int32_t *q_begin, *n_q, *pos0, *block_tables, *table_offset;
 };
 void launch_attention(const AttnParams& p, cudaStream_t s);
+// Decode attention (every sequence brings at most one query; n_q 0 marks a padding sequence),
+// split over the keys (kernels_attention_decode.cu). part: attention_split_ws_bytes of workspace.
+bool attention_decode_split_ok(const AttnParams& p);
+int attention_decode_head_chunks(const AttnParams& p);
+void launch_attention_decode(const AttnParams& p, int splits, float* part, cudaStream_t s);
 
 // MoE routing (backend.h moe_route): one thread per token. pes: per_expert_scale [E] of pes_dt.
 void launch_moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k, const void* pes,

@@ -30,6 +30,7 @@ struct SynthOptions {
   enum class Quant { kNone, kModelOpt, kCompressedTensors } quant = Quant::kNone;
   bool quantize_attention = true;
   bool input_scales = true;  // W4A4 checkpoint (static activation scales); false: W4A16
+  int threads = 1;           // threads filling the tensors (the output does not depend on it)
 };
 
 // Writes DIR/config.json, DIR/generation_config.json and BF16 (or NVFP4, see SynthOptions)
