@@ -19,7 +19,7 @@ const std::map<std::string, std::string>& texts() {
       {"synth",
        "usage: fourcast synth --shape e2b|e4b|26b-a4b|31b|FILE.json --out DIR [--seed S]\n"
        "                      [--tokenizer FILE] [--quant none|modelopt|compressed-tensors]\n"
-       "                      [--attn-bf16] [--w4a16] [--shard-gb G]\n"
+       "                      [--attn-bf16] [--w4a16] [--shard-gb G] [--threads N]\n"
        "       fourcast synth --copy-of TARGET_DIR --out DIR [--noise SIGMA] [--seed S]\n"
        "       fourcast synth --eagle3-for TARGET_DIR --out DIR [--draft-vocab N] [--tokenizer F]\n"
        "       fourcast synth --assistant-for TARGET_DIR --out DIR [--centroids N]\n"
@@ -29,7 +29,10 @@ const std::map<std::string, std::string>& texts() {
        "usage: fourcast serve [MODEL_DIR] [vLLM serve flags]\n"
        "OpenAI-compatible server (default model: the bundled tiny model). Flags as `vllm serve`;\n"
        "flags without meaning here are accepted and logged. --cpu-kv-cache-gb sets the CPU KV\n"
-       "budget; --max-num-seqs caps concurrent sequences (it reserves nothing).\n"},
+       "budget; --max-num-seqs caps concurrent sequences (it reserves nothing). HTTP limits:\n"
+       "--max-request-bytes, --max-connections (more get 503), --http-head-timeout and\n"
+       "--http-body-timeout (seconds), --http-workers. SIGTERM drains for --shutdown-timeout\n"
+       "seconds; a second signal exits at once. --enforce-eager: no CUDA graphs.\n"},
       {"tokenize",
        "usage: fourcast tokenize --tokenizer FILE (--text STR | --ids 1,2,3) [--json]\n"
        "                         [--text-specials]\n"

@@ -283,7 +283,7 @@ QuantConfig load_quant_config(const std::string& dir, const json& config_json) {
                               (fs::path(dir) / "config.json").string());
   const fs::path hf = fs::path(dir) / "hf_quant_config.json";
   if (fs::exists(hf)) {
-    return parse_hf_quant_config(read_json_file_bounded(hf.string()), hf.string());
+    return parse_hf_quant_config(read_json_file(hf.string()), hf.string());
   }
   return QuantConfig{};
 }

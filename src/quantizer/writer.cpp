@@ -229,7 +229,7 @@ void write_quantized(const std::string& src_dir, const Checkpoint& src, const Wr
 
   // config.json with quantization_config; ModelOpt also writes hf_quant_config.json.
   const fs::path cfg_path = fs::path(src_dir) / "config.json";
-  ojson cfg = read_ordered_json_file_bounded(cfg_path.string());
+  ojson cfg = read_ordered_json_file(cfg_path.string());
   const bool kv = !spec.kv_scales.empty();
   cfg["quantization_config"] =
       mo ? modelopt_quantization_config(spec, kv) : ct_quantization_config(spec, kv);

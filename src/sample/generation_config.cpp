@@ -58,7 +58,7 @@ std::optional<int32_t> get_token_id(const json& j, const char* key, const std::s
 }  // namespace
 
 GenerationConfig parse_generation_config(std::string_view json_text, const std::string& origin) {
-  const json j = parse_json_bounded(json_text, origin);
+  const json j = parse_json(json_text, origin);
   if (!j.is_object()) fail(origin, ": top level must be a JSON object, got ", j.type_name());
 
   GenerationConfig g;

@@ -190,7 +190,7 @@ Eagle3Config load_eagle3_config(const std::string& dir) {
   const std::string path = dir + "/config.json";
   if (!std::ifstream(path))
     fail(path, ": cannot open (is '", dir, "' an EAGLE-3 drafter directory?)");
-  const json j = read_json_file_bounded(path);
+  const json j = read_json_file(path);
   Eagle3Config c = parse_eagle3_config(j, path);
   c.quant = quant::load_quant_config(dir, j);
   return c;

@@ -20,7 +20,7 @@ using nlohmann::json;
 namespace {
 
 json read_json(const std::string& path) {
-  return read_json_file_bounded(path);
+  return read_json_file(path);
 }
 
 int get_int(const json& j, const char* key, int dflt, int min_value, const std::string& where) {

@@ -18,7 +18,7 @@ std::string infer_method(const std::string& dir) {
   std::ifstream f(path);
   if (!f)
     fail("--speculative-config: cannot open ", path, " (\"model\" must be a checkpoint directory)");
-  const json c = read_json_file_bounded(path);
+  const json c = read_json_file(path);
   if (c.value("speculators_model_type", "") == "eagle3") return "eagle3";
   if (c.contains("architectures") && c["architectures"].is_array())
     for (const json& a : c["architectures"])

@@ -98,7 +98,7 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 }
 
 Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& origin) {
-  return from_json(parse_json_bounded(text, origin), origin);
+  return from_json(parse_json(text, origin), origin);
 }
 
 Tokenizer Tokenizer::from_json(const nlohmann::json& doc, const std::string& origin) {

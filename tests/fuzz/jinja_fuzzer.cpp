@@ -40,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ordered_json ctx = default_context();
   if (!ctx_text.empty()) {
     try {
-      ordered_json parsed = fc::parse_ordered_json_bounded(ctx_text, "context", 64);
+      ordered_json parsed = fc::parse_ordered_json(ctx_text, "context", 64);
       if (parsed.is_object()) ctx = std::move(parsed);
     } catch (const fc::Error&) {
     }

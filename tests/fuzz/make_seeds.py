@@ -248,6 +248,28 @@ def output_parser_seeds():
             write("output_parser_fuzzer", f"extra{i}_f{flags}", bytes([flags]) + struct.pack("<I", 12345 + i) + t.encode())
 
 
+# ------------------------------------------------------------------ http_parser_fuzzer
+def http_parser_seeds():
+    body = dumps({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}]}).encode()
+    cases = {
+        "get": b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+        "post": b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+        "chunked": b"POST /tokenize HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5\r\n{\"a\":\r\n3;ext=1\r\n1}\n\r\n0\r\nX-Trailer: t\r\n\r\n",
+        "pipelined": b"GET /health HTTP/1.1\r\n\r\nGET /version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                     b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "expect": b"POST /v1/completions HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+        "percent": b"GET /v1/models/a%2Fb%zz?q=%41 HTTP/1.1\r\n\r\n",
+        "too_long_body": b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+        "both_lengths": b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "bad_version": b"GET / HTTP/2.0\r\n\r\n",
+        "lf_only": b"GET / HTTP/1.1\nHost: x\n\n",
+    }
+    for i, (name, data) in enumerate(cases.items()):
+        write("http_parser_fuzzer", name, struct.pack("<I", 1000 + 17 * i) + data)
+
+
 def main():
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
@@ -258,6 +280,7 @@ def main():
     safetensors_seeds()
     config_seeds()
     output_parser_seeds()
+    http_parser_seeds()
     for d in sorted(CORPUS.iterdir()):
         files = list(d.iterdir())
         print(f"{d.name}: {len(files)} seeds, {sum(f.stat().st_size for f in files)} bytes")

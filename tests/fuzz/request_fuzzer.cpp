@@ -1,9 +1,9 @@
 // Fuzzes the OpenAI request path at the C++ function level, end to end on the bundled tiny model
 // (models/tiny-gemma4): a body (JSON, parsed with the depth bound) goes through
 // parse_chat_request -> normalisation -> chat template -> tokenizer -> engine -> output parser ->
-// response JSON (serve_chat / start_chat_stream), through parse_completion_request ->
-// serve_completion / start_completion_stream, and through what /tokenize does (prepare_chat, or
-// encoding "prompt"). Generation is capped at 2 tokens so one input runs in milliseconds.
+// response JSON or SSE events (start_chat -> ResponseJob, run to its end on this thread), through
+// parse_completion_request -> start_completion, and through what /tokenize does (prepare_chat,
+// or encoding "prompt"). Generation is capped at 2 tokens so one input runs in milliseconds.
 // Client errors must be fc::Error (ApiError -> 4xx); any other exception would be a 500, and is
 // a finding like a crash or a sanitizer report.
 #include <memory>
@@ -81,11 +81,14 @@ void cap(Req& r) {
   r.n = std::min(r.n, 2);
 }
 
-void drain(fc::StreamJob& job) {
-  job.run([](const std::string& data) {
+// Runs a job as the HTTP layer would (pump until complete), taking every SSE event; for a JSON
+// response, serializes the body.
+void run(std::unique_ptr<fc::ResponseJob> job) {
+  const nlohmann::json out = fc::run_to_end(*job, [](const std::string& data) {
     (void)data;
     return true;
   });
+  (void)out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -99,15 +102,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Server& s = server();
   json body;
   try {
-    body = fc::parse_json_bounded(std::string_view(reinterpret_cast<const char*>(data), size),
-                                  "body", 64);
+    body = fc::parse_json(std::string_view(reinterpret_cast<const char*>(data), size), "body", 64);
   } catch (const fc::Error&) {
     return 0;
   }
   if (!body.is_object()) return 0;
-  const auto dump = [](const json& j) {
-    (void)j.dump(-1, ' ', false, json::error_handler_t::replace);
-  };
   if (body.contains("messages")) {
     try {  // /tokenize with messages
       fc::ChatRequest r = fc::parse_chat_request(body);
@@ -117,10 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {  // /v1/chat/completions
       fc::ChatRequest r = fc::parse_chat_request(body);
       cap(r);
-      if (r.stream)
-        drain(*fc::start_chat_stream(*s.ctx, r));
-      else
-        dump(fc::serve_chat(*s.ctx, r));
+      run(fc::start_chat(*s.ctx, r));
     } catch (const fc::Error&) {
     }
   }
@@ -132,10 +128,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {  // /v1/completions
       fc::CompletionRequest r = fc::parse_completion_request(body);
       cap(r);
-      if (r.stream)
-        drain(*fc::start_completion_stream(*s.ctx, r));
-      else
-        dump(fc::serve_completion(*s.ctx, r));
+      run(fc::start_completion(*s.ctx, r));
     } catch (const fc::Error&) {
     }
   }

@@ -104,7 +104,7 @@ def test_deep_config_json_is_a_named_error(tmp_path, depth, kind):
                  ["serve", str(d), "--host", "127.0.0.1", "--port", "0"]):
         p = run(args)
         assert p.returncode == 1, (args, p.returncode, p.stderr[-2000:])
-        assert "config.json: JSON nesting deeper than 256 levels" in p.stderr, p.stderr[-2000:]
+        assert "config.json: JSON nested deeper than 256 levels (the limit)" in p.stderr, p.stderr[-2000:]
 
 
 @pytest.mark.parametrize("depth", DEPTHS)
@@ -114,7 +114,7 @@ def test_deep_model_files_are_named_errors(tmp_path, depth, name):
     d = model_copy(tmp_path, {name: nested(depth, "array")})
     p = run(["serve", str(d), "--host", "127.0.0.1", "--port", "0"])
     assert p.returncode == 1, (p.returncode, p.stderr[-2000:])
-    assert f"{name}: JSON nesting deeper than 256 levels" in p.stderr, p.stderr[-2000:]
+    assert f"{name}: JSON nested deeper than 256 levels (the limit)" in p.stderr, p.stderr[-2000:]
     assert "ready:" not in p.stderr
 
 
@@ -123,14 +123,14 @@ def test_deep_tokenizer_and_template_files(tmp_path, depth):
     deep = tmp_path / "deep.json"
     deep.write_text(nested(depth, "object"))
     p = run(["tokenize", "--tokenizer", str(deep), "--text", "hi"])
-    assert p.returncode == 1 and "deep.json: JSON nesting deeper than 256" in p.stderr, p.stderr
+    assert p.returncode == 1 and "deep.json: JSON nested deeper than 256 levels" in p.stderr, p.stderr
     p = run(["template", "--model", str(TINY), "--messages", str(deep)])
-    assert p.returncode == 1 and "deep.json: JSON nesting deeper than 256" in p.stderr, p.stderr
+    assert p.returncode == 1 and "deep.json: JSON nested deeper than 256 levels" in p.stderr, p.stderr
     msgs = tmp_path / "m.json"
     msgs.write_text(json.dumps([{"role": "user", "content": "hi"}]))
     p = run(["template", "--model", str(TINY), "--messages", str(msgs), "--kwargs",
              nested(ARGV_DEPTH, "array")])
-    assert p.returncode == 1 and "--kwargs: JSON nesting deeper than 256" in p.stderr, p.stderr
+    assert p.returncode == 1 and "--kwargs: JSON nested deeper than 256 levels" in p.stderr, p.stderr
 
 
 # One command-line argument is at most 128 KiB (Linux MAX_ARG_STRLEN): 60,000 levels of arrays.
@@ -140,7 +140,7 @@ ARGV_DEPTH = 60_000
 @pytest.mark.parametrize("flag", ["--speculative-config", "--default-chat-template-kwargs"])
 def test_deep_json_flags(flag):
     p = run(["serve", str(TINY), flag, nested(ARGV_DEPTH, "array"), "--port", "0"])
-    assert p.returncode == 1 and f"flag {flag}: JSON nesting deeper than 256" in p.stderr, p.stderr
+    assert p.returncode == 1 and f"flag {flag}: JSON nested deeper than 256 levels" in p.stderr, p.stderr
 
 
 def test_unknown_speculative_config_key_lists_the_accepted_ones():

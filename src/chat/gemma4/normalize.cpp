@@ -130,14 +130,15 @@ json normalize_arguments(const json* args, const std::string& where,
   if (is_blank(text)) return json::object();
   json parsed;
   try {
-    // Bounded like every JSON we parse: the string may nest arbitrarily deep.
-    parsed = parse_json_bounded(text, where);
-  } catch (const fc::Error& e) {
+    parsed = parse_json(text, where);  // nesting bounded while parsing (the text is the client's)
+  } catch (const JsonError& e) {
+    if (e.kind() == JsonError::Kind::kTooDeep) throw InvalidRequest(e.what(), "messages");
     if (options.coerce_invalid_tool_arguments) return json::object();
-    throw InvalidRequest(std::string(e.what()), "messages");
+    throw InvalidRequest(e.what(), "messages");
   }
   // Valid JSON that is not an object ("[]", "42"): vLLM coerces it to {}.
-  return parsed.is_object() ? parsed : json::object();
+  if (!parsed.is_object()) return json::object();
+  return parsed;
 }
 
 json normalize_tool_calls(const json& calls, size_t mi, const NormalizeOptions& options) {

@@ -332,7 +332,7 @@ Config parse_config(const json& root, const std::string& source) {
 Config load_config(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
   if (!std::ifstream(path)) fail(path, ": cannot open (is '", model_dir, "' a model directory?)");
-  const json j = read_json_file_bounded(path);
+  const json j = read_json_file(path);
   Config c = parse_config(j, path);
   c.quant = quant::load_quant_config(model_dir, j);
   return c;
