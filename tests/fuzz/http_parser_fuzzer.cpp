@@ -86,6 +86,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     x = x * 1664525u + 1013904223u;
     return size_t{1} + (x >> 26);  // 1..64 bytes
   });
-  FUZZ_CHECK(whole == split, "split input parsed differently");
+  if (whole != split) {
+    std::string diff;
+    for (const auto* side : {&whole, &split}) {
+      diff += side == &whole ? "\n--- whole:" : "\n--- split:";
+      for (const std::string& o : *side) diff += "\n[" + o.substr(0, 300) + "]";
+    }
+    FUZZ_CHECK(false, "split input parsed differently" + diff);
+  }
   return 0;
 }

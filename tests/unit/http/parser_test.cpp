@@ -124,6 +124,11 @@ TEST(HttpParser, LimitsGiveTheirStatusesAndNameTheLimit) {
   lim.max_target_bytes = 64;
   EXPECT_EQ(parse("GET /" + std::string(200, 'a'), lim).error, 414);
   EXPECT_EQ(parse("GET /" + std::string(70, 'a') + " HTTP/1.1\r\n\r\n", lim).error, 414);
+  // A request line too long and malformed (no version): 414 in one piece and byte by byte alike
+  // (was 400 in one piece; found by http_parser_fuzzer).
+  const std::string long_bad = "GET /" + std::string(200, 'a') + "\r\n\r\n";
+  EXPECT_EQ(parse(long_bad, lim).error, 414);
+  EXPECT_EQ(parse(long_bad, lim, {1}).error, 414);
   // Head too large, or too many fields: 431.
   lim = {};
   lim.max_head_bytes = 1024;

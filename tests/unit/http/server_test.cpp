@@ -97,8 +97,10 @@ class Later : public Deferred {
     std::function<void()> w;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      cancel_reason = why == CancelReason::kClientGone ? 1 : 2;
+      // The time first: the test reads cancelled_at once it sees cancel_reason set (the atomic
+      // store publishes it; the other order was a data race TSan reported).
       cancelled_at = Clock::now();
+      cancel_reason = why == CancelReason::kClientGone ? 1 : 2;
       w = wake_;
     }
     if (w) w();
