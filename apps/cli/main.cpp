@@ -29,7 +29,10 @@ void usage() {
       "  parse    --text FILE [--tools] [--no-reasoning] [--start-in-reasoning]\n"
       "  quantize --model BF16_DIR --out DIR --format modelopt|compressed-tensors\n"
       "           --algo max|awq-lite|awq-full [--calib FILE] [--kv-cache fp8] ... (--help)\n"
-      "  kl       --base DIR --model QUANT_DIR [--text FILE | --ids FILE] ... (--help)\n");
+      "  kl       --base DIR --model QUANT_DIR [--text FILE | --ids FILE] ... (--help)\n"
+      "  constrain --tokenizer FILE (--json-schema FILE | --regex STR | --grammar FILE |\n"
+      "           --choice JSON | --json-object | --tools FILE) [--check FILE] [--print-grammar]\n"
+      "           [--bench] [--compact] [--strict] [--vocab-size N]\n");
 }
 
 }  // namespace
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
     if (cmd == "parse") return fc::cli::cmd_parse(argc, argv);
     if (cmd == "quantize") return fc::cli::cmd_quantize(argc, argv);
     if (cmd == "kl") return fc::cli::cmd_kl(argc, argv);
+    if (cmd == "constrain") return fc::cli::cmd_constrain(argc, argv);
     if (cmd == "bench" && argc >= 3 && !std::strcmp(argv[2], "serve"))
       return run_bench_serve(argc, argv, 3);
     std::fprintf(stderr, "fourcast: unknown command '%s'\n", cmd.c_str());

@@ -21,6 +21,7 @@
 #include "server/http_server.h"
 #include "server/model_files.h"
 #include "server/serve_options.h"
+#include "server/structured_serving.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fc::cli {
@@ -151,7 +152,8 @@ int cmd_serve(int argc, char** argv) {
   Metrics metrics;
   ServingContext ctx{
       o, tokenizer, tmpl, tsrc, gen, engine, metrics, {}, o.served_model_names[0], max_len, {}};
-  ctx.token_bytes = make_token_bytes(tokenizer);
+  ctx.constraints = make_constraint_compiler(tokenizer, cfg.vocab_size);
+  ctx.structured_config = parse_structured_outputs_config(o.structured_outputs_config);
   ctx.eos_ids = gen.eos_token_ids.empty()
                     ? std::vector<int32_t>(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end())
                     : gen.eos_token_ids;

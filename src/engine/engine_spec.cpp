@@ -54,6 +54,9 @@ void Engine::propose_drafts() {
   for (size_t i = 0; i < in.size() && i < drafts.size(); ++i) {
     std::vector<int32_t>& d = drafts[i];
     if (static_cast<int>(d.size()) > in[i].k) d.resize(static_cast<size_t>(in[i].k));
+    // Under an output constraint, drafts stop at the first token it refuses (such a draft could
+    // never be accepted: verification samples from masked rows).
+    if (TokenConstraint* c = live_.at(in[i].id).sampler->constraint()) d.resize(c->valid_prefix(d));
     for (int32_t t : d)
       FC_CHECK(t >= 0 && t < V, "drafter proposed token ", t, " outside the vocabulary");
     total += static_cast<int>(d.size());

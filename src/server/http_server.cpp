@@ -152,6 +152,7 @@ struct HttpServer::Impl {
         if (!check_model(cr.model, res)) return;
         if (ob.contains("tools") && ob["tools"].is_array() && !ob["tools"].empty())
           cr.tools_ordered = ob["tools"];
+        cr.structured = parse_structured_request(ob);  // schema property order kept
         if (cr.stream) {
           stream(res, start_chat_stream(ctx, cr));
         } else {
@@ -164,9 +165,11 @@ struct HttpServer::Impl {
       if (!authorized(req, res)) return;
       guarded(res, [&] {
         json b;
-        if (!body(req, res, b)) return;
+        nlohmann::ordered_json ob;
+        if (!body(req, res, b, &ob)) return;
         CompletionRequest cr = parse_completion_request(b);
         if (!check_model(cr.model, res)) return;
+        cr.structured = parse_structured_request(ob);  // schema property order kept
         if (cr.stream) {
           stream(res, start_completion_stream(ctx, cr));
         } else {

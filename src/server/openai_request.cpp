@@ -80,6 +80,12 @@ const std::set<std::string> kCommonFields = {"model",
                                              "truncate_prompt_tokens",
                                              "structured_outputs",
                                              "guided_choice",
+                                             "guided_json",
+                                             "guided_regex",
+                                             "guided_grammar",
+                                             "guided_json_object",
+                                             "guided_whitespace_pattern",
+                                             "guided_decoding_backend",
                                              "return_token_ids",
                                              "response_format",
                                              "priority",
@@ -203,31 +209,13 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
     if (*mt < 0 || *mt > INT32_MAX) bad("min_tokens", "must be a non-negative integer");
     s.min_tokens = static_cast<int>(*mt);
   }
-  // vLLM's structured outputs: only `choice` so far (and its older name guided_choice).
-  const json* so = field(b, "structured_outputs");
-  if (so && (!so->is_object() || so->size() != 1 || !so->contains("choice")))
-    bad("structured_outputs", "only {\"choice\": [...]} is supported yet");
-  const json* ch = so ? &(*so)["choice"] : field(b, "guided_choice");
-  if (ch) {
-    if (!ch->is_array() || ch->empty())
-      bad("structured_outputs", "choice must be a non-empty list");
-    for (const json& c : *ch) {
-      if (!c.is_string() || c.get<std::string>().empty())
-        bad("structured_outputs", "choice must list non-empty strings");
-      r.choice.push_back(c.get<std::string>());
-    }
-  }
-  if (const json* rf = field(b, "response_format")) {
-    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
-      bad("response_format", "must be an object with a string \"type\"");
-    const std::string t = (*rf)["type"].get<std::string>();
-    if (t == "json_object") {
-      if (!r.choice.empty()) bad("response_format", "cannot be combined with a structured output");
-      r.json_object = true;
-    } else if (t != "text") {
-      bad("response_format", "type '" + t + "' is not supported yet (structured output)");
-    }
-  }
+  // Structured outputs (structured_request.h); the HTTP layer parses them again from the
+  // order-preserving body, so schemas keep their property order.
+  if (b.contains("structured_outputs") || b.contains("response_format") ||
+      b.contains("extra_body") || b.contains("guided_json") || b.contains("guided_regex") ||
+      b.contains("guided_choice") || b.contains("guided_grammar") ||
+      b.contains("guided_json_object"))
+    r.structured = parse_structured_request(nlohmann::ordered_json::parse(b.dump()));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "sample/generation_config.h"
+#include "server/structured_request.h"
 
 namespace fc {
 
@@ -40,9 +41,8 @@ struct CommonRequest {
   // vLLM: keep only the last N prompt tokens (-1: max_model_len).
   std::optional<int64_t> truncate_prompt_tokens;
   bool return_token_ids = false;  // vLLM: prompt_token_ids and token_ids in the response
-  bool json_object = false;       // response_format {"type": "json_object"}
-  // vLLM structured_outputs {"choice": [...]} (or guided_choice): the output is one of these.
-  std::vector<std::string> choice;
+  // response_format / structured_outputs / guided_*: the requested constraint, if any.
+  StructuredRequest structured;
   std::vector<std::string> ignored;
 };
 

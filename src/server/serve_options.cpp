@@ -57,6 +57,8 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--tensor-parallel-size", [&](auto& f, auto& v) { o.tensor_parallel_size = to_int(f, v); }},
       {"-tp", [&](auto& f, auto& v) { o.tensor_parallel_size = to_int(f, v); }},
       {"--speculative-config", [&](auto& f, auto& v) { o.speculative_config = to_json(f, v); }},
+      {"--structured-outputs-config",
+       [&](auto& f, auto& v) { o.structured_outputs_config = to_json(f, v); }},
       {"--limit-mm-per-prompt", [&](auto& f, auto& v) { o.limit_mm_per_prompt = to_json(f, v); }},
       {"--api-key", [&](auto&, auto& v) { o.api_key = v; }},
       {"--device", [&](auto&, auto& v) { o.device = v; }},
@@ -130,6 +132,15 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
         while (i + 1 < argc && argv[i + 1][0] != '-') o.served_model_names.push_back(argv[++i]);
         if (o.served_model_names.empty()) fail("flag --served-model-name needs a value");
       }
+    } else if (a.rfind("--structured-outputs-config.", 0) == 0) {
+      // vLLM's dotted form: one key per flag; true/false become booleans.
+      const std::string key = a.substr(std::string("--structured-outputs-config.").size());
+      const std::string v = take_value();
+      if (!o.structured_outputs_config.is_object())
+        o.structured_outputs_config = nlohmann::json::object();
+      o.structured_outputs_config[key] = v == "true"    ? nlohmann::json(true)
+                                         : v == "false" ? nlohmann::json(false)
+                                                        : nlohmann::json(v);
     } else if (auto it = valued.find(a); it != valued.end()) {
       it->second(a, take_value());
     } else if (auto sw = switches.find(a); sw != switches.end()) {

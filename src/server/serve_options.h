@@ -33,8 +33,10 @@ struct ServeOptions {
   std::string quantization;  // modelopt, compressed-tensors, ... (checked against the checkpoint)
   std::string dtype = "auto";
   int tensor_parallel_size = 1;
-  nlohmann::json speculative_config;   // null when absent
-  nlohmann::json limit_mm_per_prompt;  // null when absent
+  nlohmann::json speculative_config;  // null when absent
+  // --structured-outputs-config JSON, or its dotted keys (--structured-outputs-config.backend X)
+  nlohmann::json structured_outputs_config;  // null when absent
+  nlohmann::json limit_mm_per_prompt;        // null when absent
   std::string api_key;
   std::string device = "cpu";
   int threads = 0;                   // 0: all hardware threads

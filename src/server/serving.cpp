@@ -7,6 +7,7 @@
 #include "chat/template_error.h"
 #include "server/api_error.h"
 #include "server/output_processor.h"
+#include "server/structured_serving.h"
 
 namespace fc {
 
@@ -129,7 +130,8 @@ struct Choice {
 
 std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req,
                                    const std::vector<int32_t>& ids, int max_tokens,
-                                   const OutputOptions& oo, int first_index) {
+                                   const OutputOptions& oo, int first_index,
+                                   const ConstraintPlan& plan) {
   SamplingParams sp;
   try {
     sp = resolve_sampling_params(req.sampling, ctx.gen);
@@ -150,20 +152,7 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
                              req.stop_token_ids.end());
     if (req.logprobs) er.logprobs = LogprobsOptions{req.top_logprobs, LogprobsMode::kRawLogprobs};
     er.prompt_logprobs = req.prompt_logprobs;
-    if ((req.json_object || !req.choice.empty()) && er.stop_token_ids.empty())
-      throw ApiError::bad_request(
-          "a constrained output needs a stop token (ignore_eos without stop_token_ids)",
-          req.json_object ? "response_format" : "structured_outputs");
-    if (req.json_object) {
-      er.sampling.make_constraint = [bytes = ctx.token_bytes, stops = er.stop_token_ids] {
-        return std::unique_ptr<TokenConstraint>(new JsonObjectConstraint(bytes, stops));
-      };
-    } else if (!req.choice.empty()) {
-      er.sampling.make_constraint = [bytes = ctx.token_bytes, choices = req.choice,
-                                     stops = er.stop_token_ids] {
-        return std::unique_ptr<TokenConstraint>(new ChoiceConstraint(bytes, choices, stops));
-      };
-    }
+    install_constraint(plan, er);
     Choice c;
     c.index = first_index + i;
     c.keep_stop_token_text = req.include_stop_str_in_output;
@@ -324,27 +313,6 @@ OutputOptions chat_output_options(ServingContext& ctx, const ChatRequest& req,
 
 }  // namespace
 
-std::shared_ptr<const TokenBytes> make_token_bytes(const tok::Tokenizer& tok) {
-  auto tb = std::make_shared<TokenBytes>();
-  const int32_t n = tok.id_bound();
-  tb->bytes.resize(static_cast<size_t>(n));
-  tb->special.resize(static_cast<size_t>(n));
-  for (int32_t id = 0; id < n; ++id) {
-    tb->special[static_cast<size_t>(id)] = tok.is_special(id);
-    const std::optional<std::string> piece = tok.id_to_token(id);
-    if (!piece) continue;
-    const std::string& pc = *piece;
-    if (pc.size() == 6 && pc.rfind("<0x", 0) == 0 && pc[5] == '>') {
-      tb->bytes[static_cast<size_t>(id)] =
-          std::string(1, static_cast<char>(std::stoi(pc.substr(3, 2), nullptr, 16)));
-      continue;
-    }
-    tb->bytes[static_cast<size_t>(id)] = tok.decode(std::span<const int32_t>(&id, 1));
-  }
-  index_token_bytes(*tb);
-  return tb;
-}
-
 PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   chat::gemma4::NormalizedMessages nm;
   try {
@@ -388,10 +356,6 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   }
   if (ctx.opts.reasoning_parser == "gemma4")
     p.start_in_reasoning = chat::gemma4::prompt_ends_in_open_reasoning(p.prompt);
-  if (p.start_in_reasoning && (req.json_object || !req.choice.empty()))
-    throw ApiError::bad_request(
-        "a constrained output is not supported when the prompt opens a thought channel",
-        req.json_object ? "response_format" : "structured_outputs");
   const bool tools_on = ctx.opts.enable_auto_tool_choice && !req.tools.is_null();
   if (req.tool_choice == "required" || req.tool_choice == "named") {
     if (!tools_on)
@@ -399,10 +363,7 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
                                       "\" needs the server started with --enable-auto-tool-choice "
                                       "--tool-call-parser gemma4",
                                   "tool_choice");
-    // Without constrained decoding, force the call header into the output (the model writes
-    // the rest): the required form leaves the name to the model.
-    p.forced_prefix = req.tool_choice == "named" ? "<|tool_call>call:" + req.tool_choice_name + "{"
-                                                 : "<|tool_call>call:";
+    // The calls themselves are constrained (structured_serving.h plan_chat_constraint).
   }
   try {
     tok::EncodeOptions eo;
@@ -420,7 +381,8 @@ json serve_chat(ServingContext& ctx, const ChatRequest& req) {
   const PreparedChat p = prepare_chat(ctx, req);
   const int max_tokens = resolve_limits(ctx, req, p.ids.size(), "messages");
   std::vector<Choice> choices =
-      submit_choices(ctx, req, p.ids, max_tokens, chat_output_options(ctx, req, p), 0);
+      submit_choices(ctx, req, p.ids, max_tokens, chat_output_options(ctx, req, p), 0,
+                     plan_chat_constraint(ctx, req, p.start_in_reasoning));
   drive(
       ctx, choices, start,
       [&](Choice& c, const OutputStep& s, bool) { accumulate(c, s, req.parallel_tool_calls); },
@@ -472,7 +434,8 @@ class ChatStreamJob final : public StreamJob {
   ChatStreamJob(ServingContext& ctx, const ChatRequest& req)
       : ctx_(ctx), req_(req), start_(Clock::now()), p_(prepare_chat(ctx, req)) {
     const int max_tokens = resolve_limits(ctx, req, p_.ids.size(), "messages");
-    choices_ = submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0);
+    choices_ = submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0,
+                              plan_chat_constraint(ctx, req, p_.start_in_reasoning));
   }
   ~ChatStreamJob() override { abort_unfinished(ctx_, choices_); }
 
@@ -626,6 +589,7 @@ json echo_logprob_entries(const tok::Tokenizer& tok, const std::vector<int32_t>&
 json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
   const auto start = Clock::now();
   const auto prompts = completion_prompts(ctx, req);
+  const ConstraintPlan plan = plan_completion_constraint(ctx, req);
   json out_choices = json::array();
   int prompt_tokens = 0, completion = 0;
   std::vector<Choice> all;  // spent choices, for the usage totals
@@ -633,7 +597,7 @@ json serve_completion(ServingContext& ctx, const CompletionRequest& req) {
     const int max_tokens = resolve_limits(ctx, req, prompts[pi].size(), "prompt");
     std::vector<Choice> choices =
         submit_choices(ctx, req, prompts[pi], max_tokens, completion_output_options(req),
-                       static_cast<int>(pi) * req.n);
+                       static_cast<int>(pi) * req.n, plan);
     drive(
         ctx, choices, start, [&](Choice& c, const OutputStep& s, bool) { accumulate(c, s, true); },
         [] { return true; });
@@ -681,11 +645,12 @@ class CompletionStreamJob final : public StreamJob {
  public:
   CompletionStreamJob(ServingContext& ctx, const CompletionRequest& req)
       : ctx_(ctx), req_(req), start_(Clock::now()), prompts_(completion_prompts(ctx, req)) {
+    const ConstraintPlan plan = plan_completion_constraint(ctx, req);
     for (size_t pi = 0; pi < prompts_.size(); ++pi) {
       const int max_tokens = resolve_limits(ctx, req, prompts_[pi].size(), "prompt");
       std::vector<Choice> cs =
           submit_choices(ctx, req, prompts_[pi], max_tokens, completion_output_options(req),
-                         static_cast<int>(pi) * req.n);
+                         static_cast<int>(pi) * req.n, plan);
       for (Choice& c : cs) choices_.push_back(std::move(c));
     }
   }

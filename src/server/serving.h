@@ -11,12 +11,13 @@
 
 #include "chat/chat_template.h"
 #include "engine/engine.h"
-#include "sample/constraints.h"
+#include "grammar/compiler.h"
 #include "sample/generation_config.h"
 #include "server/metrics.h"
 #include "server/model_files.h"
 #include "server/openai_request.h"
 #include "server/serve_options.h"
+#include "server/structured_request.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fc {
@@ -32,13 +33,11 @@ struct ServingContext {
   std::vector<int32_t> eos_ids;  // primary EOS first (its stop_reason is null)
   std::string model_name;        // first served name
   int max_model_len = 0;
-  // Every token's bytes, for JSON mode (response_format json_object); make_token_bytes().
-  std::shared_ptr<const TokenBytes> token_bytes;
+  // Structured outputs: the compiler (and compile cache) over this vocabulary, and
+  // --structured-outputs-config (structured_serving.h).
+  std::shared_ptr<grammar::ConstraintCompiler> constraints;
+  StructuredOutputsConfig structured_config;
 };
-
-// The bytes each token id decodes to: byte-fallback pieces (<0xNN>) as their byte, others
-// decoded alone.
-std::shared_ptr<const TokenBytes> make_token_bytes(const tok::Tokenizer& tok);
 
 // Writes one SSE event payload (without "data: " framing); returns false when the client is
 // gone, which aborts the request.
