@@ -147,13 +147,23 @@ class Compiler {
       RegexOptions ro;
       return parse_regex(g_, o_.whitespace_pattern, ro);
     }
+    // One gap: a single space (json.dumps' ", " and ": "), or a line break and up to 16 spaces
+    // or tabs of indentation (pretty-printed JSON to depth 8 at two spaces). Bounded, so a
+    // model that prefers blanks cannot run to max_tokens (vLLM #38696 on Gemma 4).
     ByteSet sp;
     sp.set(' ');
     sp.set('\t');
-    const int32_t inline_ws = g_.repeat(g_.bytes(sp), 1, 20);
     const int32_t newline =
-        g_.seq({g_.opt(g_.byte('\r')), g_.byte('\n'), g_.repeat(g_.bytes(sp), 0, 40)});
-    return g_.opt(g_.alt({inline_ws, newline}));
+        g_.seq({g_.opt(g_.byte('\r')), g_.byte('\n'), g_.repeat(g_.bytes(sp), 0, 16)});
+    return g_.opt(g_.alt({g_.byte(' '), newline}));
+  }
+  // open (ws body ws | ws) close, the empty form only when `empty_ok`: one gap when empty.
+  int32_t container(char open, int32_t body, bool empty_ok, char close) {
+    const int32_t o = g_.byte(static_cast<uint8_t>(open)), c = g_.byte(static_cast<uint8_t>(close));
+    if (gemma()) return g_.seq({o, empty_ok ? g_.opt(body) : body, c});
+    std::vector<int32_t> alts = {g_.seq({ws(), body, ws()})};
+    if (empty_ok) alts.push_back(ws());
+    return g_.seq({o, g_.alt(alts), c});
   }
   int32_t punct(char c) { return g_.seq({ws(), g_.byte(static_cast<uint8_t>(c)), ws()}); }
 
@@ -559,11 +569,8 @@ class Compiler {
       return i >= mn ? g_.opt(more) : more;
     };
     const int32_t first = p > 0 ? elem[0] : item;
-    int32_t body = mx == 0 ? g_.empty() : g_.seq({first, tail(1)});
-    if (mn == 0 && mx != 0) body = g_.opt(body);
-    const int32_t open = gemma() ? g_.byte('[') : g_.seq({g_.byte('['), ws()});
-    const int32_t close = gemma() ? g_.byte(']') : g_.seq({ws(), g_.byte(']')});
-    g_.define(r, g_.seq({open, body, close}));
+    const int32_t body = mx == 0 ? g_.nothing() : g_.seq({first, tail(1)});
+    g_.define(r, container('[', body, mn == 0, ']'));
     return g_.ref(r);
   }
 
@@ -681,11 +688,7 @@ class Compiler {
       starts.push_back(g_.seq({ps[j].member, rest_after(j)}));
     if (first_req == n && extra >= 0)
       starts.push_back(g_.seq({extra, g_.star(g_.seq({sep, extra}))}));
-    int32_t body = g_.alt(starts);
-    if (first_req == n) body = g_.opt(body);
-    const int32_t open = gemma() ? g_.byte('{') : g_.seq({g_.byte('{'), ws()});
-    const int32_t close = gemma() ? g_.byte('}') : g_.seq({ws(), g_.byte('}')});
-    g_.define(r, g_.seq({open, body, close}));
+    g_.define(r, container('{', g_.alt(starts), first_req == n, '}'));
     return g_.ref(r);
   }
 
@@ -704,17 +707,8 @@ class Compiler {
                           g_.star(g_.chars({{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}}))})
                 : g_.ref(str);
     const int32_t mem = g_.seq({key, colon, v});
-    auto open = [&](char c) {
-      return gemma() ? g_.byte(static_cast<uint8_t>(c))
-                     : g_.seq({g_.byte(static_cast<uint8_t>(c)), ws()});
-    };
-    auto close = [&](char c) {
-      return gemma() ? g_.byte(static_cast<uint8_t>(c))
-                     : g_.seq({ws(), g_.byte(static_cast<uint8_t>(c))});
-    };
-    g_.define(any_obj_,
-              g_.seq({open('{'), g_.opt(g_.seq({mem, g_.star(g_.seq({sep, mem}))})), close('}')}));
-    g_.define(arr, g_.seq({open('['), g_.opt(g_.seq({v, g_.star(g_.seq({sep, v}))})), close(']')}));
+    g_.define(any_obj_, container('{', g_.seq({mem, g_.star(g_.seq({sep, mem}))}), true, '}'));
+    g_.define(arr, container('[', g_.seq({v, g_.star(g_.seq({sep, v}))}), true, ']'));
     g_.define(any_, g_.alt({g_.ref(any_obj_), g_.ref(arr), g_.ref(str), g_.ref(num),
                             g_.literal("true"), g_.literal("false"), g_.literal("null")}));
     return any_;

@@ -4,8 +4,8 @@
 // argument syntax: bare keys, strings between <|"|> special tokens, no whitespace). Object
 // properties come in a fixed order: `properties` in schema order, then `required` names not
 // listed there, then additional properties (llguidance's order). Whitespace between tokens is
-// bounded by default (one gap is at most a line break and 40 spaces or tabs, or up to 20 spaces
-// or tabs), never before or after the value; numbers have at most 19 integer, 19 fraction and 3
+// bounded by default (one gap is one space, or a line break and at most 16 spaces or tabs),
+// never before or after the value; numbers have at most 19 integer, 19 fraction and 3
 // exponent digits. Keywords that cannot be enforced are errors naming the keyword under
 // `strict`, otherwise warnings (ignored), as vLLM's guidance/xgrammar backends do.
 #pragma once
