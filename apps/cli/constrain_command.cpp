@@ -89,6 +89,7 @@ int cmd_constrain(int argc, char** argv) {
   const bool quiet = a.has("--quiet");
 
   auto cc = make_constraint_compiler(t, V);
+  cc->keep_grammar_text = a.has("--print-grammar");
   std::shared_ptr<const grammar::CompiledConstraint> c;
   try {
     c = cc->compile(spec);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/error.h"
 
@@ -254,11 +255,10 @@ CompiledGrammar compile_grammar(const Grammar& g) {
   {
     std::array<int, 256> cls{};
     int ncls = 1;
-    std::vector<ByteSet> seen;
+    std::unordered_set<ByteSet> seen;  // each distinct set refines the partition once
     for (const Node& n : g.nodes) {
       if (n.op != Op::kBytes) continue;
-      if (std::find(seen.begin(), seen.end(), n.bytes) != seen.end()) continue;
-      if (seen.size() < 4096) seen.push_back(n.bytes);
+      if (!seen.insert(n.bytes).second) continue;
       std::map<std::pair<int, bool>, int> remap;
       for (int b = 0; b < 256; ++b) {
         auto key =

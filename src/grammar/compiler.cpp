@@ -135,7 +135,7 @@ std::shared_ptr<const CompiledConstraint> ConstraintCompiler::compile(const Cons
   Grammar g = build(spec, &c->warnings);
   c->grammar = std::make_shared<const CompiledGrammar>(compile_grammar(g));
   c->masks = std::make_shared<const GrammarMasks>(c->grammar, vocab_, leaf_cache_);
-  c->grammar_text = g.to_string();
+  if (keep_grammar_text) c->grammar_text = g.to_string();
   c->compile_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   std::lock_guard<std::mutex> lock(mu_);

@@ -47,6 +47,7 @@ class ConstraintCompiler {
   std::shared_ptr<const Vocab> vocab_ptr() const { return vocab_; }
   std::shared_ptr<LeafMaskCache> leaf_cache() const { return leaf_cache_; }
   size_t max_text_bytes = 1 << 20;
+  bool keep_grammar_text = false;  // fill CompiledConstraint::grammar_text (--print-grammar)
   Limits limits;
 
  private:

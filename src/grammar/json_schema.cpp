@@ -269,6 +269,25 @@ class Compiler {
       bb.erase("$ref");
       bb = merge(bb, t, depth + 1);
     }
+    if (o_.strict) {
+      // A branch's additionalProperties / unevaluated* see only that branch's properties:
+      // merged into one object they would see the others' too.
+      auto closes = [](const json& x) {
+        return x.is_object() &&
+               ((x.contains("additionalProperties") && x["additionalProperties"] != true) ||
+                x.contains("unevaluatedProperties") || x.contains("unevaluatedItems"));
+      };
+      auto opens = [](const json& x) {
+        return x.is_object() && (x.contains("properties") || x.contains("required") ||
+                                 x.contains("prefixItems") || x.contains("items"));
+      };
+      if ((closes(a) && opens(bb)) || (closes(bb) && opens(a)))
+        unsupported(closes(a) ? (a.contains("additionalProperties") ? "additionalProperties"
+                                                                    : "unevaluatedProperties")
+                              : (bb.contains("additionalProperties") ? "additionalProperties"
+                                                                     : "unevaluatedProperties"),
+                    "inside a combined schema (allOf/anyOf/$ref)");
+    }
     for (auto it = bb.begin(); it != bb.end(); ++it) {
       const std::string& k = it.key();
       const json& v = it.value();
@@ -335,6 +354,15 @@ class Compiler {
       if (k == "minProperties" && it.value() == 0) continue;
       ignore(k, "not supported");
     }
+    // Keywords whose meaning depends on what sibling applicators evaluated: merging would change
+    // it, so under `strict` these combinations are refused rather than approximated.
+    const bool applicators =
+        s.contains("allOf") || s.contains("anyOf") || s.contains("oneOf") || s.contains("$ref");
+    if (o_.strict && applicators) {
+      for (const char* kw : {"unevaluatedProperties", "unevaluatedItems", "additionalProperties",
+                             "items", "additionalItems"})
+        if (s.contains(kw)) unsupported(kw, "beside allOf/anyOf/oneOf/$ref");
+    }
     if (s.contains("$ref")) {
       json rest = s;
       rest.erase("$ref");
@@ -356,8 +384,27 @@ class Compiler {
       if (!s.contains(kw)) continue;
       if (!s[kw].is_array() || s[kw].empty())
         fail("json_schema: ", kw, " must be a non-empty array");
-      if (std::string(kw) == "oneOf" && warnings_)
-        warnings_->push_back("json_schema: oneOf is matched as anyOf");
+      if (std::string(kw) == "oneOf") {
+        // Exact only when no value can match two branches; we can tell for branches of
+        // pairwise different single types (or consts), else it is anyOf (warned; strict: error).
+        std::set<std::string> seen;
+        bool disjoint = true;
+        for (const json& b : s[kw]) {
+          std::string key;
+          if (b.is_object() && b.contains("const"))
+            key = "const:" + b["const"].dump();
+          else if (b.is_object() && b.contains("type") && b["type"].is_string() && b.size() <= 3)
+            key = b["type"].get<std::string>();
+          if (key.empty() || !seen.insert(key).second ||
+              (key == "number" && seen.count("integer")) ||
+              (key == "integer" && seen.count("number")))
+            disjoint = false;
+        }
+        if (!disjoint) {
+          if (o_.strict) unsupported("oneOf", "branches that may overlap");
+          if (warnings_) warnings_->push_back("json_schema: oneOf is matched as anyOf");
+        }
+      }
       json base = s;
       base.erase(kw);
       std::vector<int32_t> alts;
@@ -628,9 +675,13 @@ class Compiler {
     const json props = s.contains("properties") ? s["properties"] : json::object();
     if (!props.is_object()) fail("json_schema: properties must be an object");
     std::set<std::string> req;
+    std::vector<std::string> req_order;  // `required` names in their array order
     if (s.contains("required")) {
       if (!s["required"].is_array()) fail("json_schema: required must be an array");
-      for (const json& e : s["required"]) req.insert(e.get<std::string>());
+      for (const json& e : s["required"]) {
+        if (!e.is_string()) fail("json_schema: required must list strings");
+        if (req.insert(e.get<std::string>()).second) req_order.push_back(e.get<std::string>());
+      }
     }
     json addl = o_.additional_properties_default ? json(true) : json(false);
     if (s.contains("additionalProperties"))
@@ -653,7 +704,7 @@ class Compiler {
       names.push_back(it.key());
       ps.push_back({it.key(), member(it.key(), it.value()), req.count(it.key()) > 0});
     }
-    for (const std::string& n : req)
+    for (const std::string& n : req_order)
       if (!props.contains(n)) {
         names.push_back(n);
         ps.push_back({n, member(n, addl == false ? json(true) : addl), true});
