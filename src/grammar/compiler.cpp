@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "grammar/ebnf.h"
 #include "grammar/regex.h"
 
@@ -63,7 +64,7 @@ Grammar ConstraintCompiler::build(const ConstraintSpec& spec,
     case Kind::kJsonSchema: {
       nlohmann::ordered_json schema;
       try {
-        schema = nlohmann::ordered_json::parse(spec.text);
+        schema = parse_ordered_json(spec.text);  // depth-bounded
       } catch (const std::exception& e) {
         fail("json_schema: not valid JSON: ", e.what());
       }
@@ -95,7 +96,7 @@ Grammar ConstraintCompiler::build(const ConstraintSpec& spec,
     case Kind::kChoice: {
       nlohmann::json ch;
       try {
-        ch = nlohmann::json::parse(spec.text);
+        ch = parse_json(spec.text);
       } catch (const std::exception&) {
         fail("choice: not a JSON array");
       }

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "grammar/regex.h"
 
 namespace fc::grammar {
@@ -483,7 +484,7 @@ class TextParser {
       }
       nlohmann::ordered_json schema;
       try {
-        schema = nlohmann::ordered_json::parse(s_.substr(st, i_ - st));
+        schema = parse_ordered_json(s_.substr(st, i_ - st));
       } catch (const std::exception&) {
         err("%json: not valid JSON");
       }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/json_limits.h"
 #include "server/api_error.h"
 
 namespace fc {
@@ -215,7 +216,7 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
       b.contains("extra_body") || b.contains("guided_json") || b.contains("guided_regex") ||
       b.contains("guided_choice") || b.contains("guided_grammar") ||
       b.contains("guided_json_object"))
-    r.structured = parse_structured_request(nlohmann::ordered_json::parse(b.dump()));
+    r.structured = parse_structured_request(parse_ordered_json(b.dump()));
 }
 
 }  // namespace

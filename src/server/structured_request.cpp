@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "core/json_limits.h"
 #include "core/log.h"
 #include "server/api_error.h"
 
@@ -67,7 +68,7 @@ std::string schema_text(const ojson& v, const std::string& param) {
     const std::string s = v.get<std::string>();
     if (s.empty()) bad(param + " cannot be an empty string", param);
     try {
-      (void)ojson::parse(s);
+      (void)parse_ordered_json(s);  // depth-bounded
     } catch (const std::exception&) {
       bad("Invalid JSON grammar specification.", param);
     }

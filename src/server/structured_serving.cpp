@@ -1,5 +1,6 @@
 #include "server/structured_serving.h"
 
+#include "core/json_limits.h"
 #include "server/api_error.h"
 #include "server/serving.h"
 
@@ -87,9 +88,8 @@ ConstraintPlan plan_chat_constraint(ServingContext& ctx, const ChatRequest& req,
         compile_or_400(*ctx.constraints,
                        resolve_structured_spec(req.structured, ctx.structured_config), plan.param);
   } else if (tools_on && req.tool_choice != "none") {
-    const nlohmann::ordered_json tools = !req.tools_ordered.is_null()
-                                             ? req.tools_ordered
-                                             : nlohmann::ordered_json::parse(req.tools.dump());
+    const nlohmann::ordered_json tools =
+        !req.tools_ordered.is_null() ? req.tools_ordered : parse_ordered_json(req.tools.dump());
     grammar::ConstraintSpec spec;
     spec.kind = grammar::ConstraintSpec::Kind::kToolCalls;
     bool any_strict = false;
