@@ -1,5 +1,8 @@
 // fourcast constrain: compile a constraint for a tokenizer, print its grammar, check a text
-// against it token by token, and time masks.
+// against it token by token, and time masks. --dump-masks FILE writes, for every position of the
+// --check text or of the --bench walk, a line "TOKEN HEX": the token taken there (-1 after the
+// last) and the mask row before it as little-endian uint32 words in hex (llguidance's
+// compute_bitmask layout; tools/structured/oracle_llguidance.py compares the two).
 //   exit 0: the text is accepted and may stop there; 1: rejected (byte offset and token
 //   printed); 2: the constraint is invalid or unsupported (why printed).
 #include <algorithm>
@@ -12,6 +15,7 @@
 #include "apps/cli/args.h"
 #include "apps/cli/commands.h"
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "grammar/compiler.h"
 #include "server/structured_serving.h"
 #include "tokenizer/tokenizer.h"
@@ -40,7 +44,7 @@ double pct(std::vector<double> v, double p) {
 int cmd_constrain(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"--tokenizer", "--json-schema", "--regex", "--grammar", "--choice", "--tools", "--check",
-          "--vocab-size", "--bench-steps", "--seed"},
+          "--vocab-size", "--bench-steps", "--seed", "--dump-masks"},
          {"--print-grammar", "--bench", "--json-object", "--compact", "--strict", "--quiet",
           "--no-stop"});
   const tok::Tokenizer t = tok::Tokenizer::from_file(a.require("--tokenizer"));
@@ -73,7 +77,7 @@ int cmd_constrain(int argc, char** argv) {
   }
   if (auto f = a.get("--tools")) {  // an OpenAI tools array; tool_choice "required"
     spec.kind = grammar::ConstraintSpec::Kind::kToolCalls;
-    const auto tools = nlohmann::ordered_json::parse(read_file(*f));
+    const auto tools = parse_ordered_json(read_file(*f));
     for (const auto& tl : tools) {
       const auto& fn = tl.contains("function") ? tl["function"] : tl;
       spec.tools.push_back({fn.value("name", ""), fn.contains("parameters")
@@ -114,6 +118,20 @@ int cmd_constrain(int argc, char** argv) {
     mask_us.push_back(
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   };
+  std::FILE* dump = nullptr;
+  if (auto f = a.get("--dump-masks")) {
+    dump = std::fopen(f->c_str(), "wb");
+    if (!dump) fail("cannot write ", *f);
+  }
+  // One dump line: the token taken at this position and the row before it.
+  auto dump_row = [&](int32_t token) {
+    if (!dump) return;
+    m.fill_mask(row.data(), scratch);
+    std::fprintf(dump, "%d ", token);
+    for (uint32_t w : row)
+      for (int b = 0; b < 4; ++b) std::fprintf(dump, "%02x", (w >> (8 * b)) & 0xFFu);
+    std::fputc('\n', dump);
+  };
   int rc = 0;
   if (auto f = a.get("--check")) {
     const std::string text = read_file(*f);
@@ -124,6 +142,7 @@ int cmd_constrain(int argc, char** argv) {
     for (size_t i = 0; i < toks.size(); ++i) {
       if (a.has("--bench")) time_mask();
       const std::string piece = t.decode(std::span<const int32_t>(&toks[i], 1), false);
+      dump_row(toks[i]);
       if (!m.accept(toks[i])) {
         std::printf("rejected: token %zu (id %d, %s) at byte %zu\n", i, toks[i],
                     nlohmann::json(piece)
@@ -135,6 +154,7 @@ int cmd_constrain(int argc, char** argv) {
       }
       offset += t.is_special(toks[i]) ? t.id_to_token(toks[i]).value_or("").size() : piece.size();
     }
+    if (rc == 0) dump_row(-1);
     if (rc == 0 && !m.can_end()) {
       std::printf(
           "rejected: the text is accepted as far as it goes (%zu tokens) but is incomplete\n",
@@ -152,9 +172,13 @@ int cmd_constrain(int argc, char** argv) {
       for (int32_t id = 0; id < V; ++id)
         if ((row[static_cast<size_t>(id) >> 5] >> (id & 31)) & 1) allowed.push_back(id);
       if (allowed.empty()) break;
-      m.accept(allowed[rng() % allowed.size()]);
+      const int32_t pick = allowed[rng() % allowed.size()];
+      dump_row(pick);
+      m.accept(pick);
     }
+    if (!m.terminated()) dump_row(-1);
   }
+  if (dump) std::fclose(dump);
   if (a.has("--bench")) {
     // Compile time without the cache (a fresh compiler: leaf positions are not shared either).
     auto fresh = make_constraint_compiler(t, V);

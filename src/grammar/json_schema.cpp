@@ -655,7 +655,9 @@ class Compiler {
     std::function<int32_t(int)> notin = [&](int node) -> int32_t {
       const T& t = trie[static_cast<size_t>(node)];
       std::vector<int32_t> alts;
-      if (!t.end && node != 0) alts.push_back(g_.empty());
+      // Stopping here spells a name that is not listed; the empty name only in JSON (a bare
+      // Gemma key cannot be empty).
+      if (!t.end && (node != 0 || !gemma())) alts.push_back(g_.empty());
       CharRanges used;
       for (auto& [c, k] : t.kids) {
         alts.push_back(g_.seq({emit({{c, c}}), notin(k)}));
@@ -665,7 +667,8 @@ class Compiler {
       if (!other.empty()) alts.push_back(g_.seq({emit(other), any}));
       return g_.alt(alts);
     };
-    const int32_t body = names.empty() ? g_.plus(emit(domain)) : notin(0);
+    const int32_t body =
+        names.empty() ? (gemma() ? g_.plus(emit(domain)) : g_.star(emit(domain))) : notin(0);
     if (gemma()) return body;
     // JSON keys may be empty unless "" is a listed name.
     return g_.seq({g_.byte('"'), body, g_.byte('"')});

@@ -3,7 +3,8 @@
 // or throw fc::Error; a compiled grammar is walked for a few bytes and its mask filled on a
 // small byte vocabulary. Build (clang):
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address -Isrc tests/fuzz/fuzz_constraint.cpp \
-//     src/grammar/*.cpp -o fuzz_constraint && ./fuzz_constraint tests/fuzz/corpus/constraint
+//     src/grammar/*.cpp src/core/json_limits.cpp -o fuzz_constraint && ./fuzz_constraint
+//     tests/fuzz/corpus/constraint
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -20,17 +21,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<uint8_t> special(260, 0);
     bytes[0] = "<eos>";
     special[0] = 1;
-    for (int b = 0; b < 256; ++b) bytes[static_cast<size_t>(b + 1)] = std::string(1, static_cast<char>(b));
+    for (int b = 0; b < 256; ++b)
+      bytes[static_cast<size_t>(b + 1)] = std::string(1, static_cast<char>(b));
     bytes[257] = "\":", bytes[258] = "ab", bytes[259] = "{\"";
     auto v = std::make_shared<const Vocab>(bytes, special, 260);
-    auto c = std::make_shared<ConstraintCompiler>(v, [](const std::string&) { return -1; }, GemmaToolIds{});
+    auto c = std::make_shared<ConstraintCompiler>(
+        v, [](const std::string&) { return -1; }, GemmaToolIds{});
     c->limits.max_dfa_states = 20000;
     c->limits.max_nfa_states = 200000;
     c->limits.max_repeat = 200;
     return c;
   }();
-  static const ConstraintSpec::Kind kinds[] = {ConstraintSpec::Kind::kJsonSchema, ConstraintSpec::Kind::kRegex,
-                                               ConstraintSpec::Kind::kGrammar, ConstraintSpec::Kind::kChoice};
+  static const ConstraintSpec::Kind kinds[] = {
+      ConstraintSpec::Kind::kJsonSchema, ConstraintSpec::Kind::kRegex,
+      ConstraintSpec::Kind::kGrammar, ConstraintSpec::Kind::kChoice};
   ConstraintSpec spec;
   spec.kind = kinds[data[0] % 4];
   spec.text.assign(reinterpret_cast<const char*>(data + 1), size - 1);

@@ -152,6 +152,15 @@ TEST(JsonSchema, AdditionalPropertiesRefsAndUnions) {
   EXPECT_TRUE(matches(open, R"X({"zz":0})X"));
   EXPECT_FALSE(matches(open, R"X({"a":1,"a":2})X"));  // "a" again is not an additional property
   EXPECT_FALSE(matches(open, R"X({"a":1,"b":"s"})X"));
+  // The empty name is a JSON key like any other (found by the llguidance oracle).
+  EXPECT_TRUE(matches(open, R"X({"":1})X"));
+  EXPECT_TRUE(matches(open, R"X({"a":1,"":2})X"));
+  auto any = schema_grammar(R"X({"type":"object"})X");
+  EXPECT_TRUE(matches(any, R"X({"":"v"})X"));
+  auto empty_listed = schema_grammar(R"X({"type":"object","properties":{"":{"const":1}},
+      "additionalProperties":{"type":"number"}})X");
+  EXPECT_TRUE(matches(empty_listed, R"X({"":1,"b":2})X"));
+  EXPECT_FALSE(matches(empty_listed, R"X({"":1,"":2})X"));  // "" is listed, not additional
 }
 
 TEST(JsonSchema, NumbersWithExactBounds) {
