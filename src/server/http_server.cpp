@@ -8,6 +8,10 @@
 
 #include "core/log.h"
 #include "server/api_error.h"
+#include "server/cors.h"
+#include "server/info_routes.h"
+#include "server/model_files.h"
+#include "server/responses.h"
 
 namespace fc {
 
@@ -20,7 +24,15 @@ struct HttpServer::Impl {
   // library) listens with a backlog of 5, so bursts of connects were reset; Linux lets a second
   // listen() raise the backlog of a listening socket.
   int listen_fd = -1;
-  explicit Impl(ServingContext& c) : ctx(c) {
+  ResponsesService responses;  // /v1/responses (server/responses.h)
+  CorsPolicy cors;
+  std::string tokenizer_config;  // tokenizer_config.json's text, for /tokenizer_info
+  explicit Impl(ServingContext& c)
+      : ctx(c), responses(c, responses_store_limits(c.opts)), cors(cors_options(c.opts)) {
+    if (c.opts.enable_tokenizer_info_endpoint) try {
+        tokenizer_config = read_text_file(c.opts.model + "/tokenizer_config.json");
+      } catch (const Error&) {
+      }
     http.set_socket_options([this](int sock) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
@@ -93,22 +105,105 @@ struct HttpServer::Impl {
   void stream(httplib::Response& res, std::shared_ptr<StreamJob> job) {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider("text/event-stream", [job](size_t, httplib::DataSink& sink) {
+      const bool frames = job->writes_frames();  // Responses API: named events, no [DONE]
       auto write = [&](const std::string& data) {
         if (data.empty()) return sink.is_writable();
-        const std::string ev = "data: " + data + "\n\n";
+        const std::string ev = frames ? data : "data: " + data + "\n\n";
         return sink.is_writable() && sink.write(ev.data(), ev.size());
+      };
+      auto error = [&](const json& e) {
+        write(frames ? "event: error\ndata: " + e.dump() + "\n\n" : e.dump());
       };
       try {
         job->run(write);
       } catch (const ApiError& e) {
-        write(error_json(e.status(), e.what(), e.param()).dump());
+        error(error_json(e.status(), e.what(), e.param()));
       } catch (const std::exception& e) {
-        write(error_json(500, e.what(), "").dump());
+        error(error_json(500, e.what(), ""));
       }
-      write("[DONE]");
+      if (!frames) write("[DONE]");
       sink.done();
       return true;
     });
+  }
+
+  void send_json(httplib::Response& res, const json& j) {
+    res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  }
+
+  // The Responses API, GET /v1/models/{id}, /tokenizer_info and CORS: the logic is in
+  // server/responses.h, info_routes.h and cors.h; these are only the bindings.
+  void routes_responses_and_info() {
+    auto reply = [this](httplib::Response& res, ResponsesService::Reply r) {
+      if (r.stream)
+        stream(res, std::move(r.stream));
+      else
+        send_json(res, r.body);
+    };
+    http.Post("/v1/responses", [this, reply](const httplib::Request& req, httplib::Response& res) {
+      if (!authorized(req, res)) return;
+      guarded(res, [&] {
+        json b;
+        nlohmann::ordered_json ob;
+        if (body(req, res, b, &ob)) reply(res, responses.create(b, ob));
+      });
+    });
+    const char* one = R"(/v1/responses/([^/]+))";
+    http.Get(one, [this, reply](const httplib::Request& req, httplib::Response& res) {
+      if (!authorized(req, res)) return;
+      guarded(res, [&] {
+        reply(res, responses.retrieve(req.matches[1], req.get_param_value("stream"),
+                                      req.get_param_value("starting_after")));
+      });
+    });
+    http.Delete(one, [this](const httplib::Request& req, httplib::Response& res) {
+      if (!authorized(req, res)) return;
+      guarded(res, [&] { send_json(res, responses.remove(req.matches[1])); });
+    });
+    http.Post(R"(/v1/responses/([^/]+)/cancel)",
+              [this](const httplib::Request& req, httplib::Response& res) {
+                if (!authorized(req, res)) return;
+                guarded(res, [&] { send_json(res, responses.cancel(req.matches[1])); });
+              });
+    http.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!authorized(req, res)) return;
+      if (auto card = find_model_card(ctx, req.matches[1]))
+        send_json(res, *card);
+      else
+        send_error(res, 404, "The model `" + std::string(req.matches[1]) + "` does not exist.",
+                   "model");
+    });
+    if (ctx.opts.enable_tokenizer_info_endpoint)
+      http.Get("/tokenizer_info", [this](const httplib::Request&, httplib::Response& res) {
+        send_json(res, tokenizer_info(ctx, tokenizer_config));
+      });
+    auto cors_req = [](const httplib::Request& req) {
+      CorsRequest c;
+      c.method = req.method;
+      auto opt = [&](const char* h) {
+        return req.has_header(h) ? std::optional<std::string>(req.get_header_value(h))
+                                 : std::nullopt;
+      };
+      c.origin = opt("Origin");
+      c.request_method = opt("Access-Control-Request-Method");
+      c.request_headers = opt("Access-Control-Request-Headers");
+      c.has_cookie = req.has_header("Cookie");
+      return c;
+    };
+    http.set_pre_routing_handler(
+        [this, cors_req](const httplib::Request& req, httplib::Response& res) {
+          const std::optional<CorsPreflight> p = cors.preflight(cors_req(req));
+          if (!p) return httplib::Server::HandlerResponse::Unhandled;
+          res.status = p->status;
+          for (const auto& [k, v] : p->headers) res.set_header(k, v);
+          res.set_content(p->body, "text/plain; charset=utf-8");
+          return httplib::Server::HandlerResponse::Handled;
+        });
+    http.set_post_routing_handler(
+        [this, cors_req](const httplib::Request& req, httplib::Response& res) {
+          if (req.method == "OPTIONS" && req.has_header("Access-Control-Request-Method")) return;
+          for (const auto& [k, v] : cors.response_headers(cors_req(req))) res.set_header(k, v);
+        });
   }
 
   void routes() {
@@ -125,23 +220,17 @@ struct HttpServer::Impl {
       res.set_content(R"({"version":"fourcast 0.1.0"})", "application/json");
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(ctx.metrics.render(ctx.engine.stats(), ctx.model_name),
-                      "text/plain; version=0.0.4");
+      res.set_content(
+          ctx.metrics.render(ctx.engine.stats(), ctx.model_name) + responses.metrics_text(),
+          "text/plain; version=0.0.4");
     });
     http.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
       if (!authorized(req, res)) return;
       json data = json::array();
-      for (const std::string& n : ctx.opts.served_model_names)
-        data.push_back({{"id", n},
-                        {"object", "model"},
-                        {"created", 0},
-                        {"owned_by", "fourcast"},
-                        {"root", ctx.opts.model},
-                        {"parent", nullptr},
-                        {"max_model_len", ctx.max_model_len},
-                        {"permission", json::array()}});
+      for (const std::string& n : ctx.opts.served_model_names) data.push_back(model_card(ctx, n));
       res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
     });
+    routes_responses_and_info();
     http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
       if (!authorized(req, res)) return;
       guarded(res, [&] {
@@ -227,7 +316,8 @@ struct HttpServer::Impl {
       });
     });
     // Known routes with the wrong method: 405, as FastAPI answers.
-    for (const char* path : {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"})
+    for (const char* path :
+         {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/v1/responses"})
       http.Get(path, [this](const httplib::Request&, httplib::Response& res) {
         send_error(res, 405, "method not allowed");
       });

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/parse.h"
+#include "server/cors.h"
 
 namespace fc {
 namespace {
@@ -63,6 +64,14 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--threads", [&](auto& f, auto& v) { o.threads = to_int(f, v); }},
       {"--cpu-kv-cache-gb", [&](auto& f, auto& v) { o.cpu_kv_cache_gb = to_double(f, v); }},
       {"--max-request-bytes", [&](auto& f, auto& v) { o.max_request_bytes = to_int(f, v); }},
+      {"--allowed-origins", [&](auto& f, auto& v) { o.allowed_origins = parse_cors_list(f, v); }},
+      {"--allowed-methods", [&](auto& f, auto& v) { o.allowed_methods = parse_cors_list(f, v); }},
+      {"--allowed-headers", [&](auto& f, auto& v) { o.allowed_headers = parse_cors_list(f, v); }},
+      {"--responses-store-max-entries",
+       [&](auto& f, auto& v) { o.responses_store_max_entries = to_int(f, v); }},
+      {"--responses-store-max-mb",
+       [&](auto& f, auto& v) { o.responses_store_max_mb = to_int(f, v); }},
+      {"--responses-store-ttl", [&](auto& f, auto& v) { o.responses_store_ttl_s = to_int(f, v); }},
   };
   // vLLM flags accepted with one value but without effect here (logged).
   const std::vector<std::string> ignored_valued = {"--seed",
@@ -79,7 +88,6 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
                                                    "--max-seq-len-to-capture",
                                                    "--compilation-config",
                                                    "--distributed-executor-backend",
-                                                   "--allowed-origins",
                                                    "--root-path",
                                                    "--mm-processor-kwargs"};
   // Switches (true), with vLLM's --no-... forms.
@@ -91,6 +99,8 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enable-auto-tool-choice", [&] { o.enable_auto_tool_choice = true; }},
       {"--enable-prompt-tokens-details", [&] { o.enable_prompt_tokens_details = true; }},
       {"--zero-nan-scales", [&] { o.zero_nan_scales = true; }},
+      {"--allow-credentials", [&] { o.allow_credentials = true; }},
+      {"--enable-tokenizer-info-endpoint", [&] { o.enable_tokenizer_info_endpoint = true; }},
   };
   const std::vector<std::string> ignored_switches = {"--trust-remote-code",
                                                      "--disable-hybrid-kv-cache-manager",
@@ -171,6 +181,11 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       o.quantization != "compressed-tensors")
     fail("flag --quantization: '", o.quantization,
          "' is not supported (modelopt, modelopt_fp4, compressed-tensors)");
+  if (o.responses_store_max_entries < 0 || o.responses_store_max_mb < 0 ||
+      o.responses_store_ttl_s < 0)
+    fail(
+        "flags --responses-store-max-entries, --responses-store-max-mb and --responses-store-ttl "
+        "must be >= 0");
   if (o.device != "cpu" && o.device != "cuda")
     fail("flag --device: '", o.device, "' is not one of cpu, cuda");
   if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1))

@@ -482,21 +482,26 @@ class ChatStreamJob final : public StreamJob {
     const std::string model = req_.model.empty() ? ctx_.model_name : req_.model;
     const int prompt_tokens = static_cast<int>(p_.ids.size());
     bool client_ok = true;
-    auto send = [&](json choice_list, const json* usage) {
+    auto send = [&](json choice_list, const json* usage, const json* prompt_ids = nullptr) {
       json chunk = {{"id", id},
                     {"object", "chat.completion.chunk"},
                     {"created", created},
                     {"model", model},
                     {"choices", std::move(choice_list)}};
       if (usage) chunk["usage"] = *usage;
+      if (prompt_ids) chunk["prompt_token_ids"] = *prompt_ids;
       if (client_ok) client_ok = sink(chunk.dump(-1, ' ', false, json::error_handler_t::replace));
     };
-    for (const Choice& c : choices_)
-      send(json::array({{{"index", c.index},
-                         {"delta", {{"role", "assistant"}, {"content", ""}}},
-                         {"logprobs", nullptr},
-                         {"finish_reason", nullptr}}}),
-           nullptr);
+    for (const Choice& c : choices_) {
+      json role = {{"index", c.index},
+                   {"delta", {{"role", "assistant"}, {"content", ""}}},
+                   {"logprobs", nullptr},
+                   {"finish_reason", nullptr}};
+      // return_token_ids: the prompt's ids with the first chunk, each step's ids per chunk (vLLM).
+      const json prompt_ids = p_.ids;
+      send(json::array({role}), nullptr, req_.return_token_ids ? &prompt_ids : nullptr);
+    }
+    std::vector<size_t> ids_sent(choices_.size(), 0);
     const bool finished = drive(
         ctx_, choices_, start_,
         [&](Choice& c, const OutputStep& s, bool done) {
@@ -510,12 +515,18 @@ class ChatStreamJob final : public StreamJob {
           }
           json delta = chat::gemma4::delta_to_json(d);
           const bool has_lp = req_.logprobs && !s.logprobs.empty();
-          if (!(delta.is_object() && !delta.empty()) && !has_lp && !done) return;
+          size_t& sent = ids_sent[static_cast<size_t>(&c - choices_.data())];
+          const bool has_ids = req_.return_token_ids && c.token_ids.size() > sent;
+          if (!(delta.is_object() && !delta.empty()) && !has_lp && !has_ids && !done) return;
           json ch = {{"index", c.index},
                      {"delta", delta.is_object() ? delta : json::object()},
                      {"logprobs", has_lp ? json{{"content", s.logprobs}} : json(nullptr)},
                      {"finish_reason", done ? json(c.finish_reason) : json(nullptr)}};
           if (done) ch["stop_reason"] = c.stop_reason;
+          if (req_.return_token_ids) {
+            ch["token_ids"] = std::vector<int32_t>(c.token_ids.begin() + sent, c.token_ids.end());
+            sent = c.token_ids.size();
+          }
           int so_far = 0;
           for (const Choice& x : choices_) so_far += x.tokens;
           json u = usage_json(prompt_tokens, so_far);

@@ -50,6 +50,10 @@ class StreamJob {
  public:
   virtual ~StreamJob() = default;
   virtual void run(const SseSink& sink) = 0;
+  // Whether run() writes whole SSE frames itself ("event: TYPE\ndata: JSON\n\n", as the Responses
+  // API streams, without a [DONE] terminator) rather than payloads the HTTP layer frames as
+  // "data: ...\n\n" and ends with "data: [DONE]".
+  virtual bool writes_frames() const { return false; }
 };
 
 // All of these throw ApiError for client errors, before anything is written.
