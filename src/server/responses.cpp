@@ -69,7 +69,6 @@ json skeleton(const ServingContext& ctx, const ResponsesRequest& r, const ChatRe
           {"prompt", nullptr},
           {"reasoning", r.reasoning},
           {"service_tier", r.service_tier},
-          {"store", r.store},
           {"text", r.text.is_null() ? json{{"format", {{"type", "text"}}}} : r.text},
           {"top_logprobs", r.top_logprobs},
           {"truncation", r.truncation},

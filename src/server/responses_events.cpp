@@ -103,51 +103,49 @@ void ResponseBuilder::close_item() {
   state_ = State::kNone;
 }
 
-void ResponseBuilder::reasoning_delta(const std::string& d) {
-  if (state_ != State::kReasoning) close_item();
-  const int64_t idx = static_cast<int64_t>(output_.size());  // after closing the previous item
-  if (state_ != State::kReasoning) {
-    state_ = State::kReasoning;
-    item_ = {{"id", responses_random_id("rs_")},
-             {"type", "reasoning"},
-             {"summary", json::array()},
-             {"status", "in_progress"}};
-    send({{"type", "response.output_item.added"}, {"output_index", idx}, {"item", item_}});
-    send({{"type", "response.reasoning_part.added"},
+void ResponseBuilder::open_item(State state, json item, const char* part_event, json part) {
+  close_item();
+  state_ = state;
+  item_ = std::move(item);
+  const int64_t idx = static_cast<int64_t>(output_.size());
+  send({{"type", "response.output_item.added"}, {"output_index", idx}, {"item", item_}});
+  if (part_event)
+    send({{"type", part_event},
           {"item_id", item_["id"]},
           {"output_index", idx},
           {"content_index", 0},
-          {"part", {{"type", "reasoning_text"}, {"text", ""}}}});
-  }
+          {"part", std::move(part)}});
+}
+
+void ResponseBuilder::reasoning_delta(const std::string& d) {
+  if (state_ != State::kReasoning)
+    open_item(State::kReasoning,
+              {{"id", responses_random_id("rs_")},
+               {"type", "reasoning"},
+               {"summary", json::array()},
+               {"status", "in_progress"}},
+              "response.reasoning_part.added", {{"type", "reasoning_text"}, {"text", ""}});
   text_ += d;
   send({{"type", "response.reasoning_text.delta"},
         {"item_id", item_["id"]},
-        {"output_index", idx},
+        {"output_index", static_cast<int64_t>(output_.size())},
         {"content_index", 0},
         {"delta", d}});
 }
 
 void ResponseBuilder::content_delta(const std::string& d, const json& logprobs) {
-  if (state_ != State::kContent) close_item();
-  const int64_t idx = static_cast<int64_t>(output_.size());  // after closing the previous item
-  if (state_ != State::kContent) {
-    state_ = State::kContent;
-    item_ = {{"id", responses_random_id("msg_")},
-             {"type", "message"},
-             {"role", "assistant"},
-             {"content", json::array()},
-             {"status", "in_progress"}};
-    send({{"type", "response.output_item.added"}, {"output_index", idx}, {"item", item_}});
-    send({{"type", "response.content_part.added"},
-          {"item_id", item_["id"]},
-          {"output_index", idx},
-          {"content_index", 0},
-          {"part",
-           {{"type", "output_text"},
-            {"text", ""},
-            {"annotations", json::array()},
-            {"logprobs", json::array()}}}});
-  }
+  if (state_ != State::kContent)
+    open_item(State::kContent,
+              {{"id", responses_random_id("msg_")},
+               {"type", "message"},
+               {"role", "assistant"},
+               {"content", json::array()},
+               {"status", "in_progress"}},
+              "response.content_part.added",
+              {{"type", "output_text"},
+               {"text", ""},
+               {"annotations", json::array()},
+               {"logprobs", json::array()}});
   text_ += d;
   json lps = json::array();
   for (const json& e : logprobs) {
@@ -156,7 +154,7 @@ void ResponseBuilder::content_delta(const std::string& d, const json& logprobs) 
   }
   send({{"type", "response.output_text.delta"},
         {"item_id", item_["id"]},
-        {"output_index", idx},
+        {"output_index", static_cast<int64_t>(output_.size())},
         {"content_index", 0},
         {"delta", d},
         {"logprobs", lps}});
@@ -165,18 +163,18 @@ void ResponseBuilder::content_delta(const std::string& d, const json& logprobs) 
 void ResponseBuilder::tool_delta(const json& tc) {
   const int index = tc.value("index", 0);
   if (state_ != State::kToolCall || index != tool_index_) {
-    close_item();
-    state_ = State::kToolCall;
     tool_index_ = index;
     const json fn = tc.value("function", json::object());
     std::string call_id = tc.value("id", "");
     if (call_id.empty()) call_id = responses_random_id("call_");
-    item_ = {
-        {"id", responses_random_id("fc_")}, {"type", "function_call"}, {"call_id", call_id},
-        {"name", fn.value("name", "")},     {"arguments", ""},         {"status", "in_progress"}};
-    send({{"type", "response.output_item.added"},
-          {"output_index", static_cast<int64_t>(output_.size())},
-          {"item", item_}});
+    open_item(State::kToolCall,
+              {{"id", responses_random_id("fc_")},
+               {"type", "function_call"},
+               {"call_id", call_id},
+               {"name", fn.value("name", "")},
+               {"arguments", ""},
+               {"status", "in_progress"}},
+              nullptr, nullptr);
   }
   const std::string args =
       tc.contains("function") ? tc["function"].value("arguments", std::string()) : "";

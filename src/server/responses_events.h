@@ -61,6 +61,8 @@ class ResponseBuilder {
  private:
   enum class State { kNone, kReasoning, kContent, kToolCall };
   void send(nlohmann::json ev);
+  // Closes the open item, then opens `item` (output_item.added, and the part event if any).
+  void open_item(State state, nlohmann::json item, const char* part_event, nlohmann::json part);
   void close_item();
   void reasoning_delta(const std::string& d);
   void content_delta(const std::string& d, const nlohmann::json& logprobs);

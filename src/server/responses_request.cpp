@@ -2,8 +2,11 @@
 
 #include <cstring>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "server/api_error.h"
+#include "server/json_fields.h"
 
 namespace fc {
 namespace {
@@ -11,38 +14,17 @@ namespace {
 using nlohmann::json;
 using nlohmann::ordered_json;
 
-[[noreturn]] void bad(const std::string& field, const std::string& what) {
-  throw ApiError::bad_request(field + ": " + what, field);
-}
+using json_fields::bad;
+using json_fields::boolean;
+using json_fields::field;
+using json_fields::string;
 
-const json* field(const json& b, const char* k) {
-  auto it = b.find(k);
-  return (it == b.end() || it->is_null()) ? nullptr : &*it;
-}
-
-std::optional<bool> boolean(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_boolean()) bad(k, "must be true or false, got " + v->dump());
-  return v->get<bool>();
-}
-
-std::optional<std::string> string(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_string()) bad(k, "must be a string, got " + v->dump());
-  return v->get<std::string>();
-}
-
+// An integer field within [lo, hi] (5.0 accepted as 5, as pydantic does).
 std::optional<int64_t> integer(const json& b, const char* k, int64_t lo, int64_t hi) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_number_integer() || (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(hi)))
-    bad(k, "must be an integer, got " + v->dump());
-  const int64_t x = v->get<int64_t>();
-  if (x < lo || x > hi)
+  const std::optional<int64_t> x = json_fields::integer(b, k);
+  if (x && (*x < lo || *x > hi))
     bad(k, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " +
-               std::to_string(x));
+               std::to_string(*x));
   return x;
 }
 
@@ -128,6 +110,20 @@ std::string reasoning_text(const json& item, const std::string& param) {
     return part_text((*v)[0], param + "." + k + "[0]");
   }
   return "";
+}
+
+// Deeper than `limit` levels of arrays/objects (walked without recursion: the point is not to
+// recurse into an attacker's nesting here or later, in dump() and the template).
+bool deeper_than(const json& root, int limit) {
+  std::vector<std::pair<const json*, int>> todo = {{&root, 1}};
+  while (!todo.empty()) {
+    auto [v, d] = todo.back();
+    todo.pop_back();
+    if (!v->is_structured()) continue;
+    if (d > limit) return true;
+    for (const json& c : *v) todo.emplace_back(&c, d + 1);
+  }
+  return false;
 }
 
 }  // namespace
@@ -305,6 +301,9 @@ const char* const kPassThrough[] = {"temperature",
 
 ResponsesRequest parse_responses_request(const json& b, const ordered_json& ob) {
   if (!b.is_object()) throw ApiError::bad_request("the request body must be a JSON object");
+  if (deeper_than(b, kMaxResponseNesting))
+    throw ApiError::bad_request("the request nests arrays/objects deeper than " +
+                                std::to_string(kMaxResponseNesting) + " levels");
   ResponsesRequest r;
   r.model = string(b, "model").value_or("");
   for (const char* k : {"prompt", "conversation", "previous_input_messages", "previous_response"})

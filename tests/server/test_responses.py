@@ -383,6 +383,16 @@ def test_bad_request(srv, model, body, param):
         assert err["param"] == param, err
 
 
+def test_deep_nesting_is_refused(srv, model):
+    deep = "[" * 5000 + "]" * 5000
+    body = ('{"model": %s, "input": "x", "tools": [{"type": "function", "name": "f", '
+            '"parameters": {"type": "object", "properties": {"a": %s}}}]}'
+            % (json.dumps(model), deep)).encode()
+    err = assert_error(post(srv.base_url, "/v1/responses", data=body), 400)
+    assert "deeper than 128" in err["message"]
+    assert requests.get(srv.base_url + "/health").status_code == 200
+
+
 def test_still_serving_after_bad_requests(srv, model, client):
     for body, _ in BAD:
         assert 400 <= post(srv.base_url, "/v1/responses", dict(body, model=model)).status_code < 500
