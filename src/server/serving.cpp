@@ -498,7 +498,7 @@ class ChatStreamJob final : public StreamJob {
                    {"logprobs", nullptr},
                    {"finish_reason", nullptr}};
       // return_token_ids: the prompt's ids with the first chunk, each step's ids per chunk (vLLM).
-      const json prompt_ids = p_.ids;
+      const json prompt_ids = req_.return_token_ids ? json(p_.ids) : json();
       send(json::array({role}), nullptr, req_.return_token_ids ? &prompt_ids : nullptr);
     }
     std::vector<size_t> ids_sent(choices_.size(), 0);

@@ -168,6 +168,23 @@ def test_max_output_tokens_is_incomplete(client, model):
     assert r.usage.output_tokens == 3 and r.max_output_tokens == 3
 
 
+def test_json_object_format_and_logprobs(client, model):
+    r = client.responses.create(model=model, input="Hello", max_output_tokens=40, temperature=0,
+                                text={"format": {"type": "json_object"}})
+    if r.status == "completed":  # the tiny model rambles; a finished object must parse
+        assert isinstance(json.loads(r.output_text), dict)
+    else:
+        assert r.output_text.lstrip().startswith("{")
+    assert r.text.format.type == "json_object"
+    lp = client.responses.create(model=model, input="Hello", temperature=0, top_logprobs=2,
+                                 include=["message.output_text.logprobs"])
+    part = lp.output[0].content[0]
+    # One entry per generated token, the stop token's last (as the chat path and vLLM report).
+    assert "".join(x.token for x in part.logprobs) == HELLO + "<turn|>"
+    assert all(len(x.top_logprobs) == 2 and x.logprob <= 0 for x in part.logprobs)
+    assert lp.top_logprobs == 2
+
+
 # ---------------------------------------------------------------- reasoning
 def test_reasoning_on(client, model, srv):
     r = client.responses.create(model=model, input="What is 2+2?", temperature=0,
