@@ -51,33 +51,24 @@ void ResponseBuilder::close_item() {
   switch (state_) {
     case State::kNone:
       return;
-    case State::kReasoning: {
-      const json part = {{"type", "reasoning_text"}, {"text", text_}};
-      send({{"type", "response.reasoning_text.done"},
-            {"item_id", id},
-            {"output_index", idx},
-            {"content_index", 0},
-            {"text", text_}});
-      send({{"type", "response.reasoning_part.done"},
-            {"item_id", id},
-            {"output_index", idx},
-            {"content_index", 0},
-            {"part", part}});
-      item_["content"] = json::array({part});
-      break;
-    }
+    case State::kReasoning:
     case State::kContent: {
-      json part = {{"type", "output_text"},
-                   {"text", text_},
-                   {"annotations", json::array()},
-                   {"logprobs", item_logprobs_}};
-      send({{"type", "response.output_text.done"},
-            {"item_id", id},
-            {"output_index", idx},
-            {"content_index", 0},
-            {"text", text_},
-            {"logprobs", item_logprobs_}});
-      send({{"type", "response.content_part.done"},
+      // The text's done event, then its part's, then the item's (below).
+      const bool reasoning = state_ == State::kReasoning;
+      json part = {{"type", reasoning ? "reasoning_text" : "output_text"}, {"text", text_}};
+      json text_done = {
+          {"type", reasoning ? "response.reasoning_text.done" : "response.output_text.done"},
+          {"item_id", id},
+          {"output_index", idx},
+          {"content_index", 0},
+          {"text", text_}};
+      if (!reasoning) {
+        part["annotations"] = json::array();
+        part["logprobs"] = item_logprobs_;
+        text_done["logprobs"] = item_logprobs_;
+      }
+      send(std::move(text_done));
+      send({{"type", reasoning ? "response.reasoning_part.done" : "response.content_part.done"},
             {"item_id", id},
             {"output_index", idx},
             {"content_index", 0},
