@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 
 namespace fc {
 namespace {
@@ -124,8 +125,8 @@ CorsOptions cors_options(const ServeOptions& o) {
 std::vector<std::string> parse_cors_list(const std::string& flag, const std::string& value) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(value);
-  } catch (const nlohmann::json::exception& e) {
+    j = parse_json(value);
+  } catch (const JsonError& e) {
     fail("flag ", flag,
          ": not a JSON list of strings (e.g. '[\"http://localhost:3000\"]'): ", e.what());
   }

@@ -1,5 +1,6 @@
 #include "server/info_routes.h"
 
+#include "core/json_limits.h"
 #include "core/log.h"
 
 namespace fc {
@@ -48,8 +49,8 @@ json tokenizer_info(const ServingContext& ctx, const std::string& tokenizer_conf
   json cfg = json::object();
   if (!tokenizer_config_text.empty()) {
     try {
-      cfg = json::parse(tokenizer_config_text);
-    } catch (const json::exception& e) {
+      cfg = parse_json(tokenizer_config_text);  // depth-bounded, as every outside JSON text
+    } catch (const JsonError& e) {
       log_line(LogLevel::kWarn, std::string("tokenizer_config.json: ") + e.what());
     }
     if (!cfg.is_object()) cfg = json::object();

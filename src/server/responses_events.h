@@ -57,6 +57,8 @@ class ResponseBuilder {
   // The Response object as it stands (output so far, status, usage once finished).
   nlohmann::json response() const;
   int64_t events_sent() const { return seq_; }
+  // The chat stream's finish_reason so far ("" before the end; "abort" when it was aborted).
+  const std::string& finish_reason() const { return finish_reason_; }
 
  private:
   enum class State { kNone, kReasoning, kContent, kToolCall };

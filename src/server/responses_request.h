@@ -48,10 +48,10 @@ struct ResponsesRequest {
   nlohmann::ordered_json chat_tools_ordered;  // tools in the chat shape, keys in request order
 };
 
-// Bounds on one request (the body size is bounded by --max-request-bytes before this).
+// Bounds on one request (the body size is bounded by --max-request-bytes and its nesting by
+// core/json_limits.h's parser before this).
 inline constexpr size_t kMaxResponseInputItems = 4096;
 inline constexpr size_t kMaxResponseTools = 256;
-inline constexpr int kMaxResponseNesting = 128;  // levels of arrays/objects in the body
 
 // `ordered` is the same body parsed order-preserving (tool schemas keep their key order).
 ResponsesRequest parse_responses_request(const nlohmann::json& body,

@@ -101,6 +101,26 @@ ResponsesStoreStats ResponsesStore::stats() const {
   return s;
 }
 
+void ResponseRecord::watch(std::weak_ptr<const std::function<void()>> wake) {
+  std::lock_guard<std::mutex> lock(watch_mu_);
+  watchers_.push_back(std::move(wake));
+}
+
+void ResponseRecord::wake_watchers() {
+  std::vector<std::shared_ptr<const std::function<void()>>> live;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    std::vector<std::weak_ptr<const std::function<void()>>> keep;
+    for (const auto& w : watchers_)
+      if (auto f = w.lock()) {
+        live.push_back(std::move(f));
+        keep.push_back(w);
+      }
+    watchers_.swap(keep);
+  }
+  for (const auto& f : live) (*f)();
+}
+
 size_t record_bytes(const ResponseRecord& rec) {
   // Approximate heap use: the serialized texts (nlohmann's trees take a small multiple of this;
   // the budget counts the text so it is reproducible).

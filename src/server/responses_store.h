@@ -7,7 +7,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -21,10 +20,10 @@
 namespace fc {
 
 // One response as stored. A background response is updated while it runs: its fields are
-// guarded by `mu`, and `cv` is notified on every new event and at the end.
+// guarded by `mu`, and the jobs following it (stream readers, a cancel waiting for the end) are
+// woken after every change. Nobody blocks on a record.
 struct ResponseRecord {
   std::mutex mu;
-  std::condition_variable cv;
   nlohmann::json response;  // the Response object as last reported (status, output, usage)
   // The chat messages this response's prompt was built from, without the system message made
   // from `instructions` (they do not carry over, as in vLLM): previous_response_id continues
@@ -35,6 +34,16 @@ struct ResponseRecord {
   std::vector<std::string> events;
   bool done = true;                 // no more changes (false while a background job runs)
   std::atomic<bool> cancel{false};  // set by POST .../cancel; the job stops at its next step
+
+  // A follower's wake function (quick, thread-safe; it must not call back into the record). It
+  // is called after changes until the follower drops its shared_ptr.
+  void watch(std::weak_ptr<const std::function<void()>> wake);
+  // Calls the live followers' wakes (never with `mu` held by this call) and forgets dead ones.
+  void wake_watchers();
+
+ private:
+  std::mutex watch_mu_;
+  std::vector<std::weak_ptr<const std::function<void()>>> watchers_;
 };
 
 struct ResponsesStoreLimits {

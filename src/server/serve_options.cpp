@@ -72,6 +72,11 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--responses-store-max-mb",
        [&](auto& f, auto& v) { o.responses_store_max_mb = to_int(f, v); }},
       {"--responses-store-ttl", [&](auto& f, auto& v) { o.responses_store_ttl_s = to_int(f, v); }},
+      {"--max-connections", [&](auto& f, auto& v) { o.max_connections = to_int(f, v); }},
+      {"--shutdown-timeout", [&](auto& f, auto& v) { o.shutdown_timeout_s = to_double(f, v); }},
+      {"--http-head-timeout", [&](auto& f, auto& v) { o.http_head_timeout_s = to_double(f, v); }},
+      {"--http-body-timeout", [&](auto& f, auto& v) { o.http_body_timeout_s = to_double(f, v); }},
+      {"--http-workers", [&](auto& f, auto& v) { o.http_workers = to_int(f, v); }},
   };
   // vLLM flags accepted with one value but without effect here (logged).
   const std::vector<std::string> ignored_valued = {"--seed",
@@ -101,16 +106,13 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--zero-nan-scales", [&] { o.zero_nan_scales = true; }},
       {"--allow-credentials", [&] { o.allow_credentials = true; }},
       {"--enable-tokenizer-info-endpoint", [&] { o.enable_tokenizer_info_endpoint = true; }},
+      {"--enforce-eager", [&] { o.enforce_eager = true; }},
   };
-  const std::vector<std::string> ignored_switches = {"--trust-remote-code",
-                                                     "--disable-hybrid-kv-cache-manager",
-                                                     "--enforce-eager",
-                                                     "--disable-log-requests",
-                                                     "--disable-log-stats",
-                                                     "--enable-log-requests",
-                                                     "--disable-frontend-multiprocessing",
-                                                     "--async-scheduling",
-                                                     "--no-async-scheduling"};
+  const std::vector<std::string> ignored_switches = {
+      "--trust-remote-code",    "--disable-hybrid-kv-cache-manager",
+      "--disable-log-requests", "--disable-log-stats",
+      "--enable-log-requests",  "--disable-frontend-multiprocessing",
+      "--async-scheduling",     "--no-async-scheduling"};
 
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
@@ -188,6 +190,12 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
         "must be >= 0");
   if (o.device != "cpu" && o.device != "cuda")
     fail("flag --device: '", o.device, "' is not one of cpu, cuda");
+  if (o.max_connections < 1) fail("flag --max-connections must be >= 1");
+  if (!(o.shutdown_timeout_s >= 0)) fail("flag --shutdown-timeout must be >= 0 (seconds)");
+  if (!(o.http_head_timeout_s > 0)) fail("flag --http-head-timeout must be > 0 (seconds)");
+  if (!(o.http_body_timeout_s > 0)) fail("flag --http-body-timeout must be > 0 (seconds)");
+  if (o.http_workers < 1 || o.http_workers > 256) fail("flag --http-workers must be in [1, 256]");
+  if (o.max_request_bytes < 1) fail("flag --max-request-bytes must be >= 1");
   if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1))
     fail("flag --gpu-memory-utilization must be in (0, 1]");
   return o;

@@ -10,7 +10,6 @@ import openai
 import pytest
 import requests
 
-from conftest import openai_client
 from helpers import assert_error, post
 
 HELLO = "Hello! I am the fourcast tiny model."
@@ -26,19 +25,8 @@ THOUGHT = "Two plus two is four."
 
 @pytest.fixture(scope="module")
 def srv(behaviour_server):
+    """The plain server only (conftest's `client` and `model` follow this `srv`)."""
     return behaviour_server
-
-
-@pytest.fixture(scope="module")
-def client(srv):
-    c = openai_client(srv.base_url)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def model(srv):
-    return srv.model
 
 
 def tokenize_chat(srv, messages, **kw):
@@ -406,7 +394,7 @@ def test_deep_nesting_is_refused(srv, model):
             '"parameters": {"type": "object", "properties": {"a": %s}}}]}'
             % (json.dumps(model), deep)).encode()
     err = assert_error(post(srv.base_url, "/v1/responses", data=body), 400)
-    assert "deeper than 128" in err["message"]
+    assert "deeper than 256 levels" in err["message"]
     assert requests.get(srv.base_url + "/health").status_code == 200
 
 

@@ -54,6 +54,19 @@ class CpuBackend final : public Backend {
                    int k, const Weight* gate, const Weight* up, const Weight* down, int E,
                    float* out, int64_t ldo) override;
 
+  // Audio tower ops (audio_ops.cpp).
+  void clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi) override;
+  void silu(const float* x, int64_t ldx, int64_t T, int64_t n, float* out, int64_t ldo) override;
+  void glu(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int64_t n,
+           float* out, int64_t ldo) override;
+  void layernorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const Weight* w,
+                 const Weight* b, float eps, float* y, int64_t ldy) override;
+  void conv2d_patches(const float* x, int64_t T, int64_t F, int64_t C, int k, int s, int p,
+                      int64_t t0, int64_t n_t, float* out) override;
+  void depthwise_conv1d_causal(const float* x, int64_t ldx, int64_t T, int64_t C, const Weight& w,
+                               float* out, int64_t ldo) override;
+  void local_attention(const LocalAttentionArgs& a) override;
+
  private:
   ThreadPool& pool_;
   CpuOptions opts_;

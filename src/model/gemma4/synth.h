@@ -30,10 +30,12 @@ struct SynthOptions {
   enum class Quant { kNone, kModelOpt, kCompressedTensors } quant = Quant::kNone;
   bool quantize_attention = true;
   bool input_scales = true;  // W4A4 checkpoint (static activation scales); false: W4A16
+  int threads = 1;           // threads filling the tensors (the output does not depend on it)
 };
 
 // Writes DIR/config.json, DIR/generation_config.json and BF16 (or NVFP4, see SynthOptions)
-// safetensors shards for the given config document (text model only). Returns the number of
+// safetensors shards for the given config document (the text model, and the audio tower when it
+// has an audio_config: synth_audio.h). Returns the number of
 // parameters written (logical elements).
 int64_t write_synthetic(const nlohmann::json& config, const std::string& dir,
                         const SynthOptions& opt);
