@@ -66,6 +66,9 @@ int cmd_serve(int argc, char** argv) {
   ServeOptions o = parse_serve_options(argc, argv, 2);
   if (o.model.empty()) o.model = FOURCAST_BUNDLED_MODEL;
   if (o.served_model_names.empty()) o.served_model_names = {o.model};
+  // vLLM's switch for the Responses API store: "0" turns storing off (here it is on, bounded).
+  if (const char* e = std::getenv("VLLM_ENABLE_RESPONSES_API_STORE"); e && std::string(e) == "0")
+    o.responses_store_max_entries = 0;
   for (const std::string& f : o.ignored)
     log_line(LogLevel::kInfo, "flag accepted, no effect here: " + f);
   if (!o.limit_mm_per_prompt.is_null())

@@ -7,50 +7,20 @@
 
 #include "core/json_limits.h"
 #include "server/api_error.h"
+#include "server/json_fields.h"
 
 namespace fc {
 namespace {
 
 using nlohmann::json;
 
-[[noreturn]] void bad(const std::string& field, const std::string& what) {
-  throw ApiError::bad_request(field + ": " + what, field);
-}
-
-// Field readers: absent or null means "not given".
-const json* field(const json& b, const char* k) {
-  auto it = b.find(k);
-  return (it == b.end() || it->is_null()) ? nullptr : &*it;
-}
-std::optional<double> num(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_number()) bad(k, "must be a number, got " + v->dump());
-  return v->get<double>();
-}
-std::optional<int64_t> integer(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (v->is_number_float() &&
-      v->get<double>() == static_cast<double>(static_cast<int64_t>(v->get<double>())))
-    return static_cast<int64_t>(v->get<double>());  // 5.0 is accepted as 5, as pydantic does
-  if (!v->is_number_integer()) bad(k, "must be an integer, got " + v->dump());
-  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-    bad(k, "is out of range, got " + v->dump());
-  return v->get<int64_t>();
-}
-std::optional<bool> boolean(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_boolean()) bad(k, "must be true or false, got " + v->dump());
-  return v->get<bool>();
-}
-std::optional<std::string> string(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_string()) bad(k, "must be a string, got " + v->dump());
-  return v->get<std::string>();
-}
+// Field readers (absent or null means "not given"), shared with the Responses parser.
+using json_fields::bad;
+using json_fields::boolean;
+using json_fields::field;
+using json_fields::integer;
+using json_fields::num;
+using json_fields::string;
 
 const std::set<std::string> kCommonFields = {"model",
                                              "temperature",

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/parse.h"
+#include "server/cors.h"
 
 namespace fc {
 namespace {
@@ -65,6 +66,14 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--threads", [&](auto& f, auto& v) { o.threads = to_int(f, v); }},
       {"--cpu-kv-cache-gb", [&](auto& f, auto& v) { o.cpu_kv_cache_gb = to_double(f, v); }},
       {"--max-request-bytes", [&](auto& f, auto& v) { o.max_request_bytes = to_int(f, v); }},
+      {"--allowed-origins", [&](auto& f, auto& v) { o.allowed_origins = parse_cors_list(f, v); }},
+      {"--allowed-methods", [&](auto& f, auto& v) { o.allowed_methods = parse_cors_list(f, v); }},
+      {"--allowed-headers", [&](auto& f, auto& v) { o.allowed_headers = parse_cors_list(f, v); }},
+      {"--responses-store-max-entries",
+       [&](auto& f, auto& v) { o.responses_store_max_entries = to_int(f, v); }},
+      {"--responses-store-max-mb",
+       [&](auto& f, auto& v) { o.responses_store_max_mb = to_int(f, v); }},
+      {"--responses-store-ttl", [&](auto& f, auto& v) { o.responses_store_ttl_s = to_int(f, v); }},
       {"--max-connections", [&](auto& f, auto& v) { o.max_connections = to_int(f, v); }},
       {"--shutdown-timeout", [&](auto& f, auto& v) { o.shutdown_timeout_s = to_double(f, v); }},
       {"--http-head-timeout", [&](auto& f, auto& v) { o.http_head_timeout_s = to_double(f, v); }},
@@ -86,7 +95,6 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
                                                    "--max-seq-len-to-capture",
                                                    "--compilation-config",
                                                    "--distributed-executor-backend",
-                                                   "--allowed-origins",
                                                    "--root-path",
                                                    "--mm-processor-kwargs"};
   // Switches (true), with vLLM's --no-... forms.
@@ -98,6 +106,8 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enable-auto-tool-choice", [&] { o.enable_auto_tool_choice = true; }},
       {"--enable-prompt-tokens-details", [&] { o.enable_prompt_tokens_details = true; }},
       {"--zero-nan-scales", [&] { o.zero_nan_scales = true; }},
+      {"--allow-credentials", [&] { o.allow_credentials = true; }},
+      {"--enable-tokenizer-info-endpoint", [&] { o.enable_tokenizer_info_endpoint = true; }},
       {"--enforce-eager", [&] { o.enforce_eager = true; }},
   };
   const std::vector<std::string> ignored_switches = {
@@ -184,6 +194,11 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       o.quantization != "compressed-tensors")
     fail("flag --quantization: '", o.quantization,
          "' is not supported (modelopt, modelopt_fp4, compressed-tensors)");
+  if (o.responses_store_max_entries < 0 || o.responses_store_max_mb < 0 ||
+      o.responses_store_ttl_s < 0)
+    fail(
+        "flags --responses-store-max-entries, --responses-store-max-mb and --responses-store-ttl "
+        "must be >= 0");
   if (o.device != "cpu" && o.device != "cuda")
     fail("flag --device: '", o.device, "' is not one of cpu, cuda");
   if (o.max_connections < 1) fail("flag --max-connections must be >= 1");

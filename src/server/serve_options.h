@@ -50,6 +50,17 @@ struct ServeOptions {
   bool zero_nan_scales = false;      // load NVFP4 checkpoints with NaN scales zeroed (else reject)
   bool enforce_eager = false;        // vLLM's --enforce-eager: no CUDA graphs for decode steps
   std::string nvfp4_mode = "w4a16";  // w4a16 (Hopper / vLLM Marlin numerics) | w4a4 (emulation)
+  // CORS, vLLM's flags (JSON lists, default ["*"]; --allow-credentials off).
+  std::vector<std::string> allowed_origins = {"*"};
+  std::vector<std::string> allowed_methods = {"*"};
+  std::vector<std::string> allowed_headers = {"*"};
+  bool allow_credentials = false;
+  bool enable_tokenizer_info_endpoint = false;  // GET /tokenizer_info (vLLM: off by default)
+  // The Responses API store (fourcast flags): entry cap (0: nothing is stored, as vLLM without
+  // VLLM_ENABLE_RESPONSES_API_STORE), byte budget in MiB, TTL in seconds (0: none).
+  int responses_store_max_entries = 10000;
+  int responses_store_max_mb = 512;
+  int responses_store_ttl_s = 86400;
   std::vector<std::string> ignored;  // accepted flags without effect here, for the log
 };
 

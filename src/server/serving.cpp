@@ -193,13 +193,15 @@ void add_usage_details(const ServingContext& ctx, json& usage, const std::vector
                           {"mean_acceptance_length", 1.0 + double(accepted) / drafts}};
 }
 
-void ChunkWriter::send(const SseSink& sink, json choices, const json* usage) {
+void ChunkWriter::send(const SseSink& sink, json choices, const json* usage,
+                       const json* prompt_token_ids) {
   json chunk = {{"id", id_},
                 {"object", object_},
                 {"created", created_},
                 {"model", model_},
                 {"choices", std::move(choices)}};
   if (usage) chunk["usage"] = *usage;
+  if (prompt_token_ids) chunk["prompt_token_ids"] = *prompt_token_ids;
   if (client_ok_) client_ok_ = sink(chunk.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 

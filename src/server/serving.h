@@ -53,6 +53,10 @@ class ResponseJob {
   // Aborts the engine requests still running; they count as finished_reason "abort".
   virtual ~ResponseJob() = default;
   virtual bool streaming() const = 0;
+  // Streaming: whether pump() writes whole SSE frames itself ("event: TYPE\ndata: JSON\n\n", as
+  // the Responses API streams, without a [DONE] terminator) rather than payloads the HTTP layer
+  // frames as "data: ...\n\n" and ends with "data: [DONE]".
+  virtual bool writes_frames() const { return false; }
   // `wake` is called from the engine thread (quick, must not call back into the job) whenever
   // an engine request of this job has new output. Call pump() once after setting it.
   virtual void on_output(std::function<void()> wake) = 0;

@@ -73,8 +73,10 @@ class ChunkWriter {
         object_(std::move(object)),
         model_(std::move(model)),
         created_(now_unix()) {}
-  // Writes one chunk {"id", "object", "created", "model", "choices"[, "usage"]}.
-  void send(const SseSink& sink, json choices, const json* usage);
+  // Writes one chunk {"id", "object", "created", "model", "choices"[, "usage"]
+  // [, "prompt_token_ids"]}.
+  void send(const SseSink& sink, json choices, const json* usage,
+            const json* prompt_token_ids = nullptr);
   bool client_ok() const { return client_ok_; }
 
  private:

@@ -62,7 +62,8 @@ def test_langchain_with_structured_output_and_bind_tools(srv):
         return ""
     msg = llm.bind_tools([get_forecast], tool_choice="any").invoke("Weather?")
     assert msg.tool_calls and msg.tool_calls[0]["name"] == "get_forecast", msg
-    assert set(msg.tool_calls[0]["args"]) == {"unit", "days"}
+    # LangChain sends no additionalProperties: false, so extra keys are valid (T = 1, no seed).
+    assert {"unit", "days"} <= set(msg.tool_calls[0]["args"])
 
 
 FORECAST = {"type": "function", "function": {

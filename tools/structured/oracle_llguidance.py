@@ -24,6 +24,7 @@ import collections
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -137,9 +138,30 @@ def ids(mask):
     return out
 
 
-def classify(piece, prefix):
+def classify(piece, prefix, forced=b""):
     """Why a token's bit may differ between the engines (docs/design.md, "llguidance oracle").
-    piece, prefix: bytes (the token, the text before it)."""
+    piece, prefix: bytes (the token, the text before it); forced: the bytes llguidance says the
+    grammar forces next (compute_ff_bytes)."""
+    if forced and (forced.startswith(piece) or piece.startswith(forced)):
+        # llguidance allows only the canonical tokenization of forced bytes (its first token),
+        # not every token that spells a prefix of them (e.g. "9" but not <0x39>, "null" but not
+        # "n", "nu"); we allow every token the grammar allows.
+        return "forced"
+    if b"\\" in piece or (len(prefix) - len(prefix.rstrip(b"\\"))) % 2 == 1:
+        return "escape"  # a backslash escape, or the rest of one (see the docs: keys, \\u)
+    tail = re.search(rb"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]*)?$", prefix)
+    if tail and piece[:1] == b"." and tail.group(1) is None and tail.group(2) is None:
+        return "integer-fraction"  # 2.0 is an integer in JSON Schema; llguidance refuses it
+    if tail and piece[:1].isdigit():
+        num = tail.group(0)
+        ip = re.match(rb"-?([0-9]+)", num).group(1)
+        if num == b"-":
+            return "negative-zero"
+        if (tail.group(2) and len(tail.group(2).lstrip(b"eE+-")) >= 3) or \
+                (tail.group(1) and len(tail.group(1)) > 19) or len(ip) >= 19:
+            return "number-length"  # we bound digits (19 + 19, exponent 3): no runaway
+    if prefix.endswith(b"-") and piece[:1] == b"0":
+        return "negative-zero"  # -0: llguidance allows it, our integers do not
     if b"\x7f" in piece:
         return "DEL"  # U+007F unescaped in a string: RFC 8259 allows it, llguidance does not
     if b"\\" in piece:
@@ -198,10 +220,11 @@ class Oracle:
                 if o_end != t_end:
                     self.stats["eos_diff"] += 1
                 prefix_b = self.tok.decode_bytes([t for t, _ in rows[:pos]])
+                forced = bytes(m.compute_ff_bytes())
                 unexplained = {"ours_only": [], "llg_only": []}
                 for side, m_ in (("ours_only", o_text & ~t_text), ("llg_only", t_text & ~o_text)):
                     for t in ids(m_):
-                        c = classify(self.tok.decode_bytes([t]), prefix_b)
+                        c = classify(self.tok.decode_bytes([t]), prefix_b, forced)
                         self.classes[side + ":" + c] += 1
                         if c == "other":
                             unexplained[side].append(t)

@@ -145,6 +145,9 @@ TEST(JsonSchema, AdditionalPropertiesRefsAndUnions) {
   EXPECT_TRUE(matches(g, R"X({"v":1,"next":{"v":null,"next":{}}})X"));
   EXPECT_TRUE(matches(g, R"X("2024-02-29")X"));
   EXPECT_FALSE(matches(g, R"X("2024-13-01")X"));
+  EXPECT_FALSE(matches(g, R"X("2024-04-31")X"));  // April has 30 days (llguidance oracle)
+  EXPECT_TRUE(matches(g, R"X("2024-12-31")X"));
+  EXPECT_FALSE(matches(g, R"X("2024-02-30")X"));
   EXPECT_FALSE(matches(g, R"X({"v":1.5})X"));
   auto open = schema_grammar(R"X({"type":"object","properties":{"a":{"const":1}},
       "additionalProperties":{"type":"number"}})X");
