@@ -12,6 +12,7 @@ import sys
 ALLOWED = {
     "core": set(),
     "io": {"core"},
+    "media": {"core"},
     "quant": {"core"},
     "backend": {"core", "quant"},
     "backend/cpu": {"backend", "core", "quant"},
