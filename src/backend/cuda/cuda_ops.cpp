@@ -117,6 +117,7 @@ void CudaBackend::attention(const AttentionArgs& a) {
   p.pos0 = a.pos0;
   p.block_tables = a.block_tables;
   p.table_offset = a.table_offset;
+  p.kv_limit = a.kv_limit;
   launch_attention(p, st(*this));
   ck_launch("attention");
 }
