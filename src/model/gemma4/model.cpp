@@ -95,6 +95,16 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
   std::vector<std::vector<int32_t>> tables(static_cast<size_t>(n_groups)),
       table_off(static_cast<size_t>(n_groups)), slots(static_cast<size_t>(n_groups));
   std::vector<int32_t> logit_rows, hidden_rows;  // batch row indices
+  // Soft-token rows (batch row, count, host embeddings) and per-row image-block key limits.
+  struct SoftRows {
+    int64_t row;
+    int n;
+    const float* embeds;
+  };
+  std::vector<SoftRows> soft;
+  std::vector<int32_t> kv_limit;
+  const bool bidi = c.use_bidirectional_attention == "vision";
+  bool any_bidi = false;
   const int B = kv.block_size();
   for (const SeqInput& s : batch.seqs) {
     FC_CHECK(s.n > 0, "forward: a sequence brings no tokens");
@@ -108,9 +118,28 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
     for (int i = 0; i < s.n; ++i) {
       FC_CHECK(s.tokens[i] >= 0 && s.tokens[i] < V, "forward: token id ", s.tokens[i],
                " outside the vocabulary [0, ", V, ")");
-      ids.push_back(s.tokens[i]);
+      // Gemma4Model embeds every placeholder id as the pad token (spec multimodal.md §1.3);
+      // soft tokens then overwrite the rows that carry media.
+      ids.push_back(c.mm.is_placeholder(s.tokens[i]) ? c.pad_token_id : s.tokens[i]);
       pos.push_back(s.pos0 + i);
+      kv_limit.push_back(-1);
     }
+    for (const SeqInput::SoftTokens& st : s.soft_tokens) {
+      FC_CHECK(st.n > 0 && st.pos >= s.pos0 && st.pos + st.n <= s.pos0 + s.n && st.embeds,
+               "forward: soft tokens at [", st.pos, ", ", st.pos + st.n,
+               ") outside the new tokens [", s.pos0, ", ", s.pos0 + s.n, ")");
+      soft.push_back({begin + st.pos - s.pos0, st.n, st.embeds});
+    }
+    if (bidi)
+      for (auto [b, e] : s.bidi_blocks) {
+        if (e <= s.pos0 || b >= s.pos0 + s.n) continue;
+        FC_CHECK(e <= s.pos0 + s.n, "forward: the image block at [", b, ", ", e,
+                 ") ends after this step's tokens [", s.pos0, ", ", s.pos0 + s.n,
+                 ") (a bidirectional block must be computed in one step)");
+        for (int p = std::max(b, s.pos0); p < e; ++p)
+          kv_limit[static_cast<size_t>(begin + p - s.pos0)] = e - 1;
+        any_bidi = true;
+      }
     for (int g = 0; g < n_groups; ++g) {
       const std::vector<int32_t>& tb = *s.block_tables[static_cast<size_t>(g)];
       FC_CHECK(static_cast<int64_t>(tb.size()) * B >= s.pos0 + s.n,
@@ -174,6 +203,7 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
   int32_t* d_qb = ibuf(q_begin);
   int32_t* d_nq = ibuf(n_q);
   int32_t* d_p0 = ibuf(pos0);
+  int32_t* d_kv_limit = any_bidi ? ibuf(kv_limit) : nullptr;
   std::vector<int32_t*> d_tables, d_toff, d_slots;
   for (int g = 0; g < n_groups; ++g) {
     d_tables.push_back(ibuf(tables[static_cast<size_t>(g)]));
@@ -205,6 +235,10 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
     return opt_.bf16_embed_scale ? round_bf16(static_cast<float>(s)) : static_cast<float>(s);
   };
   be_.embed(w_.embed_tokens, d_ids, T, embed_scale(std::sqrt(static_cast<double>(H))), h, H);
+  // Multimodal merge (§4.3): soft tokens replace their rows, unscaled; the context part of PLE
+  // below then reads the merged rows, the token part the pad id.
+  for (const SoftRows& sr : soft)
+    be_.to_device(h + sr.row * H, sr.embeds, static_cast<size_t>(sr.n) * H * sizeof(float));
 
   // ---- Per-layer embeddings (§4.2). ple[t, l] = (RMSNorm(e W_plmp^T / sqrt(H))[l] +
   //      E_ple[id][l] * sqrt(P)) / sqrt(2). ----
@@ -272,6 +306,8 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
     aa.pos0 = d_p0;
     aa.block_tables = d_tables[static_cast<size_t>(g)];
     aa.table_offset = d_toff[static_cast<size_t>(g)];
+    // Image blocks see ahead on sliding layers only; full layers stay causal (HF after #46850).
+    aa.kv_limit = s.type == LayerType::kSliding ? d_kv_limit : nullptr;
     be_.attention(aa);
     be_.linear(att, T, qd, lw.o_proj, a, H);
     be_.rmsnorm(a, T, H, H, &lw.post_attention_layernorm, eps, a, H);

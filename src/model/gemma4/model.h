@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -35,6 +36,17 @@ struct SeqInput {
   std::vector<const std::vector<int32_t>*> block_tables;
   std::vector<int> logit_rows;   // indices into [0, n) whose logits are returned
   std::vector<int> hidden_rows;  // indices into [0, n) whose hidden states are returned
+  // Multimodal soft tokens among the new tokens: rows [pos, pos + n) of the sequence get these
+  // embeddings (host memory, [n, H], not scaled by sqrt(H)) instead of their token's.
+  struct SoftTokens {
+    int pos = 0, n = 0;
+    const float* embeds = nullptr;
+  };
+  std::vector<SoftTokens> soft_tokens;
+  // Image / video-frame blocks [begin, end) (positions) that attend bidirectionally on sliding
+  // layers when the config says use_bidirectional_attention "vision" (26B/31B); every block that
+  // intersects the new tokens must end within them (its later keys are written this step).
+  std::vector<std::pair<int, int>> bidi_blocks;
 };
 
 struct ForwardBatch {
