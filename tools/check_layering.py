@@ -27,7 +27,7 @@ ALLOWED = {
     "benchserve": {"core"},
     "chat": {"tokenizer", "core"},
     "server": {"engine", "spec", "model/gemma4", "kv", "sample", "backend", "backend/cpu",
-               "backend/cuda", "io", "quant", "tokenizer", "chat", "core"},
+               "backend/cuda", "io", "quant", "tokenizer", "chat", "media", "core"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

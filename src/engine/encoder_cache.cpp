@@ -55,6 +55,18 @@ void EncoderCache::release(int64_t req) {
   by_req_.erase(it);
 }
 
+void EncoderCache::release(uint64_t key, int64_t req) {
+  auto r = by_req_.find(req);
+  if (r == by_req_.end() || !r->second.erase(key)) return;
+  if (r->second.empty()) by_req_.erase(r);
+  Entry& e = entries_.at(key);
+  e.refs.erase(req);
+  if (e.refs.empty()) {
+    e.lru = lru_.insert(lru_.end(), key);
+    evictable_ += e.rows;
+  }
+}
+
 void EncoderCache::erase(uint64_t key) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return;

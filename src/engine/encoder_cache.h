@@ -27,8 +27,9 @@ class EncoderCache {
   std::vector<uint64_t> allocate(uint64_t key, int64_t rows);
   // Request `req` uses the entry (idempotent); a referenced entry is never evicted.
   void add_ref(uint64_t key, int64_t req);
-  // Drops every reference `req` holds.
+  // Drops every reference `req` holds, or its reference to one entry (an item it consumed).
   void release(int64_t req);
+  void release(uint64_t key, int64_t req);
   // Forgets an entry (its rows could not be produced); its references go too.
   void erase(uint64_t key);
 

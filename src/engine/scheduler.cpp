@@ -298,9 +298,10 @@ void Scheduler::on_step_done(const SchedulerOutput& out) {
     // Only verified tokens enter the prefix cache (drafts are committed by accept_drafts).
     const int verified = std::min(r.num_computed, static_cast<int>(r.tokens.size()));
     if (cfg_.enable_prefix_caching) kv_.commit(s.id, r.tokens, verified, keys(r));
-    // Every soft-token run computed: the encoder outputs become evictable (still cached).
-    if (!r.mm.empty() && r.num_computed >= r.mm.back().offset + r.mm.back().length)
-      enc_cache_.release(s.id);
+    // Runs computed: their encoder outputs become evictable (still cached), as vLLM frees a
+    // request's encoder inputs once consumed.
+    for (const MmRange& m : r.mm)
+      if (m.offset + m.length <= r.num_computed) enc_cache_.release(m.key, s.id);
   }
 }
 

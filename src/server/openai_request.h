@@ -43,6 +43,9 @@ struct CommonRequest {
   bool json_object = false;       // response_format {"type": "json_object"}
   // vLLM structured_outputs {"choice": [...]} (or guided_choice): the output is one of these.
   std::vector<std::string> choice;
+  // vLLM's per-request multimodal options (merged over the server's --mm-processor-kwargs /
+  // --media-io-kwargs); null when absent.
+  nlohmann::json mm_processor_kwargs, media_io_kwargs;
   std::vector<std::string> ignored;
 };
 

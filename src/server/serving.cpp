@@ -129,7 +129,8 @@ struct Choice {
 
 std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req,
                                    const std::vector<int32_t>& ids, int max_tokens,
-                                   const OutputOptions& oo, int first_index) {
+                                   const OutputOptions& oo, int first_index,
+                                   const std::vector<EngineMedia>* media = nullptr) {
   SamplingParams sp;
   try {
     sp = resolve_sampling_params(req.sampling, ctx.gen);
@@ -141,6 +142,7 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
   for (int i = 0; i < req.n; ++i) {
     EngineRequest er;
     er.prompt = ids;
+    if (media) er.media = *media;
     er.sampling = sp;
     if (sp.seed && i > 0) er.sampling.seed = *sp.seed + static_cast<uint64_t>(i);
     er.max_tokens = max_tokens;
@@ -352,8 +354,9 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   } catch (const chat::gemma4::InvalidRequest& e) {
     throw ApiError::bad_request(e.what(), e.param().empty() ? "messages" : e.param());
   }
-  if (!nm.media.empty())
-    throw ApiError::bad_request("image, audio and video inputs are not supported yet", "messages");
+  // Media parts: limits, fetch, decode, preprocess (before the template; placed after tokenizing).
+  const std::vector<LoadedMedia> loaded =
+      load_chat_media(ctx.media.get(), nm.media, {req.mm_processor_kwargs, req.media_io_kwargs});
   nlohmann::ordered_json c = nlohmann::ordered_json::object();
   c["messages"] = nm.messages;
   if (!req.tools_ordered.is_null())
@@ -411,6 +414,14 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   } catch (const Error& e) {
     throw ApiError::bad_request(e.what(), "messages");
   }
+  if (!loaded.empty()) {
+    p.media = ctx.media->expand(ctx.tok, p.ids, loaded);
+    if (req.truncate_prompt_tokens)
+      throw ApiError::bad_request(
+          "truncate_prompt_tokens cannot be used with image, audio or "
+          "video input",
+          "truncate_prompt_tokens");
+  }
   truncate_prompt(p.ids, req, ctx.max_model_len);
   return p;
 }
@@ -420,7 +431,7 @@ json serve_chat(ServingContext& ctx, const ChatRequest& req) {
   const PreparedChat p = prepare_chat(ctx, req);
   const int max_tokens = resolve_limits(ctx, req, p.ids.size(), "messages");
   std::vector<Choice> choices =
-      submit_choices(ctx, req, p.ids, max_tokens, chat_output_options(ctx, req, p), 0);
+      submit_choices(ctx, req, p.ids, max_tokens, chat_output_options(ctx, req, p), 0, &p.media);
   drive(
       ctx, choices, start,
       [&](Choice& c, const OutputStep& s, bool) { accumulate(c, s, req.parallel_tool_calls); },
@@ -472,7 +483,8 @@ class ChatStreamJob final : public StreamJob {
   ChatStreamJob(ServingContext& ctx, const ChatRequest& req)
       : ctx_(ctx), req_(req), start_(Clock::now()), p_(prepare_chat(ctx, req)) {
     const int max_tokens = resolve_limits(ctx, req, p_.ids.size(), "messages");
-    choices_ = submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0);
+    choices_ = submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0,
+                              &p_.media);
   }
   ~ChatStreamJob() override { abort_unfinished(ctx_, choices_); }
 

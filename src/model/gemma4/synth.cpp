@@ -9,6 +9,7 @@
 #include "core/half.h"
 #include "io/safetensors.h"
 #include "model/gemma4/config.h"
+#include "model/gemma4/synth_vision.h"
 
 namespace fc::gemma4 {
 
@@ -109,6 +110,9 @@ json shape_config(const std::string& shape) {
   root["architectures"] = json::array({"Gemma4ForConditionalGeneration"});
   root["model_type"] = "gemma4";
   root["text_config"] = t;
+  root["vision_config"] = synth_vision_config(shape);
+  root["audio_config"] = nullptr;
+  add_multimodal_ids(root);
   root["tie_word_embeddings"] = true;
   return root;
 }
@@ -347,6 +351,7 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
         norm(p + n + ".weight", H);
     }
   }
+  params += add_synth_vision(c, opt.weight_std, salt, ts);  // BF16: excluded from NVFP4
   std::filesystem::create_directories(dir);
   json written = config;
   if (quant) add_quant_config(written, dir, opt, dense);
