@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/common/golden_io.h"
+#include "tests/common/mm_fixture.h"
 
 #include <algorithm>
 #include <memory>
@@ -22,25 +23,7 @@ namespace {
 
 const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 
-std::shared_ptr<gemma4::MediaInput> image_input(const SafetensorsFile& g, int i) {
-  const std::string p = "img" + std::to_string(i) + ".";
-  const std::vector<float> pv = test::read_f32(g, p + "pixel_values");
-  const TensorInfo* pos = g.find(p + "position_ids");
-  const int32_t* pp = reinterpret_cast<const int32_t*>(pos->data);
-  const int64_t rows = pos->shape[0], dim = static_cast<int64_t>(pv.size()) / rows;
-  auto m = std::make_shared<gemma4::MediaInput>();
-  m->modality = "image";
-  int64_t n = 0;
-  while (n < rows && pp[2 * n] >= 0) ++n;
-  for (int64_t r = 0; r < n; ++r) {
-    m->grid_w = std::max(m->grid_w, pp[2 * r] + 1);
-    m->grid_h = std::max(m->grid_h, pp[2 * r + 1] + 1);
-  }
-  m->features.assign(pv.begin(), pv.begin() + n * dim);
-  m->positions.assign(pp, pp + 2 * n);
-  m->num_tokens = static_cast<int>(n / 9);
-  return m;
-}
+using test::fixture_image;
 
 std::vector<int32_t> collect(RequestStream& s, RequestEvent* last = nullptr) {
   std::vector<int32_t> out;
@@ -77,7 +60,7 @@ TEST_P(MmEngine, ConcurrentImageRequestsReproduceReferenceTokens) {
   gemma4::VisionTower tower(cfg, *ckpt, be);
   auto g = SafetensorsFile::open(dir + "/golden.safetensors");
   std::vector<std::shared_ptr<gemma4::MediaInput>> imgs;
-  for (int i = 0; i < 3; ++i) imgs.push_back(image_input(*g, i));
+  for (int i = 0; i < 3; ++i) imgs.push_back(fixture_image(*g, i));
   const bool bidi = cfg.use_bidirectional_attention == "vision";
   EngineConfig ec;
   ec.block_size = 4;
@@ -154,7 +137,7 @@ TEST_P(MmEngine, SecondIdenticalRequestHitsBothCaches) {
     int t = 0;
     while (r.prompt[t] != cfg.mm.image_token_id) ++t;
     EngineMedia m;
-    m.input = image_input(*g, 1);
+    m.input = fixture_image(*g, 1);
     m.key = key;
     m.offset = t;
     m.bidirectional = cfg.use_bidirectional_attention == "vision";
@@ -191,7 +174,7 @@ TEST(MmEngineErrors, MediaWithoutAnEncoderOrOnTextTokensIsRefused) {
   EngineRequest r;
   r.prompt = test::read_ids(*g, "one.ids");
   EngineMedia m;
-  m.input = image_input(*g, 0);
+  m.input = fixture_image(*g, 0);
   m.key = 5;
   m.offset = 2;
   r.media.push_back(m);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/common/golden_io.h"
+#include "tests/common/mm_fixture.h"
 
 #include <unistd.h>
 
@@ -33,25 +34,7 @@ namespace {
 
 const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 
-std::shared_ptr<gemma4::MediaInput> image_input(const SafetensorsFile& g, int i) {
-  const std::string p = "img" + std::to_string(i) + ".";
-  const std::vector<float> pv = test::read_f32(g, p + "pixel_values");
-  const TensorInfo* pos = g.find(p + "position_ids");
-  const int32_t* pp = reinterpret_cast<const int32_t*>(pos->data);
-  const int64_t rows = pos->shape[0], dim = static_cast<int64_t>(pv.size()) / rows;
-  auto m = std::make_shared<gemma4::MediaInput>();
-  m->modality = "image";
-  int64_t n = 0;
-  while (n < rows && pp[2 * n] >= 0) ++n;
-  for (int64_t r = 0; r < n; ++r) {
-    m->grid_w = std::max(m->grid_w, pp[2 * r] + 1);
-    m->grid_h = std::max(m->grid_h, pp[2 * r + 1] + 1);
-  }
-  m->features.assign(pv.begin(), pv.begin() + n * dim);
-  m->positions.assign(pp, pp + 2 * n);
-  m->num_tokens = static_cast<int>(n / 9);
-  return m;
-}
+using test::fixture_image;
 
 struct MmSetup {
   std::string dir;
@@ -69,7 +52,7 @@ struct MmSetup {
     model = std::make_unique<gemma4::Model>(cfg, ckpt, be);
     tower = std::make_unique<gemma4::VisionTower>(cfg, *ckpt, be);
     g = SafetensorsFile::open(dir + "/golden.safetensors");
-    for (int i = 0; i < 3; ++i) imgs.push_back(image_input(*g, i));
+    for (int i = 0; i < 3; ++i) imgs.push_back(fixture_image(*g, i));
   }
   EngineRequest request(const std::string& p, int k) const {
     EngineRequest r;

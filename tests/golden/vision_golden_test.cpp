@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/common/golden_io.h"
+#include "tests/common/mm_fixture.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,28 +27,6 @@ namespace fc::gemma4 {
 namespace {
 
 const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
-
-// The processor's padded [630, 48] pixels and (-1, -1)-padded positions as a MediaInput.
-MediaInput image_input(const SafetensorsFile& g, int i, int pool) {
-  const std::string p = "img" + std::to_string(i) + ".";
-  const std::vector<float> pv = test::read_f32(g, p + "pixel_values");
-  const TensorInfo* pos = g.find(p + "position_ids");
-  EXPECT_NE(pos, nullptr);
-  const int32_t* pp = reinterpret_cast<const int32_t*>(pos->data);
-  const int64_t rows = pos->shape[0], dim = static_cast<int64_t>(pv.size()) / rows;
-  MediaInput m;
-  m.modality = "image";
-  int64_t n = 0;
-  while (n < rows && pp[2 * n] >= 0) ++n;
-  for (int64_t r = 0; r < n; ++r) {
-    m.grid_w = std::max(m.grid_w, pp[2 * r] + 1);
-    m.grid_h = std::max(m.grid_h, pp[2 * r + 1] + 1);
-  }
-  m.features.assign(pv.begin(), pv.begin() + n * dim);
-  m.positions.assign(pp, pp + 2 * n);
-  m.num_tokens = static_cast<int>(n / (pool * pool));
-  return m;
-}
 
 float max_abs(const std::vector<float>& v) {
   float m = 0;
@@ -79,7 +58,7 @@ TEST_P(VisionGolden, TowerAndProjectorMatchTransformers) {
   auto g = SafetensorsFile::open(dir + "/golden.safetensors");
   const int pool_k = cfg.mm.vision->pooling_kernel_size;
   std::vector<MediaInput> imgs;
-  for (int i = 0; i < 3; ++i) imgs.push_back(image_input(*g, i, pool_k));
+  for (int i = 0; i < 3; ++i) imgs.push_back(*test::fixture_image(*g, i, pool_k));
   float worst = 0;
   // One at a time, with every intermediate.
   for (int i = 0; i < 3; ++i) {
@@ -117,7 +96,7 @@ TEST(VisionTower, BadInputsAreErrors) {
   auto ckpt = Checkpoint::open_dir(dir);
   VisionTower tower(cfg, *ckpt, be);
   auto g = SafetensorsFile::open(dir + "/golden.safetensors");
-  MediaInput m = image_input(*g, 0, 3);
+  MediaInput m = *test::fixture_image(*g, 0, 3);
   std::vector<float> out(static_cast<size_t>(m.num_tokens) * cfg.hidden_size);
   MediaInput bad = m;
   bad.num_tokens += 1;
