@@ -199,11 +199,11 @@ int synth_drafter(const Args& a, const std::string& out) {
 }  // namespace
 
 int cmd_synth(int argc, char** argv) {
-  Args a(
-      argc, argv, 2,
-      {"--shape", "--out", "--seed", "--shard-gb", "--tokenizer", "--quant", "--copy-of", "--noise",
-       "--eagle3-for", "--assistant-for", "--draft-vocab", "--centroids", "--centroid-top-k"},
-      {"--attn-bf16", "--w4a16"});
+  Args a(argc, argv, 2,
+         {"--shape", "--out", "--seed", "--shard-gb", "--tokenizer", "--quant", "--copy-of",
+          "--noise", "--threads", "--eagle3-for", "--assistant-for", "--draft-vocab", "--centroids",
+          "--centroid-top-k"},
+         {"--attn-bf16", "--w4a16"});
   const std::string out = a.require("--out");
   const int modes =
       a.has("--shape") + a.has("--copy-of") + a.has("--eagle3-for") + a.has("--assistant-for");
@@ -236,6 +236,7 @@ int cmd_synth(int argc, char** argv) {
     fail("synth: --quant '", quant, "' is not one of none, modelopt, compressed-tensors");
   so.quantize_attention = !a.has("--attn-bf16");
   so.input_scales = !a.has("--w4a16");
+  so.threads = static_cast<int>(a.get_int("--threads", hardware_threads()));
   // Also copy the tokenizer (below) so the checkpoint can be served.
   if (auto tpath = a.get("--tokenizer")) so.used_ids = tokenizer_ids(*tpath);
   log_line(LogLevel::kInfo, "synth: writing " + shape + " to " + out);

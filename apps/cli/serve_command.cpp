@@ -1,9 +1,11 @@
 // `fourcast serve [MODEL_DIR] [vLLM flags]`: the OpenAI-compatible server.
-#include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -59,6 +61,23 @@ void configure_encoder_budget(const ServeOptions& o, const gemma4::Config& cfg, 
          " is larger than max_num_batched_tokens=", step, " (raise --max-num-batched-tokens)");
 }
 
+// Thousands of client connections need as many file descriptors: raise the soft limit to the
+// hard one, and say so when --max-connections cannot be reached.
+void raise_open_file_limit(int max_connections) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  const rlim_t want = static_cast<rlim_t>(max_connections) + 64;  // + files, pipes, listeners
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+    log_line(LogLevel::kWarn, str_cat("--max-connections ", max_connections, " needs ~", want,
+                                      " file descriptors but the limit is ", rl.rlim_cur,
+                                      " (ulimit -n); connections beyond it are refused"));
+}
+
 }  // namespace
 
 int cmd_serve(int argc, char** argv) {
@@ -86,6 +105,7 @@ int cmd_serve(int argc, char** argv) {
   const TensorInfo* emb = ckpt->find(cfg.tensor_prefix + "embed_tokens.weight");
   mo.bf16_embed_scale = emb && emb->dtype == DType::kBF16;
   mo.load.zero_bad_scales = o.zero_nan_scales;
+  mo.graphs = !o.enforce_eager;
   gemma4::Model model(cfg, ckpt, be, mo);
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(o.model + "/tokenizer.json");
   if (tokenizer.id_bound() > cfg.vocab_size)
@@ -183,45 +203,51 @@ int cmd_serve(int argc, char** argv) {
   if (ctx.eos_ids.empty()) ctx.eos_ids = {tokenizer.gemma4_ids().eos};
   HttpServer http(ctx);
 
+  // Bind before anything else can go wrong, and before signals are handled, so that a port clash
+  // or a bad host is reported as exactly that.
+  const int port = http.bind(o.host, o.port);
+  raise_open_file_limit(o.max_connections);
+
+  // Signals (blocked in every thread since the start) are taken by this thread: the first
+  // SIGTERM / SIGINT drains (new requests 503, in-flight ones get --shutdown-timeout), a second
+  // one exits at once.
+  std::atomic<bool> serving_done{false};
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    log_line(LogLevel::kInfo, std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
-                                  ": stopping (in-flight requests end as aborted)");
-    engine.shutdown(false);
-    http.stop();
+    int received = 0;
+    while (!serving_done) {
+      timespec tick{0, 100 * 1000 * 1000};
+      const int sig = sigtimedwait(&sigs, nullptr, &tick);
+      if (sig < 0) continue;
+      const char* name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+      if (++received > 1) {
+        log_line(LogLevel::kWarn, std::string("received ") + name + " again: exiting now");
+        std::_Exit(128 + sig);
+      }
+      log_line(LogLevel::kInfo,
+               str_cat("received ", name, ": draining (new requests get 503; in-flight requests ",
+                       "have up to --shutdown-timeout ", o.shutdown_timeout_s,
+                       " s to finish; a second signal exits at once)"));
+      http.begin_drain(o.shutdown_timeout_s);
+    }
   });
-  const int port = o.port == 0 ? http.bind_any_port(o.host) : o.port;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   char line[256];
   std::snprintf(
       line, sizeof line,
       "ready: serving %s as '%s' on http://%s:%d (max_model_len %d, KV %lld tokens %s, %d threads) "
       "after %.2f s",
-      o.model.c_str(), ctx.model_name.c_str(), o.host.c_str(), o.port == 0 ? port : o.port, max_len,
+      o.model.c_str(), ctx.model_name.c_str(), o.host.c_str(), port, max_len,
       static_cast<long long>(kv_tokens), std::string(dtype_name(kv_dtype)).c_str(), pool.size(),
       secs);
-  bool ok = true;
-  if (o.port == 0) {
-    if (port < 0) fail("cannot bind ", o.host, " to a free port");
-    log_line(LogLevel::kInfo, line);
-    ok = http.serve();
-  } else {
-    if (!http.bind(o.host, o.port)) {
-      engine.shutdown(false);
-      pthread_kill(signals.native_handle(), SIGTERM);
-      signals.join();
-      fail("cannot listen on ", o.host, ":", o.port, " (address in use?)");
-    }
-    log_line(LogLevel::kInfo, line);
-    ok = http.serve();
-  }
-  if (!ok) {
-    engine.shutdown(false);
-    pthread_kill(signals.native_handle(), SIGTERM);
-    signals.join();
-    fail("serving on ", o.host, ":", port, " failed");
-  }
+  log_line(LogLevel::kInfo, line);
+  http.serve();
+  if (const int left = http.stats().requests_in_flight; left > 0)
+    log_line(LogLevel::kWarn,
+             str_cat("stopped serving with ", left, " request(s) not finished in time (aborted)"));
+  else
+    log_line(LogLevel::kInfo, "drained: no request in flight");
+  engine.shutdown(false);
+  serving_done = true;
   signals.join();
   log_line(LogLevel::kInfo, "stopped");
   return 0;

@@ -39,8 +39,14 @@ void RequestStream::push(RequestEvent ev) {
     if (done_) return;
     done_ = ev.finished;
     q_.push_back(std::move(ev));
+    if (notify_) notify_();
   }
   cv_.notify_all();
+}
+
+void RequestStream::set_notify(std::function<void()> notify) {
+  std::lock_guard<std::mutex> lk(mu_);
+  notify_ = std::move(notify);
 }
 
 namespace {
@@ -79,6 +85,10 @@ Engine::Engine(gemma4::Model& model, Backend& backend, const EngineConfig& cfg)
     stats_.spec_method = drafter_->method();
     spec_per_pos_.assign(static_cast<size_t>(std::max(0, cfg_.spec_policy.k_max)), 0);
   }
+  // The KV gauges are right before the first step (the engine thread updates them after each).
+  const int full = kv_.num_groups() - 1;
+  stats_.kv_blocks_total = kv_.num_blocks(full);
+  stats_.kv_blocks_free = kv_.num_free_blocks(full);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -151,6 +161,11 @@ void Engine::shutdown(bool drain) {
 bool Engine::alive() const {
   std::lock_guard<std::mutex> lk(mu_);
   return !stop_;
+}
+
+bool Engine::accepting() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return !stop_ && !draining_;
 }
 
 EngineStats Engine::stats() const {

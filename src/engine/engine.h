@@ -86,7 +86,8 @@ struct RequestEvent {
   int spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
 };
 
-// A request's result channel: the engine pushes, the HTTP thread pops (blocking with timeout).
+// A request's result channel: the engine pushes; the consumer pops (next(0) never blocks), and
+// may register a notify function so that it need not wait in a thread (the HTTP server).
 class RequestStream {
  public:
   explicit RequestStream(RequestId id) : id_(id) {}
@@ -95,6 +96,10 @@ class RequestStream {
   // or nullopt on timeout. After the finished event, returns nullopt forever.
   std::optional<RequestEvent> next(int timeout_ms);
   void push(RequestEvent ev);
+  // `notify` is called (on the engine thread, under this stream's lock: it must be quick and
+  // must not call back into the stream) after every push; null clears it. Once set_notify
+  // returns, the previous function is never called again.
+  void set_notify(std::function<void()> notify);
 
  private:
   RequestId id_;
@@ -102,6 +107,7 @@ class RequestStream {
   std::condition_variable cv_;
   std::deque<RequestEvent> q_;
   bool done_ = false;
+  std::function<void()> notify_;
 };
 
 struct EngineStats {
@@ -136,6 +142,8 @@ class Engine {
   EngineStats stats() const;
   // False once the engine thread has stopped (shutdown or a fatal error): /health answers 503.
   bool alive() const;
+  // False once shutdown() was called: submit() refuses new requests.
+  bool accepting() const;
   int max_model_len() const { return cfg_.scheduler.max_model_len; }
 
  private:

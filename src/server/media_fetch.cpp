@@ -3,8 +3,10 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 
 #include "server/api_error.h"
@@ -98,53 +100,170 @@ void check_domain(const std::string& url, const FetchOptions& o) {
       "url");
 }
 
-std::vector<uint8_t> load_http_url(const std::string& url0, const FetchOptions& o) {
+using Clock = std::chrono::steady_clock;
+
+// One URL's transfer through its redirect hops (each hop one easy handle on the multi handle).
+struct Transfer {
+  std::string url0, url;  // as given; the current hop
+  int hop = 0;
+  Clock::time_point deadline;
+  CURL* easy = nullptr;
+  Body body;
+  char err[CURL_ERROR_SIZE] = {0};
+  FetchedMedia* out = nullptr;
+};
+
+void record_error(FetchedMedia& m, const ApiError& e) {
+  m.bytes.clear();
+  m.error_status = e.status();
+  m.error_message = e.what();
+  m.error_param = e.param();
+}
+
+// Starts the current hop of t on `multi`: the host check, then an easy handle with the time left.
+void start_hop(CURLM* multi, Transfer& t, const FetchOptions& o) {
+  check_domain(t.url, o);  // every hop, as vLLM checks each redirect
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.deadline - Clock::now()).count();
+  if (left <= 0)
+    throw ApiError::bad_request("Failed to fetch media from URL: " + t.url0 + " (timed out after " +
+                                    std::to_string(o.timeout_s) + " s)",
+                                "url");
+  t.easy = curl_easy_init();
+  if (!t.easy) throw ApiError(500, "cannot start an HTTP fetch");
+  t.body = Body{};
+  t.body.max = o.max_bytes;
+  t.err[0] = 0;
+  CURL* c = t.easy;
+  curl_easy_setopt(c, CURLOPT_URL, t.url.c_str());
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // followed here, one hop at a time
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(left));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t.body);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t.err);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "fourcast");
+  curl_easy_setopt(c, CURLOPT_PRIVATE, &t);
+  curl_multi_add_handle(multi, c);
+}
+
+// A hop ended with `rc`: records the body or the error, or starts the next hop. Throws ApiError
+// for the URL's failure.
+void finish_hop(CURLM* multi, Transfer& t, CURLcode rc, const FetchOptions& o) {
+  long status = 0;
+  curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
+  char* loc = nullptr;
+  curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &loc);
+  const std::string next = loc ? loc : "";
+  const std::string why = t.err[0] ? t.err : curl_easy_strerror(rc);
+  curl_multi_remove_handle(multi, t.easy);
+  curl_easy_cleanup(t.easy);
+  t.easy = nullptr;
+  if (t.body.over) unprocessable(t.url0, "larger than " + std::to_string(o.max_bytes) + " bytes");
+  if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
+    unprocessable(t.url0, "invalid URL");
+  if (rc != CURLE_OK)
+    throw ApiError::bad_request("Failed to fetch media from URL: " + t.url0 + " (" + why + ")",
+                                "url");
+  if (status >= 300 && status < 400 && !next.empty()) {
+    if (++t.hop > o.max_redirects) unprocessable(t.url0, "too many redirects");
+    t.url = next;
+    start_hop(multi, t, o);
+    return;
+  }
+  if (status >= 400 && status < 500 && status != 408 && status != 429)
+    unprocessable(t.url0, "HTTP " + std::to_string(status));
+  if (status >= 400)
+    throw ApiError::bad_request(
+        "Failed to fetch media from URL: " + t.url0 + " (HTTP " + std::to_string(status) + ")",
+        "url");
+  t.out->bytes = std::move(t.body.data);
+}
+
+}  // namespace
+
+bool is_remote_url(const std::string& url) {
+  const std::string l = lower(url.substr(0, std::min<size_t>(url.size(), 8)));
+  return l.rfind("http://", 0) == 0 || l.rfind("https://", 0) == 0;
+}
+
+PrefetchedMedia fetch_remote(const std::vector<std::string>& urls, const FetchOptions& o,
+                             const std::function<bool()>& cancelled) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  std::string url = url0;
-  for (int hop = 0;; ++hop) {
-    check_domain(url, o);  // every hop, as vLLM checks each redirect
-    CURL* c = curl_easy_init();
-    if (!c) throw ApiError(500, "cannot start an HTTP fetch");
-    Body body;
-    body.max = o.max_bytes;
-    char err[CURL_ERROR_SIZE] = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // followed here, one hop at a time
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout_s * 1000));
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "fourcast");
-    const CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    char* loc = nullptr;
-    curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
-    const std::string next = loc ? loc : "";
-    curl_easy_cleanup(c);
-    if (body.over) unprocessable(url0, "larger than " + std::to_string(o.max_bytes) + " bytes");
-    if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
-      unprocessable(url0, "invalid URL");
-    if (rc != CURLE_OK)
-      throw ApiError::bad_request("Failed to fetch media from URL: " + url0 + " (" +
-                                      (err[0] ? err : curl_easy_strerror(rc)) + ")",
-                                  "url");
-    if (status >= 300 && status < 400 && !next.empty()) {
-      if (hop + 1 > o.max_redirects) unprocessable(url0, "too many redirects");
-      url = next;
-      continue;
+  PrefetchedMedia result;
+  std::vector<std::unique_ptr<Transfer>> ts;
+  CURLM* multi = curl_multi_init();
+  if (!multi) throw ApiError(500, "cannot start an HTTP fetch");
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
+  for (const std::string& u : urls) {
+    if (result.items.count(u)) continue;  // each URL once
+    auto t = std::make_unique<Transfer>();
+    t->url0 = t->url = u;
+    t->deadline = deadline;
+    t->out = &result.items[u];
+    try {
+      start_hop(multi, *t, o);
+    } catch (const ApiError& e) {
+      record_error(*t->out, e);
     }
-    if (status >= 400 && status < 500 && status != 408 && status != 429)
-      unprocessable(url0, "HTTP " + std::to_string(status));
-    if (status >= 400)
-      throw ApiError::bad_request(
-          "Failed to fetch media from URL: " + url0 + " (HTTP " + std::to_string(status) + ")",
-          "url");
-    return std::move(body.data);
+    ts.push_back(std::move(t));
   }
+  auto active = [&] {
+    for (const auto& t : ts)
+      if (t->easy) return true;
+    return false;
+  };
+  while (active()) {
+    if (cancelled && cancelled()) {
+      for (const auto& t : ts)
+        if (t->easy) record_error(*t->out, ApiError(503, "the media fetch was cancelled", "url"));
+      break;
+    }
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      Transfer* t = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
+      const CURLcode rc = msg->data.result;
+      try {
+        finish_hop(multi, *t, rc, o);
+      } catch (const ApiError& e) {
+        if (t->easy) {  // a failed start of the next hop
+          curl_multi_remove_handle(multi, t->easy);
+          curl_easy_cleanup(t->easy);
+          t->easy = nullptr;
+        }
+        record_error(*t->out, e);
+      }
+    }
+    if (active()) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+  }
+  for (const auto& t : ts)
+    if (t->easy) {
+      curl_multi_remove_handle(multi, t->easy);
+      curl_easy_cleanup(t->easy);
+    }
+  curl_multi_cleanup(multi);
+  return result;
+}
+
+namespace {
+
+std::vector<uint8_t> load_http_url(const std::string& url, const FetchOptions& o,
+                                   const PrefetchedMedia* prefetched) {
+  PrefetchedMedia now;
+  if (!prefetched || !prefetched->items.count(url)) {
+    now = fetch_remote({url}, o);
+    prefetched = &now;
+  }
+  const FetchedMedia& m = prefetched->items.at(url);
+  if (m.error_status) throw ApiError(m.error_status, m.error_message, m.error_param);
+  return m.bytes;
 }
 
 }  // namespace
@@ -178,10 +297,11 @@ bool base64_decode(const std::string& in, std::vector<uint8_t>& out) {
   return true;
 }
 
-std::vector<uint8_t> load_media_url(const std::string& url, const FetchOptions& opt) {
+std::vector<uint8_t> load_media_url(const std::string& url, const FetchOptions& opt,
+                                    const PrefetchedMedia* prefetched) {
   const std::string l = lower(url.substr(0, std::min<size_t>(url.size(), 8)));
   if (l.rfind("data:", 0) == 0) return load_data_url(url);
-  if (l.rfind("http://", 0) == 0 || l.rfind("https://", 0) == 0) return load_http_url(url, opt);
+  if (is_remote_url(url)) return load_http_url(url, opt, prefetched);
   if (l.rfind("file://", 0) == 0) return load_file_url(url, opt);
   throw ApiError::bad_request("The URL must be either a HTTP, data or file URL.", "url");
 }

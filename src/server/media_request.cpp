@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -145,7 +146,7 @@ int MediaContext::image_budget(const MediaRequestKwargs& kw) const {
 LoadedMedia load_image(const MediaContext& ctx, const json& part, const MediaRequestKwargs& kw) {
   const gemma4::VisionConfig& v = *ctx.config().mm.vision;
   const std::string url = media_part_url(part, "image");
-  const std::vector<uint8_t> bytes = load_media_url(url, ctx.fetch());
+  const std::vector<uint8_t> bytes = load_media_url(url, ctx.fetch(), kw.prefetched.get());
   media::DecodeOptions d;
   json io = ctx.server_io_kwargs().value("image", json::object());
   if (kw.media_io_kwargs.is_object() && kw.media_io_kwargs.contains("image"))
@@ -199,8 +200,7 @@ LoadedMedia MediaContext::load_part(const std::string& modality, const json& par
   return it->second(*this, part, kw);
 }
 
-std::vector<LoadedMedia> MediaContext::load_all(const std::vector<chat::gemma4::MediaItem>& parts,
-                                                const MediaRequestKwargs& kw) const {
+void MediaContext::check_counts(const std::vector<chat::gemma4::MediaItem>& parts) const {
   std::map<std::string, int> count;
   for (const chat::gemma4::MediaItem& p : parts) ++count[p.modality];
   for (const auto& [modality, n] : count) {
@@ -213,6 +213,11 @@ std::vector<LoadedMedia> MediaContext::load_all(const std::vector<chat::gemma4::
               (lim < kUnlimited ? " Set `--limit-mm-per-prompt` to increase this limit." : ""),
           "messages");
   }
+}
+
+std::vector<LoadedMedia> MediaContext::load_all(const std::vector<chat::gemma4::MediaItem>& parts,
+                                                const MediaRequestKwargs& kw) const {
+  check_counts(parts);
   std::vector<LoadedMedia> out;
   for (const chat::gemma4::MediaItem& p : parts) {
     if (p.part.value("type", "") == "image_embeds" || p.part.contains("image_embeds"))
@@ -231,6 +236,30 @@ std::vector<LoadedMedia> load_chat_media(const MediaContext* ctx,
     throw ApiError::bad_request("image, audio and video inputs are not supported by this model",
                                 "messages");
   return ctx->load_all(parts, kw);
+}
+
+std::vector<std::string> remote_media_urls(const MediaContext* ctx, const json& messages) {
+  if (!ctx) return {};
+  chat::gemma4::NormalizedMessages nm;
+  try {
+    nm = chat::gemma4::normalize_messages(messages);
+  } catch (const chat::gemma4::InvalidRequest&) {
+    return {};  // prepare_chat says what is wrong
+  }
+  if (nm.media.empty()) return {};
+  ctx->check_counts(nm.media);  // before fetching anything
+  std::vector<std::string> urls;
+  for (const chat::gemma4::MediaItem& p : nm.media) {
+    std::string url;
+    try {
+      url = media_part_url(p.part, p.modality);
+    } catch (const ApiError&) {
+      continue;
+    }
+    if (is_remote_url(url) && std::find(urls.begin(), urls.end(), url) == urls.end())
+      urls.push_back(url);
+  }
+  return urls;
 }
 
 std::vector<EngineMedia> MediaContext::expand(const tok::Tokenizer& tok, std::vector<int32_t>& ids,

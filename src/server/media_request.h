@@ -38,6 +38,9 @@ struct LoadedMedia {
 struct MediaRequestKwargs {
   nlohmann::json mm_processor_kwargs;  // the request's (merged over the server's)
   nlohmann::json media_io_kwargs;
+  // Remote URLs fetched before the request was prepared (media_prefetch.h); others are fetched
+  // when loaded.
+  std::shared_ptr<const PrefetchedMedia> prefetched;
 };
 
 class MediaContext;
@@ -61,8 +64,11 @@ class MediaContext {
   }
   bool supports(const std::string& modality) const { return loaders_.count(modality) != 0; }
 
-  // Every media part of a chat request: the per-prompt limits first (vLLM's message), then each
-  // part loaded. Throws ApiError (400 / 422) with vLLM's messages.
+  // The checks that need no media bytes: every modality supported, --limit-mm-per-prompt (vLLM's
+  // message). Throws ApiError 400.
+  void check_counts(const std::vector<chat::gemma4::MediaItem>& parts) const;
+  // Every media part of a chat request: check_counts first, then each part loaded. Throws
+  // ApiError (400 / 422) with vLLM's messages.
   std::vector<LoadedMedia> load_all(const std::vector<chat::gemma4::MediaItem>& parts,
                                     const MediaRequestKwargs& kw) const;
   // One part (e.g. the Responses API's input_image): {"type": "input_image", "image_url": ...}
@@ -99,7 +105,16 @@ std::vector<LoadedMedia> load_chat_media(const MediaContext* ctx,
                                          const std::vector<chat::gemma4::MediaItem>& parts,
                                          const MediaRequestKwargs& kw);
 
-// The image loader (also what the Responses API's input_image uses through load_part).
+// The http(s) URLs of a chat request's media parts (each once, in order), after check_counts:
+// what the HTTP layer fetches off its workers before prepare_chat runs (media_prefetch.h). Empty
+// when there are none, when the model takes no media, or when the messages or a part are
+// malformed (prepare_chat then reports that with its usual error).
+std::vector<std::string> remote_media_urls(const MediaContext* ctx, const nlohmann::json& messages);
+
+// The image loader (also what the Responses API's input_image uses through load_part). The chat
+// path takes {"type": "image_url", "image_url": {"url": U, "detail": D}} (detail ignored, as
+// vLLM does) and {"type": "input_image", "image_url": U}: the Responses API's
+// input_image_to_chat_part gives the former.
 LoadedMedia load_image(const MediaContext& ctx, const nlohmann::json& part,
                        const MediaRequestKwargs& kw);
 

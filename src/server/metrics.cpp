@@ -131,4 +131,47 @@ std::string Metrics::render(const EngineStats& e, const std::string& model_name)
   return out;
 }
 
+std::string Metrics::render_http(const http::ServerStats& s) const {
+  std::string out;
+  auto sample = [&](const std::string& name, const char* type, const std::string& help,
+                    const std::vector<std::pair<std::string, int64_t>>& values) {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    for (const auto& [labels, v] : values)
+      out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + std::to_string(v) + "\n";
+  };
+  sample("fourcast:http_connections_open", "gauge", "Open client connections.",
+         {{"", s.connections_open}});
+  sample("fourcast:http_connections_max", "gauge", "The connection cap (--max-connections).",
+         {{"", s.max_connections}});
+  sample("fourcast:http_requests_in_flight", "gauge",
+         "Requests being handled, waiting on the engine or streaming.",
+         {{"", s.requests_in_flight}});
+  sample("fourcast:http_tasks_queued", "gauge", "Handler and stream tasks waiting for a worker.",
+         {{"", s.tasks_queued}});
+  sample("fourcast:http_connections_accepted_total", "counter", "Connections accepted.",
+         {{"", s.connections_accepted}});
+  sample("fourcast:http_rejected_total", "counter",
+         "Requests refused with 503: the connection cap reached, or the server draining.",
+         {{"reason=\"max_connections\"", s.rejected_max_connections},
+          {"reason=\"draining\"", s.rejected_draining}});
+  sample("fourcast:http_timeouts_total", "counter",
+         "Connections closed at a deadline: request head, request body, keep-alive idle, no "
+         "write progress.",
+         {{"phase=\"head\"", s.timeouts_head},
+          {"phase=\"body\"", s.timeouts_body},
+          {"phase=\"idle\"", s.timeouts_idle},
+          {"phase=\"write\"", s.timeouts_write}});
+  sample("fourcast:http_limit_errors_total", "counter",
+         "Requests refused for a size limit (413, 414, 431).", {{"", s.limit_errors}});
+  sample("fourcast:http_bad_requests_total", "counter",
+         "Requests refused as malformed HTTP (400, 501, 505).", {{"", s.bad_requests}});
+  sample("fourcast:http_client_gone_total", "counter",
+         "Clients that disconnected while their request was in flight.", {{"", s.client_gone}});
+  sample("fourcast:http_accept_errors_total", "counter",
+         "accept() failures (e.g. out of file descriptors).", {{"", s.accept_errors}});
+  sample("fourcast:http_draining", "gauge", "1 while the server drains after SIGTERM.",
+         {{"", s.draining ? 1 : 0}});
+  return out;
+}
+
 }  // namespace fc

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -12,6 +13,8 @@
 #include "sample/generation_config.h"
 
 namespace fc {
+
+struct PrefetchedMedia;  // server/media_fetch.h
 
 struct CommonRequest {
   std::string model;
@@ -46,6 +49,9 @@ struct CommonRequest {
   // vLLM's per-request multimodal options (merged over the server's --mm-processor-kwargs /
   // --media-io-kwargs); null when absent.
   nlohmann::json mm_processor_kwargs, media_io_kwargs;
+  // http(s) media the HTTP layer fetched before preparing the request (server/media_prefetch.h);
+  // null: remote media are fetched while preparing it.
+  std::shared_ptr<const PrefetchedMedia> prefetched_media;
   std::vector<std::string> ignored;
 };
 

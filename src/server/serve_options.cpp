@@ -69,6 +69,11 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--threads", [&](auto& f, auto& v) { o.threads = to_int(f, v); }},
       {"--cpu-kv-cache-gb", [&](auto& f, auto& v) { o.cpu_kv_cache_gb = to_double(f, v); }},
       {"--max-request-bytes", [&](auto& f, auto& v) { o.max_request_bytes = to_int(f, v); }},
+      {"--max-connections", [&](auto& f, auto& v) { o.max_connections = to_int(f, v); }},
+      {"--shutdown-timeout", [&](auto& f, auto& v) { o.shutdown_timeout_s = to_double(f, v); }},
+      {"--http-head-timeout", [&](auto& f, auto& v) { o.http_head_timeout_s = to_double(f, v); }},
+      {"--http-body-timeout", [&](auto& f, auto& v) { o.http_body_timeout_s = to_double(f, v); }},
+      {"--http-workers", [&](auto& f, auto& v) { o.http_workers = to_int(f, v); }},
   };
   // vLLM flags accepted with one value but without effect here (logged).
   const std::vector<std::string> ignored_valued = {"--seed",
@@ -96,16 +101,13 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enable-auto-tool-choice", [&] { o.enable_auto_tool_choice = true; }},
       {"--enable-prompt-tokens-details", [&] { o.enable_prompt_tokens_details = true; }},
       {"--zero-nan-scales", [&] { o.zero_nan_scales = true; }},
+      {"--enforce-eager", [&] { o.enforce_eager = true; }},
   };
-  const std::vector<std::string> ignored_switches = {"--trust-remote-code",
-                                                     "--disable-hybrid-kv-cache-manager",
-                                                     "--enforce-eager",
-                                                     "--disable-log-requests",
-                                                     "--disable-log-stats",
-                                                     "--enable-log-requests",
-                                                     "--disable-frontend-multiprocessing",
-                                                     "--async-scheduling",
-                                                     "--no-async-scheduling"};
+  const std::vector<std::string> ignored_switches = {
+      "--trust-remote-code",    "--disable-hybrid-kv-cache-manager",
+      "--disable-log-requests", "--disable-log-stats",
+      "--enable-log-requests",  "--disable-frontend-multiprocessing",
+      "--async-scheduling",     "--no-async-scheduling"};
 
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
@@ -178,6 +180,12 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
          "' is not supported (modelopt, modelopt_fp4, compressed-tensors)");
   if (o.device != "cpu" && o.device != "cuda")
     fail("flag --device: '", o.device, "' is not one of cpu, cuda");
+  if (o.max_connections < 1) fail("flag --max-connections must be >= 1");
+  if (!(o.shutdown_timeout_s >= 0)) fail("flag --shutdown-timeout must be >= 0 (seconds)");
+  if (!(o.http_head_timeout_s > 0)) fail("flag --http-head-timeout must be > 0 (seconds)");
+  if (!(o.http_body_timeout_s > 0)) fail("flag --http-body-timeout must be > 0 (seconds)");
+  if (o.http_workers < 1 || o.http_workers > 256) fail("flag --http-workers must be in [1, 256]");
+  if (o.max_request_bytes < 1) fail("flag --max-request-bytes must be >= 1");
   if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1))
     fail("flag --gpu-memory-utilization must be in (0, 1]");
   return o;

@@ -49,7 +49,13 @@ struct ServeOptions {
   int threads = 0;                   // 0: all hardware threads
   double cpu_kv_cache_gb = 1.0;      // KV memory budget on the CPU (GiB)
   int max_request_bytes = 8 << 20;   // HTTP body limit
+  int max_connections = 4096;        // open client connections; more get 503
+  double shutdown_timeout_s = 30;    // SIGTERM: how long in-flight requests may take to finish
+  double http_head_timeout_s = 10;   // a request head must arrive within this from its start
+  double http_body_timeout_s = 60;   // and its body within this after the head
+  int http_workers = 4;              // threads running handlers (templating, tokenizing, output)
   bool zero_nan_scales = false;      // load NVFP4 checkpoints with NaN scales zeroed (else reject)
+  bool enforce_eager = false;        // vLLM's --enforce-eager: no CUDA graphs for decode steps
   std::string nvfp4_mode = "w4a16";  // w4a16 (Hopper / vLLM Marlin numerics) | w4a4 (emulation)
   std::vector<std::string> ignored;  // accepted flags without effect here, for the log
 };

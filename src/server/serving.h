@@ -47,20 +47,40 @@ std::shared_ptr<const TokenBytes> make_token_bytes(const tok::Tokenizer& tok);
 // gone, which aborts the request.
 using SseSink = std::function<bool(const std::string& data)>;
 
-// A streaming response whose request was already validated and submitted: run() writes every
-// event. Destroying a job that did not run to the end aborts its engine requests.
-class StreamJob {
+// A chat or completions response in progress. Creating one validates the request, renders and
+// tokenizes the prompt and submits its n engine requests (throwing ApiError for client errors
+// before anything is submitted); from then on it is event-driven and no thread waits on it:
+// the engine calls the function given to on_output() whenever output is pending, and the owner
+// then calls pump() (from one thread at a time).
+class ResponseJob {
  public:
-  virtual ~StreamJob() = default;
-  virtual void run(const SseSink& sink) = 0;
+  // Aborts the engine requests still running; they count as finished_reason "abort".
+  virtual ~ResponseJob() = default;
+  virtual bool streaming() const = 0;
+  // `wake` is called from the engine thread (quick, must not call back into the job) whenever
+  // an engine request of this job has new output. Call pump() once after setting it.
+  virtual void on_output(std::function<void()> wake) = 0;
+  // Handles the output pending now, without blocking. Streaming: writes SSE event payloads
+  // through `sink` (the terminating [DONE] is the caller's). Returns true once the response is
+  // complete. Throws ApiError when it failed (an engine error: 500).
+  virtual bool pump(const SseSink& sink) = 0;
+  // Non-streaming, once pump() returned true: the response body. Throws ApiError: 503 when the
+  // engine requests were aborted (server shutdown) - never a success with truncated output.
+  virtual nlohmann::json result() = 0;
+  // Aborts every engine request of the job; thread-safe (the client left, the server stops).
+  // pump() then sees them end as aborted.
+  virtual void abort() = 0;
 };
 
-// All of these throw ApiError for client errors, before anything is written.
-nlohmann::json serve_chat(ServingContext& ctx, const ChatRequest& req);
-std::unique_ptr<StreamJob> start_chat_stream(ServingContext& ctx, const ChatRequest& req);
-nlohmann::json serve_completion(ServingContext& ctx, const CompletionRequest& req);
-std::unique_ptr<StreamJob> start_completion_stream(ServingContext& ctx,
-                                                   const CompletionRequest& req);
+// Both throw ApiError for client errors, before anything is submitted. req.stream picks an
+// SSE job or a JSON one.
+std::unique_ptr<ResponseJob> start_chat(ServingContext& ctx, const ChatRequest& req);
+std::unique_ptr<ResponseJob> start_completion(ServingContext& ctx, const CompletionRequest& req);
+
+// Blocking convenience for callers without an event loop (tests, tools): runs a job to its end
+// on the calling thread, streaming through `sink` when it streams, and returns result() (null
+// for streams).
+nlohmann::json run_to_end(ResponseJob& job, const SseSink& sink = {});
 
 // The rendered prompt and its ids (for /tokenize and the chat path).
 struct PreparedChat {

@@ -200,6 +200,26 @@ TEST(Engine, RunawayLimits) {
   EXPECT_EQ(err("{{ " + deep + "1" + std::string(500, ')') + " }}").kind(), ErrorKind::kSyntax);
   // The sandbox's range cap.
   EXPECT_EQ(err("{{ range(100001) | length }}").kind(), ErrorKind::kLimit);
+  // Values nested by the template itself: a million list wraps would overflow the stack when
+  // the chain is destroyed; the nesting bound stops it at kMaxValueDepth.
+  e =
+      err("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% for j in range(1000) %}"
+          "{% set ns.x = [ns.x] %}{% endfor %}{% endfor %}{{ ns.x | length }}");
+  EXPECT_EQ(e.kind(), ErrorKind::kLimit);
+  EXPECT_NE(std::string(e.what()).find("nested deeper than 1000 levels"), std::string::npos)
+      << e.what();
+  e =
+      err("{% set ns = namespace(x={}) %}{% for i in range(2000) %}{% set ns.x = {'k': ns.x} %}"
+          "{% endfor %}");
+  EXPECT_EQ(e.kind(), ErrorKind::kLimit);
+  // Up to the bound it works.
+  EXPECT_EQ(r("{% set ns = namespace(x=[]) %}{% for i in range(998) %}{% set ns.x = [ns.x] %}"
+              "{% endfor %}{{ ns.x | length }}"),
+            "1");
+  // Context JSON deeper than the converter's bound (512): a limit error, not a crash.
+  Json nested = 1;
+  for (int i = 0; i < 600; ++i) nested = Json::array({nested});
+  EXPECT_EQ(err("{{ x | length }}", Json{{"x", nested}}).kind(), ErrorKind::kLimit);
 }
 
 TEST(Engine, SandboxRefusesMutation) {

@@ -168,38 +168,63 @@ TEST_P(MmGolden, MergedEmbeddingsLogitsAndGreedy) {
   }
 }
 
+// Also through a model in the padded bucket layout (what CUDA graphs replay): chunks of at most
+// 8 tokens are padded unless they carry soft tokens or an image block, which run eagerly.
 TEST_P(MmGolden, ChunkedPrefillEqualsOneShot) {
   MmFixture fx(GetParam());
   const bool bidi = fx.model->config().use_bidirectional_attention == "vision";
-  for (const char* p : {"between", "two", "chat"}) {
-    const MmPrompt m = load_prompt(fx, p);
-    const int T = static_cast<int>(m.ids.size());
-    const std::vector<float> want = test::read_f32(*fx.golden, std::string(p) + ".logits");
-    // Chunk ends: on the bidirectional layout at every run boundary (text | image | text), never
-    // inside a run; on the causal one every 7 tokens, cutting images.
-    std::vector<int> cuts;
-    if (bidi) {
-      for (auto [b, e] : m.runs) cuts.insert(cuts.end(), {b, e});
-    } else {
-      for (int c = 7; c < T; c += 7) cuts.push_back(c);
-    }
-    cuts.push_back(T);
-    Session s(*fx.model, fx.be, fx.opts());
-    s.add(1);
-    int b = 0;
-    for (int c : cuts) {
-      if (c <= b) continue;
-      MmStep ms = step_of(fx, m, b, c);
-      for (int t = 0; t < c - b; ++t) ms.step.logit_rows.push_back(t);
-      gemma4::ForwardOutput out;
-      s.run({ms.step}, out, {}, false, {ms.media});
-      for (int t = b; t < c; ++t) {
-        const float* g = out.logits.data() + (t - b) * fx.V;
-        const float* w = want.data() + t * fx.V;
-        EXPECT_LE(max_diff(g, w, fx.V), 1e-3f * max_abs(w, fx.V))
-            << fx.name << " " << p << " chunked logits at " << t;
+  gemma4::ModelOptions po;
+  po.pad_batches = true;
+  gemma4::Model padded(fx.model->config(), fx.ckpt, fx.be, po);
+  for (gemma4::Model* model : {fx.model.get(), &padded}) {
+    int64_t want_padded = 0, media_small = 0;
+    for (const char* p : {"between", "two", "chat"}) {
+      const MmPrompt m = load_prompt(fx, p);
+      const int T = static_cast<int>(m.ids.size());
+      const std::vector<float> want = test::read_f32(*fx.golden, std::string(p) + ".logits");
+      // Chunk ends: on the bidirectional layout at every run boundary (text | image | text) and
+      // every 7 tokens of text, never inside a run; on the causal one every 7 tokens, cutting
+      // images.
+      std::vector<int> cuts;
+      if (bidi) {
+        int at = 0;
+        for (auto [b, e] : m.runs) {
+          for (int c = at + 7; c < b; c += 7) cuts.push_back(c);
+          cuts.insert(cuts.end(), {b, e});
+          at = e;
+        }
+        for (int c = at + 7; c < T; c += 7) cuts.push_back(c);
+      } else {
+        for (int c = 7; c < T; c += 7) cuts.push_back(c);
       }
-      b = c;
+      cuts.push_back(T);
+      Session s(*model, fx.be, fx.opts());
+      s.add(1);
+      int b = 0;
+      for (int c : cuts) {
+        if (c <= b) continue;
+        MmStep ms = step_of(fx, m, b, c);
+        const bool media = !ms.media.soft_tokens.empty() || !ms.media.bidi_blocks.empty();
+        if (c - b <= gemma4::kGraphMaxTokens) (media ? media_small : want_padded) += 1;
+        for (int t = 0; t < c - b; ++t) ms.step.logit_rows.push_back(t);
+        gemma4::ForwardOutput out;
+        s.run({ms.step}, out, {}, false, {ms.media});
+        for (int t = b; t < c; ++t) {
+          const float* g = out.logits.data() + (t - b) * fx.V;
+          const float* w = want.data() + t * fx.V;
+          EXPECT_LE(max_diff(g, w, fx.V), 1e-3f * max_abs(w, fx.V))
+              << fx.name << " " << p << " chunked logits at " << t
+              << (model == &padded ? " (padded model)" : "");
+        }
+        b = c;
+      }
+    }
+    if (model == &padded) {
+      EXPECT_EQ(padded.graph_stats().padded_steps, want_padded) << fx.name;
+      EXPECT_GT(want_padded, 0) << fx.name;
+      if (!bidi) EXPECT_GT(media_small, 0) << fx.name << ": no small chunk carried an image";
+    } else {
+      EXPECT_EQ(model->graph_stats().padded_steps, 0);
     }
   }
 }

@@ -1,4 +1,4 @@
-// CPU implementations of the encoder ops (vision tower): segment attention, clamp, patch-grid
+// CPU implementations of the encoder ops (vision tower): segment attention, patch-grid
 // pooling, standardize. The references they are tested against are in ops.cpp.
 #include <algorithm>
 #include <cmath>
@@ -49,11 +49,6 @@ void CpuBackend::attention_segments(const SegmentAttentionArgs& a) {
       }
     }
   });
-}
-
-void CpuBackend::clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi) {
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < n; ++i) x[t * ldx + i] = std::min(std::max(x[t * ldx + i], lo), hi);
 }
 
 void CpuBackend::avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n,

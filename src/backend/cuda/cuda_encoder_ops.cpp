@@ -44,11 +44,6 @@ void CudaBackend::attention_segments(const SegmentAttentionArgs& a) {
   ck_launch("attention_segments");
 }
 
-void CudaBackend::clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi) {
-  launch_clamp(x, ldx, T, n, lo, hi, st(*this));
-  ck_launch("clamp");
-}
-
 void CudaBackend::avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n,
                            float scale, float* out, int64_t ldo) {
   FC_CHECK(k > 0 && grid_h % k == 0 && grid_w % k == 0, "CUDA backend: avg_pool grid ", grid_h, "x",

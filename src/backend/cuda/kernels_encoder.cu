@@ -1,4 +1,4 @@
-// Encoder (vision tower) kernels: segment attention, clamp, patch-grid pooling, standardize.
+// Encoder (vision tower) kernels: segment attention, patch-grid pooling, standardize.
 // Segment attention: block (row t, head h), 4 warps split the segment's keys with an online
 // softmax each (as kernels_attention.cu), merged through shared memory; fp32 throughout.
 #include <cuda_bf16.h>
@@ -96,14 +96,6 @@ __global__ void __launch_bounds__(kAttnThreads) segment_attention_kernel(SegAttn
   }
 }
 
-__global__ void clamp_kernel(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < T * n;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    float& v = x[(i / n) * ldx + i % n];
-    v = fminf(fmaxf(v, lo), hi);
-  }
-}
-
 // One thread per (output slot, column): Σ over the k×k window, row-major, each term × 1/k².
 __global__ void avg_pool_kernel(const float* x, int64_t ldx, int grid_w, int k, int64_t n_slots,
                                 int ow, int64_t n, float scale, float* out, int64_t ldo) {
@@ -136,10 +128,6 @@ void launch_attention_segments(const SegAttnParams& p, cudaStream_t s) {
   if (p.total_rows <= 0 || p.n_heads <= 0) return;
   const dim3 grid(static_cast<unsigned>(p.total_rows), static_cast<unsigned>(p.n_heads));
   segment_attention_kernel<<<grid, kAttnThreads, 0, s>>>(p);
-}
-
-void launch_clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi, cudaStream_t s) {
-  if (T * n > 0) clamp_kernel<<<grid_for(T * n), kThreads, 0, s>>>(x, ldx, T, n, lo, hi);
 }
 
 void launch_avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n,

@@ -36,7 +36,7 @@ MultimodalConfig parse_multimodal_config(const json& root, const std::string& so
   v.num_hidden_layers = r.integer("num_hidden_layers", v.num_hidden_layers, 1);
   v.num_attention_heads = r.integer("num_attention_heads", v.num_attention_heads, 1);
   v.num_key_value_heads = r.integer("num_key_value_heads", v.num_key_value_heads, 1);
-  v.head_dim = r.integer("head_dim", v.hidden_size / v.num_attention_heads, 1);
+  v.head_dim = r.integer("head_dim", v.head_dim, 1);  // HF Gemma4VisionConfig: 64, not derived
   v.patch_size = r.integer("patch_size", v.patch_size, 1);
   v.pooling_kernel_size = r.integer("pooling_kernel_size", v.pooling_kernel_size, 1);
   v.position_embedding_size = r.integer("position_embedding_size", v.position_embedding_size, 1);
