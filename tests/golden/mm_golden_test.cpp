@@ -222,7 +222,9 @@ TEST_P(MmGolden, ChunkedPrefillEqualsOneShot) {
     if (model == &padded) {
       EXPECT_EQ(padded.graph_stats().padded_steps, want_padded) << fx.name;
       EXPECT_GT(want_padded, 0) << fx.name;
-      if (!bidi) EXPECT_GT(media_small, 0) << fx.name << ": no small chunk carried an image";
+      if (!bidi) {
+        EXPECT_GT(media_small, 0) << fx.name << ": no small chunk carried an image";
+      }
     } else {
       EXPECT_EQ(model->graph_stats().padded_steps, 0);
     }
