@@ -13,6 +13,7 @@ ALLOWED = {
     "core": set(),
     "http": {"core"},
     "io": {"core"},
+    "media": {"core"},
     "audio": {"core"},
     "quant": {"core"},
     "backend": {"core", "quant"},
@@ -27,8 +28,8 @@ ALLOWED = {
     "tokenizer": {"core"},
     "benchserve": {"core"},
     "chat": {"tokenizer", "core"},
-    "server": {"http", "audio", "engine", "spec", "model/gemma4", "kv", "sample", "backend", "backend/cpu",
-               "backend/cuda", "io", "quant", "tokenizer", "chat", "core"},
+    "server": {"http", "audio", "engine", "spec", "model/gemma4", "kv", "sample", "backend",
+               "backend/cpu", "backend/cuda", "io", "quant", "tokenizer", "chat", "media", "core"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

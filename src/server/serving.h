@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "sample/constraints.h"
 #include "sample/generation_config.h"
+#include "server/media_request.h"
 #include "server/metrics.h"
 #include "server/model_files.h"
 #include "server/openai_request.h"
@@ -34,6 +35,8 @@ struct ServingContext {
   int max_model_len = 0;
   // Every token's bytes, for JSON mode (response_format json_object); make_token_bytes().
   std::shared_ptr<const TokenBytes> token_bytes;
+  // Multimodal content parts (server/media_request.h); null: the model takes text only.
+  std::shared_ptr<const MediaContext> media;
 };
 
 // The bytes each token id decodes to: byte-fallback pieces (<0xNN>) as their byte, others
@@ -88,7 +91,8 @@ struct PreparedChat {
   std::string prompt;
   std::vector<int32_t> ids;
   bool start_in_reasoning = false;
-  std::string forced_prefix;  // tool_choice required/named: text appended to the prompt
+  std::string forced_prefix;       // tool_choice required/named: text appended to the prompt
+  std::vector<EngineMedia> media;  // soft-token runs of the media parts (ids expanded)
 };
 PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req);
 

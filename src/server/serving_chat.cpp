@@ -39,7 +39,8 @@ class ChatJobBase : public JobBase {
     check_tool_choice(ctx, req);
     p_ = prepare_chat(ctx, req);
     const int max_tokens = resolve_limits(ctx, req, p_.ids.size(), "messages");
-    add_choices(submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0));
+    add_choices(submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0,
+                               &p_.media));
   }
   ChatRequest req_;
   PreparedChat p_;
