@@ -14,6 +14,7 @@ ALLOWED = {
     "core": set(),
     "http": {"core"},
     "io": {"core"},
+    "media": {"core"},
     "audio": {"core"},
     "quant": {"core"},
     "backend": {"core", "quant"},
@@ -30,7 +31,7 @@ ALLOWED = {
     "benchserve": {"core"},
     "chat": {"tokenizer", "core"},
     "server": {"http", "audio", "engine", "spec", "model/gemma4", "kv", "sample", "grammar", "backend",
-               "backend/cpu", "backend/cuda", "io", "quant", "tokenizer", "chat", "core"},
+               "backend/cpu", "backend/cuda", "io", "quant", "tokenizer", "chat", "media", "core"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -35,6 +35,8 @@ void Engine::propose_drafts() {
     p.k = k;
     for (int g = 0; g < kv_.num_groups(); ++g)
       p.target_block_tables.push_back(&kv_.block_table(id, g));
+    for (const EngineMedia& m : live.req.media)
+      p.media.push_back({m.input.get(), m.key, m.offset, m.bidirectional});
     in.push_back(std::move(p));
   }
   if (in.empty()) return;

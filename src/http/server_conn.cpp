@@ -409,6 +409,13 @@ void Server::Impl::pumped(Conn& c, Posted& p) {
       if (!p.error.empty()) c.close_after = true;
       end_stream(c);
     }
+  } else if (p.done && p.error.empty() && p.response.deferred) {
+    // The deferred response continues as another one (message.h): handled as if a handler had
+    // returned it (a stream's head goes out now; a drain already cancelling cancels it too).
+    c.deferred.reset();
+    c.pump_again = false;
+    handled(c, std::move(p.response));
+    return;
   } else if (p.done) {
     queue_response(
         c, p.error.empty() ? p.response : error_response(500, "internal error: " + p.error));
@@ -435,7 +442,8 @@ void Server::Impl::on_mailbox() {
     Conn* c = find(p.conn);
     if (!c || c->seq != p.seq) {
       // The client left meanwhile: whatever the handler started must stop.
-      if (p.kind == Posted::Kind::kHandled && p.response.deferred)
+      if ((p.kind == Posted::Kind::kHandled || p.kind == Posted::Kind::kPumped) &&
+          p.response.deferred)
         p.response.deferred->cancel(CancelReason::kClientGone);
       continue;
     }

@@ -7,6 +7,7 @@
 #include "server/api_error.h"
 #include "server/cors.h"
 #include "server/info_routes.h"
+#include "server/media_prefetch.h"
 #include "server/model_files.h"
 #include "server/responses.h"
 
@@ -146,6 +147,9 @@ struct HttpServer::Impl {
   CorsPolicy cors;
   std::string tokenizer_config;  // tokenizer_config.json's text, for /tokenizer_info
   ResponsesService responses;    // /v1/responses (server/responses.h)
+  // http(s) media are fetched on its threads, not on the HTTP workers (media_prefetch.h); null
+  // when the model takes no media. Declared before `http` so it outlives the server's use of it.
+  std::unique_ptr<MediaFetcher> fetcher;
   http::Server http;
 
   explicit Impl(ServingContext& c)
@@ -153,7 +157,9 @@ struct HttpServer::Impl {
         cors(cors_options(c.opts)),
         tokenizer_config(read_tokenizer_config(c.opts)),
         responses(c, responses_store_limits(c.opts)),
-        http(with_cors(server_options(c.opts, c.metrics))) {}
+        http(with_cors(server_options(c.opts, c.metrics))) {
+    if (c.media) fetcher = std::make_unique<MediaFetcher>(c.media->fetch());
+  }
 
   // CORS as a before-routing hook of the HTTP layer: a preflight is answered for any path,
   // before routing and before the API key check (browsers send no credentials with it); every
@@ -171,6 +177,23 @@ struct HttpServer::Impl {
       return false;
     };
     return s;
+  }
+
+  // A request whose media parts name http(s) URLs: answers with a deferred fetch and runs
+  // `then` (on a worker, with the fetched bytes in the request) once it is done. False: nothing
+  // to fetch, the caller goes on at once.
+  template <typename Req, typename Then>
+  bool fetch_first(const Req& r, http::Response& res, Then then) {
+    if (!fetcher) return false;
+    std::vector<std::string> urls = remote_media_urls(ctx.media.get(), r.messages);
+    if (urls.empty()) return false;
+    res.defer(prefetch_then(*fetcher, std::move(urls),
+                            [this, req = Req(r), then](std::shared_ptr<const PrefetchedMedia> m,
+                                                       http::Response& out) mutable {
+                              req.prefetched_media = std::move(m);
+                              guarded(out, [&] { then(req, out); });
+                            }));
+    return true;
   }
 
   bool authorized(const http::Request& req, http::Response& res) {
@@ -310,7 +333,10 @@ struct HttpServer::Impl {
       if (ob.contains("tools") && ob["tools"].is_array() && !ob["tools"].empty())
         cr.tools_ordered = ob["tools"];
       cr.structured = parse_structured_request(ob);  // schema property order kept
-      respond_with(res, start_chat(ctx, cr));
+      auto go = [this](const ChatRequest& r, http::Response& out) {
+        respond_with(out, start_chat(ctx, r));
+      };
+      if (!fetch_first(cr, res, go)) go(cr, res);
     });
   }
 
@@ -327,33 +353,40 @@ struct HttpServer::Impl {
     });
   }
 
+  // /tokenize's answer for these ids.
+  void tokenized(const std::vector<int32_t>& ids, bool strs, http::Response& res) {
+    json out = {{"count", ids.size()}, {"max_model_len", ctx.max_model_len}, {"tokens", ids}};
+    if (strs) {
+      json list = json::array();
+      for (int32_t id : ids) list.push_back(ctx.tok.id_to_token(id).value_or(""));
+      out["token_strs"] = list;
+    }
+    res.set_content(dump(out), "application/json");
+  }
+
   void tokenize(const http::Request& req, http::Response& res) {
     guarded(res, [&] {
       json b;
       nlohmann::ordered_json ob;
       if (!body(req, res, b, &ob)) return;
-      std::vector<int32_t> ids;
+      const bool strs = b.value("return_token_strs", false);
       if (b.contains("messages")) {
         json cb = b;
         if (!cb.contains("add_generation_prompt")) cb["add_generation_prompt"] = true;
         ChatRequest cr = parse_chat_request(cb);
         if (ob.contains("tools") && ob["tools"].is_array() && !ob["tools"].empty())
           cr.tools_ordered = ob["tools"];
-        ids = prepare_chat(ctx, cr).ids;
+        auto go = [this, strs](const ChatRequest& r, http::Response& out) {
+          tokenized(prepare_chat(ctx, r).ids, strs, out);
+        };
+        if (!fetch_first(cr, res, go)) go(cr, res);
       } else if (b.contains("prompt") && b["prompt"].is_string()) {
         tok::EncodeOptions eo;
         eo.add_special_tokens = b.value("add_special_tokens", true);
-        ids = ctx.tok.encode(b["prompt"].get<std::string>(), eo);
+        tokenized(ctx.tok.encode(b["prompt"].get<std::string>(), eo), strs, res);
       } else {
         throw ApiError::bad_request("give \"prompt\" (a string) or \"messages\"", "prompt");
       }
-      json out = {{"count", ids.size()}, {"max_model_len", ctx.max_model_len}, {"tokens", ids}};
-      if (b.value("return_token_strs", false)) {
-        json strs = json::array();
-        for (int32_t id : ids) strs.push_back(ctx.tok.id_to_token(id).value_or(""));
-        out["token_strs"] = strs;
-      }
-      res.set_content(dump(out), "application/json");
     });
   }
 

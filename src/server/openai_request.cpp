@@ -60,7 +60,9 @@ const std::set<std::string> kCommonFields = {"model",
                                              "return_token_ids",
                                              "response_format",
                                              "priority",
-                                             "request_id"};
+                                             "request_id",
+                                             "mm_processor_kwargs",
+                                             "media_io_kwargs"};
 
 std::vector<int32_t> id_list(const json& v, const char* k) {
   std::vector<int32_t> ids;
@@ -75,6 +77,11 @@ std::vector<int32_t> id_list(const json& v, const char* k) {
 void parse_common(const json& b, CommonRequest& r, bool chat) {
   if (!b.is_object()) throw ApiError::bad_request("the request body must be a JSON object");
   r.model = string(b, "model").value_or("");
+  for (const char* k : {"mm_processor_kwargs", "media_io_kwargs"})
+    if (const json* v = field(b, k)) {
+      if (!v->is_object()) bad(k, "must be an object");
+      (k[1] == 'm' ? r.mm_processor_kwargs : r.media_io_kwargs) = *v;
+    }
   RequestSampling& s = r.sampling;
   s.temperature = num(b, "temperature");
   s.top_p = num(b, "top_p");

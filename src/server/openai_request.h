@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -13,6 +14,8 @@
 #include "server/structured_request.h"
 
 namespace fc {
+
+struct PrefetchedMedia;  // server/media_fetch.h
 
 struct CommonRequest {
   std::string model;
@@ -43,6 +46,12 @@ struct CommonRequest {
   bool return_token_ids = false;  // vLLM: prompt_token_ids and token_ids in the response
   // response_format / structured_outputs / guided_*: the requested constraint, if any.
   StructuredRequest structured;
+  // vLLM's per-request multimodal options (merged over the server's --mm-processor-kwargs /
+  // --media-io-kwargs); null when absent.
+  nlohmann::json mm_processor_kwargs, media_io_kwargs;
+  // http(s) media the HTTP layer fetched before preparing the request (server/media_prefetch.h);
+  // null: remote media are fetched while preparing it.
+  std::shared_ptr<const PrefetchedMedia> prefetched_media;
   std::vector<std::string> ignored;
 };
 

@@ -61,6 +61,12 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--structured-outputs-config",
        [&](auto& f, auto& v) { o.structured_outputs_config = to_json(f, v); }},
       {"--limit-mm-per-prompt", [&](auto& f, auto& v) { o.limit_mm_per_prompt = to_json(f, v); }},
+      {"--mm-processor-kwargs", [&](auto& f, auto& v) { o.mm_processor_kwargs = to_json(f, v); }},
+      {"--media-io-kwargs", [&](auto& f, auto& v) { o.media_io_kwargs = to_json(f, v); }},
+      {"--allowed-local-media-path", [&](auto&, auto& v) { o.allowed_local_media_path = v; }},
+      {"--allowed-media-domains", [&](auto&, auto& v) { o.allowed_media_domains.push_back(v); }},
+      {"--mm-encoder-cache-tokens",
+       [&](auto& f, auto& v) { o.mm_encoder_cache_tokens = to_int(f, v); }},
       {"--api-key", [&](auto&, auto& v) { o.api_key = v; }},
       {"--device", [&](auto&, auto& v) { o.device = v; }},
       {"--threads", [&](auto& f, auto& v) { o.threads = to_int(f, v); }},
@@ -95,8 +101,7 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
                                                    "--max-seq-len-to-capture",
                                                    "--compilation-config",
                                                    "--distributed-executor-backend",
-                                                   "--root-path",
-                                                   "--mm-processor-kwargs"};
+                                                   "--root-path"};
   // Switches (true), with vLLM's --no-... forms.
   const std::map<std::string, std::function<void()>> switches = {
       {"--enable-prefix-caching", [&] { o.enable_prefix_caching = true; }},

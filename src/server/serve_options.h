@@ -37,6 +37,15 @@ struct ServeOptions {
   // --structured-outputs-config JSON, or its dotted keys (--structured-outputs-config.backend X)
   nlohmann::json structured_outputs_config;  // null when absent
   nlohmann::json limit_mm_per_prompt;        // null when absent
+  // Multimodal (server/media_request.h): processor defaults ({"max_soft_tokens": N}), media
+  // loading ({"image": {"rgba_background_color": [r, g, b]}, "video": {"num_frames": N}}),
+  // file: URLs under this directory only, http(s) hosts allowed (empty: any), encoder-cache size
+  // in soft tokens (0: vLLM's default, the encoder budget).
+  nlohmann::json mm_processor_kwargs;
+  nlohmann::json media_io_kwargs;
+  std::string allowed_local_media_path;
+  std::vector<std::string> allowed_media_domains;
+  int mm_encoder_cache_tokens = 0;
   std::string api_key;
   std::string device = "cpu";
   int threads = 0;                   // 0: all hardware threads

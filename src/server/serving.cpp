@@ -106,7 +106,8 @@ void truncate_prompt(std::vector<int32_t>& ids, const CommonRequest& req, int ma
 std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req,
                                    const std::vector<int32_t>& ids, int max_tokens,
                                    const OutputOptions& oo, int first_index,
-                                   const ConstraintPlan& plan) {
+                                   const ConstraintPlan& plan,
+                                   const std::vector<EngineMedia>* media) {
   SamplingParams sp;
   try {
     sp = resolve_sampling_params(req.sampling, ctx.gen);
@@ -118,6 +119,7 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
   for (int i = 0; i < req.n; ++i) {
     EngineRequest er;
     er.prompt = ids;
+    if (media) er.media = *media;
     er.sampling = sp;
     if (sp.seed && i > 0) er.sampling.seed = *sp.seed + static_cast<uint64_t>(i);
     er.max_tokens = max_tokens;
@@ -323,8 +325,10 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   } catch (const chat::gemma4::InvalidRequest& e) {
     throw ApiError::bad_request(e.what(), e.param().empty() ? "messages" : e.param());
   }
-  if (!nm.media.empty())
-    throw ApiError::bad_request("image, audio and video inputs are not supported yet", "messages");
+  // Media parts: limits, fetch, decode, preprocess (before the template; placed after tokenizing).
+  const std::vector<LoadedMedia> loaded =
+      load_chat_media(ctx.media.get(), nm.media,
+                      {req.mm_processor_kwargs, req.media_io_kwargs, req.prefetched_media});
   nlohmann::ordered_json c = nlohmann::ordered_json::object();
   c["messages"] = nm.messages;
   if (!req.tools_ordered.is_null())
@@ -374,6 +378,14 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
     p.ids = ctx.tok.encode(p.prompt + p.forced_prefix, eo);
   } catch (const Error& e) {
     throw ApiError::bad_request(e.what(), "messages");
+  }
+  if (!loaded.empty()) {
+    p.media = ctx.media->expand(ctx.tok, p.ids, loaded);
+    if (req.truncate_prompt_tokens)
+      throw ApiError::bad_request(
+          "truncate_prompt_tokens cannot be used with image, audio or "
+          "video input",
+          "truncate_prompt_tokens");
   }
   truncate_prompt(p.ids, req, ctx.max_model_len);
   return p;

@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "grammar/compiler.h"
 #include "sample/generation_config.h"
+#include "server/media_request.h"
 #include "server/metrics.h"
 #include "server/model_files.h"
 #include "server/openai_request.h"
@@ -37,6 +38,8 @@ struct ServingContext {
   // --structured-outputs-config (structured_serving.h).
   std::shared_ptr<grammar::ConstraintCompiler> constraints;
   StructuredOutputsConfig structured_config;
+  // Multimodal content parts (server/media_request.h); null: the model takes text only.
+  std::shared_ptr<const MediaContext> media;
 };
 
 // Writes one SSE event payload (without "data: " framing); returns false when the client is
@@ -87,7 +90,8 @@ struct PreparedChat {
   std::string prompt;
   std::vector<int32_t> ids;
   bool start_in_reasoning = false;
-  std::string forced_prefix;  // tool_choice required/named: text appended to the prompt
+  std::string forced_prefix;       // tool_choice required/named: text appended to the prompt
+  std::vector<EngineMedia> media;  // soft-token runs of the media parts (ids expanded)
 };
 PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req);
 

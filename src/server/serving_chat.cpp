@@ -40,7 +40,7 @@ class ChatJobBase : public JobBase {
     p_ = prepare_chat(ctx, req);
     const int max_tokens = resolve_limits(ctx, req, p_.ids.size(), "messages");
     add_choices(submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0,
-                               plan_chat_constraint(ctx, req, p_.start_in_reasoning)));
+                               plan_chat_constraint(ctx, req, p_.start_in_reasoning), &p_.media));
   }
   ChatRequest req_;
   PreparedChat p_;

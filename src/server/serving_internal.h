@@ -51,11 +51,13 @@ struct Choice {
 };
 
 // Submits req.n choices for one prompt (indices first_index..), each under `plan`'s constraint
-// (structured_serving.h); on failure none stays submitted.
+// (structured_serving.h); on failure none stays submitted. `media`: the prompt's soft-token runs
+// (PreparedChat::media), if any.
 std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req,
                                    const std::vector<int32_t>& ids, int max_tokens,
                                    const OutputOptions& oo, int first_index,
-                                   const ConstraintPlan& plan);
+                                   const ConstraintPlan& plan,
+                                   const std::vector<EngineMedia>* media = nullptr);
 // Merges a step into a choice's non-streaming result.
 void accumulate(Choice& c, const OutputStep& step, bool parallel_tool_calls);
 json usage_json(int prompt_tokens, int completion_tokens);
