@@ -67,6 +67,14 @@ const std::map<std::string, std::string>& texts() {
        "Mean KL(p_base || p_quant) per next-token distribution over held-out text (default:\n"
        "built-in sentences). Default: the base model with the quantized linears dequantized in\n"
        "place; --loader: load QUANT_DIR through fourcast's NVFP4 loader instead.\n"},
+      {"constrain",
+       "usage: fourcast constrain --tokenizer FILE (--json-schema FILE | --regex STR |\n"
+       "         --grammar FILE | --choice JSON | --json-object | --tools FILE) [--check FILE]\n"
+       "         [--print-grammar] [--bench [--bench-steps N] [--seed S]] [--strict] [--compact]\n"
+       "         [--vocab-size N] [--dump-masks FILE] [--quiet] [--no-stop]\n"
+       "Compiles a structured-output constraint for a tokenizer; --check walks a file's text\n"
+       "through the matcher token by token (exit 0 accepted, 1 rejected with the byte offset\n"
+       "and token, 2 invalid or unsupported constraint); --bench times masks and the compile.\n"},
   };
   return t;
 }
@@ -86,6 +94,8 @@ std::string overview_usage() {
          "  tokenize    --tokenizer FILE (--text STR | --ids 1,2,3): encode or decode\n"
          "  template    (--model DIR | --template FILE) --messages FILE.json: render a chat\n"
          "  parse       --text FILE: split output into reasoning, content, tool calls\n"
+         "  constrain   --tokenizer FILE (--json-schema FILE | --regex STR | ...): check text\n"
+         "              against a structured-output constraint, time its masks\n"
          "  bench serve [--base-url URL] [--num-prompts N] ...: load-test a running server\n";
 }
 

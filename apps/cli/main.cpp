@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
     if (cmd == "parse") return fc::cli::cmd_parse(argc, argv);
     if (cmd == "quantize") return fc::cli::cmd_quantize(argc, argv);
     if (cmd == "kl") return fc::cli::cmd_kl(argc, argv);
+    if (cmd == "constrain") return fc::cli::cmd_constrain(argc, argv);
     if (cmd == "bench" && argc >= 3 && !std::strcmp(argv[2], "serve"))
       return run_bench_serve(argc, argv, 3);
     if (cmd == "bench" &&

@@ -22,9 +22,12 @@
 #include "engine/kv_plan.h"
 #include "io/safetensors.h"
 #include "model/gemma4/model.h"
+#include "model/gemma4/vision.h"
 #include "server/http_server.h"
+#include "server/media_request.h"
 #include "server/model_files.h"
 #include "server/serve_options.h"
+#include "server/structured_serving.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fc::cli {
@@ -41,6 +44,24 @@ void check_quantization_flag(const ServeOptions& o, const gemma4::Config& cfg) {
          : cfg.quant.format == quant::Format::kModelOpt
              ? "a ModelOpt checkpoint (use --quantization modelopt)"
              : "a compressed-tensors checkpoint (use --quantization compressed-tensors)");
+}
+
+// vLLM's encoder budget (vllm/multimodal/encoder_budget.py): per step and for the cache, at
+// least max_num_batched_tokens and the largest item (any allowed image budget: 1120 soft
+// tokens). Prefix-LM models (26B/31B) never split an image, so the server's image budget must fit
+// one step (vLLM's startup error).
+void configure_encoder_budget(const ServeOptions& o, const gemma4::Config& cfg, EngineConfig& ec) {
+  const int step = ec.scheduler.max_num_batched_tokens;
+  int64_t budget = std::max(step, 1120);
+  ec.scheduler.encoder_compute_budget = budget;
+  ec.scheduler.encoder_cache_size = std::max<int64_t>(budget, o.mm_encoder_cache_tokens);
+  int item = cfg.mm.vision->default_output_length;
+  if (o.mm_processor_kwargs.is_object() && o.mm_processor_kwargs.contains("max_soft_tokens") &&
+      o.mm_processor_kwargs["max_soft_tokens"].is_number_integer())
+    item = o.mm_processor_kwargs["max_soft_tokens"].get<int>();
+  if (cfg.use_bidirectional_attention == "vision" && item > step)
+    fail("Chunked MM input disabled but max_tokens_per_mm_item=", item,
+         " is larger than max_num_batched_tokens=", step, " (raise --max-num-batched-tokens)");
 }
 
 // Thousands of client connections need as many file descriptors: raise the soft limit to the
@@ -67,11 +88,11 @@ int cmd_serve(int argc, char** argv) {
   ServeOptions o = parse_serve_options(argc, argv, 2);
   if (o.model.empty()) o.model = FOURCAST_BUNDLED_MODEL;
   if (o.served_model_names.empty()) o.served_model_names = {o.model};
+  // vLLM's switch for the Responses API store: "0" turns storing off (here it is on, bounded).
+  if (const char* e = std::getenv("VLLM_ENABLE_RESPONSES_API_STORE"); e && std::string(e) == "0")
+    o.responses_store_max_entries = 0;
   for (const std::string& f : o.ignored)
     log_line(LogLevel::kInfo, "flag accepted, no effect here: " + f);
-  if (!o.limit_mm_per_prompt.is_null())
-    log_line(LogLevel::kInfo,
-             "--limit-mm-per-prompt accepted; multimodal inputs are not supported yet");
 
   // Signals are handled by one thread (sigwait), so block them before any thread starts.
   sigset_t sigs;
@@ -177,6 +198,13 @@ int cmd_serve(int argc, char** argv) {
   ec.scheduler.enable_prefix_caching = o.enable_prefix_caching;
   ec.scheduler.max_num_batched_tokens =
       o.max_num_batched_tokens.value_or(o.enable_chunked_prefill ? 2048 : max_len);
+  // Multimodal: the vision tower as the image / video encoder (server/media_request.h).
+  std::unique_ptr<gemma4::VisionTower> vision;
+  if (gemma4::has_vision_tower(cfg, *ckpt)) {
+    vision = std::make_unique<gemma4::VisionTower>(cfg, *ckpt, be, mo.load);
+    ec.encoders.push_back(vision.get());
+    configure_encoder_budget(o, cfg, ec);
+  }
   DrafterSetup drafter;  // outlives the engine
   if (!o.speculative_config.is_null())
     setup_speculation(o.speculative_config, model, be, mo.bf16_embed_scale, kv_tokens,
@@ -184,8 +212,10 @@ int cmd_serve(int argc, char** argv) {
   Engine engine(model, be, ec);
   Metrics metrics;
   ServingContext ctx{
-      o, tokenizer, tmpl, tsrc, gen, engine, metrics, {}, o.served_model_names[0], max_len, {}};
-  ctx.token_bytes = make_token_bytes(tokenizer);
+      o, tokenizer, tmpl, tsrc, gen, engine, metrics, {}, o.served_model_names[0], max_len, {}, {}};
+  if (vision) ctx.media = std::make_shared<MediaContext>(o, cfg);
+  ctx.constraints = make_constraint_compiler(tokenizer, cfg.vocab_size);
+  ctx.structured_config = parse_structured_outputs_config(o.structured_outputs_config);
   ctx.eos_ids = gen.eos_token_ids.empty()
                     ? std::vector<int32_t>(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end())
                     : gen.eos_token_ids;

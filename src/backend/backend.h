@@ -75,9 +75,30 @@ struct AttentionArgs {
   const int32_t* pos0 = nullptr;
   const int32_t* block_tables = nullptr;  // flattened; sequence s starts at table_offset[s]
   const int32_t* table_offset = nullptr;
+  // Optional, per batch row: the last position the query may also see ahead of itself (image
+  // blocks attend bidirectionally on Gemma 4 26B/31B sliding layers): a query at p sees keys
+  // (p - W, max(p, kv_limit[t])]. Those keys must be in the cache (the same step writes them).
+  // nullptr: causal.
+  const int32_t* kv_limit = nullptr;
   // Host-side hints for choosing a kernel (0: unknown); results never depend on them.
   int max_q_per_seq = 0;  // most query rows any sequence brings (1: a pure decode step)
   int max_keys = 0;       // most keys any query attends
+};
+
+// Bidirectional attention within segments (the vision encoder): batch rows [seg[i], seg[i+1])
+// attend each other and nothing else. q: [T, n_heads, head_dim], k/v: [T, n_kv_heads, head_dim]
+// (row strides ldq / ldk / ldv), out: [T, n_heads, head_dim]; softmax in fp32.
+struct SegmentAttentionArgs {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t ldq = 0, ldk = 0, ldv = 0;
+  float* out = nullptr;
+  int64_t ldo = 0;
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 1.0f;
+  int n_segments = 0;
+  const int32_t* seg = nullptr;  // [n_segments + 1] row offsets (device memory)
 };
 
 // ---- Audio tower (Gemma 4 conformer, model/gemma4/audio_tower.cpp) ----
@@ -171,6 +192,16 @@ class Backend {
                         int64_t row_elems, const int32_t* slots, void* k_cache, void* v_cache,
                         DType cache_dtype, float k_scale = 1.0f, float v_scale = 1.0f) = 0;
   virtual void attention(const AttentionArgs& a) = 0;
+  virtual void attention_segments(const SegmentAttentionArgs& a) = 0;
+  // (The vision tower's clipped linears use clamp, declared with the audio ops below.)
+  // Average pooling of a patch grid (vision pooler): x holds grid_h · grid_w rows in row-major
+  // grid order; out row (r, c) of the (grid_h/k) × (grid_w/k) grid is
+  // scale · Σ_{k×k window} x · fl(1/k²), the window summed row-major. grid sides divisible by k.
+  virtual void avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n,
+                        float scale, float* out, int64_t ldo) = 0;
+  // x[t, i] = (x[t, i] - sub[i]) · mul[i]  (vision standardize; sub/mul vectors of n)
+  virtual void sub_mul(float* x, int64_t ldx, int64_t T, int64_t n, const Weight& sub,
+                       const Weight& mul) = 0;
   // MoE routing (Gemma 4): probs = softmax(logits[t, :E]) in fp32, top-k by probability,
   // weights renormalised to sum 1, then multiplied by per_expert_scale[idx].
   // idx/weights: [T, k] (ascending probability order not guaranteed; ties by lower id).
@@ -184,7 +215,8 @@ class Backend {
                            const Weight* down, int E, float* out, int64_t ldo) = 0;
 
   // ---- Audio tower ops (Gemma 4 conformer; model/gemma4/audio_tower.cpp) ----
-  // x[t, i] = min(max(x[t, i], lo), hi) in place (ReLU is clamp(x, 0, +inf)).
+  // x[t, i] = min(max(x[t, i], lo), hi) in place (ReLU is clamp(x, 0, +inf); also the vision
+  // tower's Gemma4ClippableLinear bounds).
   virtual void clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi) = 0;
   // out[t, i] = silu(x[t, i]) = x / (1 + e^-x); out may alias x.
   virtual void silu(const float* x, int64_t ldx, int64_t T, int64_t n, float* out, int64_t ldo) = 0;

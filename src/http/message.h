@@ -55,6 +55,10 @@ class Response;
 //    It must not block. Streaming: append the bytes to send now to `stream_bytes` (the server
 //    frames them as one HTTP chunk and flushes them); deferred: fill `final` when ready. Return
 //    true when the response is complete (a stream's last bytes may come with it).
+//  - A deferred (not streaming) one may end by handing over: `final.defer(d2)` or
+//    `final.stream(d2, type)` in its last pump; the response then continues from d2 exactly as
+//    if the handler had returned it (e.g. a request that must fetch something before it can
+//    decide whether it streams: server/media_prefetch.h).
 //  - cancel() comes on the I/O thread, possibly while pump() runs: the client disconnected
 //    (then nothing more is sent; pump() may still be called, its output is dropped) or the server
 //    is stopping (then the server keeps pumping for a short grace period to let the Deferred end

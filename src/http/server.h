@@ -9,7 +9,9 @@
 // (http/parser.h) with an immediate 413 for an over-limit Content-Length. A client that goes
 // away while its request waits or streams is noticed at once (EPOLLRDHUP) and its Deferred is
 // cancelled. Drain (begin_drain): every new request gets 503, requests in flight finish up to a
-// deadline, then their Deferreds are cancelled, and serve() returns.
+// deadline, then their Deferreds are cancelled, and serve() returns. A before-routing hook
+// (ServerOptions::before_routing) may answer a request without routing it or add header fields
+// to its response, whatever produces it (CORS).
 //
 // Usage:
 //   http::Server s(opts);
@@ -44,6 +46,14 @@ struct ServerOptions {
   std::function<std::string(int status, const std::string& message)> error_body;
   // Called on the I/O thread for every response head sent (metrics).
   std::function<void(int status)> on_response;
+  // Called on the I/O thread for every complete request before it is routed (so before any
+  // handler, API key check or 404/405); must be cheap and never block. Returning true answers
+  // the request with `res` as filled (an immediate response: a Deferred there is ignored),
+  // without routing it - a CORS preflight. Returning false routes the request as usual, and the
+  // header fields it put in `res.headers` are added to whatever response the request gets
+  // (handler, Deferred, stream, 404/405) - CORS's response headers. Thrown exceptions count as
+  // false with no headers.
+  std::function<bool(const Request& req, Response& res)> before_routing;
 };
 
 // Counters since start (monotonic) and current levels, for /metrics.

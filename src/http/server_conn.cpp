@@ -98,6 +98,7 @@ void Server::Impl::queue_head(Conn& c, const Response& r, size_t content_length,
   std::string h = "HTTP/1.1 " + std::to_string(r.status) + " " + reason_phrase(r.status) + "\r\n";
   if (!r.content_type.empty()) h += "Content-Type: " + r.content_type + "\r\n";
   for (const auto& [k, v] : r.headers) h += k + ": " + v + "\r\n";
+  for (const auto& [k, v] : c.extra_headers) h += k + ": " + v + "\r\n";
   if (stream) {
     if (c.chunked) h += "Transfer-Encoding: chunked\r\n";
   } else {
@@ -185,6 +186,7 @@ void Server::Impl::end_request(Conn& c) {
     --in_flight;
   }
   c.deferred.reset();
+  c.extra_headers.clear();
   c.streaming = c.chunked = c.pumping = c.pump_again = c.cancelled = false;
   if (c.close_after || !c.keep_alive || draining) {
     close_gracefully(c);
@@ -300,6 +302,24 @@ void Server::Impl::dispatch(Conn& c) {
   ++c.seq;
   set_events(c);
   refresh_timer(c);
+  c.extra_headers.clear();
+  if (opts.before_routing) {
+    Response pre;
+    bool answered = false;
+    try {
+      answered = opts.before_routing(req, pre);
+    } catch (const std::exception& e) {
+      log_line(LogLevel::kError, std::string("HTTP before_routing hook failed: ") + e.what());
+      pre = Response();
+    }
+    if (answered) {
+      pre.deferred.reset();
+      queue_response(c, pre);
+      flush(c);
+      return;
+    }
+    c.extra_headers = std::move(pre.headers);
+  }
   int status = 404;
   const Route* route = router.match(req.method, req.path, req.params, status);
   if (!route) {
@@ -389,6 +409,13 @@ void Server::Impl::pumped(Conn& c, Posted& p) {
       if (!p.error.empty()) c.close_after = true;
       end_stream(c);
     }
+  } else if (p.done && p.error.empty() && p.response.deferred) {
+    // The deferred response continues as another one (message.h): handled as if a handler had
+    // returned it (a stream's head goes out now; a drain already cancelling cancels it too).
+    c.deferred.reset();
+    c.pump_again = false;
+    handled(c, std::move(p.response));
+    return;
   } else if (p.done) {
     queue_response(
         c, p.error.empty() ? p.response : error_response(500, "internal error: " + p.error));
@@ -415,7 +442,8 @@ void Server::Impl::on_mailbox() {
     Conn* c = find(p.conn);
     if (!c || c->seq != p.seq) {
       // The client left meanwhile: whatever the handler started must stop.
-      if (p.kind == Posted::Kind::kHandled && p.response.deferred)
+      if ((p.kind == Posted::Kind::kHandled || p.kind == Posted::Kind::kPumped) &&
+          p.response.deferred)
         p.response.deferred->cancel(CancelReason::kClientGone);
       continue;
     }

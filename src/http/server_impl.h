@@ -72,6 +72,8 @@ struct Server::Impl {
     bool pumping = false, pump_again = false;
     bool cancelled = false;
     std::shared_ptr<std::atomic<bool>> wake_pending;
+    // Header fields opts.before_routing gave for the request in flight, added to its response.
+    std::vector<std::pair<std::string, std::string>> extra_headers;
     explicit Conn(const Limits& l) : parser(l) {}
   };
 

@@ -64,6 +64,15 @@ class ForwardingBackend : public Backend {
                  v_scale);
   }
   void attention(const AttentionArgs& a) override { in_.attention(a); }
+  void attention_segments(const SegmentAttentionArgs& a) override { in_.attention_segments(a); }
+  void avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n, float scale,
+                float* out, int64_t ldo) override {
+    in_.avg_pool(x, ldx, grid_h, grid_w, k, n, scale, out, ldo);
+  }
+  void sub_mul(float* x, int64_t ldx, int64_t T, int64_t n, const Weight& sub,
+               const Weight& mul) override {
+    in_.sub_mul(x, ldx, T, n, sub, mul);
+  }
   void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                  const Weight& per_expert_scale, int32_t* idx, float* weights) override {
     in_.moe_route(logits, ldl, T, E, k, per_expert_scale, idx, weights);

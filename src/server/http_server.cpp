@@ -5,6 +5,11 @@
 #include "core/json_limits.h"
 #include "core/log.h"
 #include "server/api_error.h"
+#include "server/cors.h"
+#include "server/info_routes.h"
+#include "server/media_prefetch.h"
+#include "server/model_files.h"
+#include "server/responses.h"
 
 namespace fc {
 
@@ -30,8 +35,9 @@ std::string media_type(const std::string& content_type) {
   return t;
 }
 
-// A chat / completions job as the HTTP layer's Deferred: SSE events ("data: ...\n\n", then
-// "data: [DONE]") for streams, one JSON body (or an OpenAI error) otherwise.
+// A chat / completions / Responses job as the HTTP layer's Deferred: SSE events ("data: ...\n\n",
+// then "data: [DONE]"; or the job's own "event: ..." frames) for streams, one JSON body (or an
+// OpenAI error) otherwise.
 class JobResponder final : public http::Deferred {
  public:
   explicit JobResponder(std::unique_ptr<ResponseJob> job) : job_(std::move(job)) {}
@@ -40,21 +46,29 @@ class JobResponder final : public http::Deferred {
 
   bool pump(std::string& bytes, http::Response& final) override {
     if (job_->streaming()) {
+      const bool frames = job_->writes_frames();  // Responses API: named events, no [DONE]
       const SseSink sink = [&](const std::string& data) {
-        bytes += "data: " + data + "\n\n";
+        bytes += frames ? data : "data: " + data + "\n\n";
         return true;
+      };
+      auto error = [&](const json& e) {
+        const std::string text = dump(e);
+        if (frames)
+          bytes += "event: error\ndata: " + text + "\n\n";
+        else
+          sink(text);
       };
       bool done = false;
       try {
         done = job_->pump(sink);
       } catch (const ApiError& e) {
-        sink(dump(error_json(e.status(), e.what(), e.param())));
+        error(error_json(e.status(), e.what(), e.param()));
         done = true;
       } catch (const std::exception& e) {
-        sink(dump(error_json(500, e.what(), "")));
+        error(error_json(500, e.what(), ""));
         done = true;
       }
-      if (done) bytes += "data: [DONE]\n\n";
+      if (done && !frames) bytes += "data: [DONE]\n\n";
       return done;
     }
     try {
@@ -100,13 +114,87 @@ http::ServerOptions server_options(const ServeOptions& o, Metrics& metrics) {
   return s;
 }
 
+// The request's CORS view (server/cors.h).
+CorsRequest cors_request(const http::Request& req) {
+  CorsRequest c;
+  c.method = req.method;
+  auto opt = [&](const char* name) {
+    const std::string* v = req.header(name);
+    return v ? std::optional<std::string>(*v) : std::nullopt;
+  };
+  c.origin = opt("origin");
+  c.request_method = opt("access-control-request-method");
+  c.request_headers = opt("access-control-request-headers");
+  c.has_cookie = req.header("cookie") != nullptr;
+  return c;
+}
+
+// Tokenizer_config.json's text for /tokenizer_info ("" when off or absent).
+std::string read_tokenizer_config(const ServeOptions& o) {
+  if (!o.enable_tokenizer_info_endpoint) return "";
+  try {
+    return read_text_file(o.model + "/tokenizer_config.json");
+  } catch (const Error&) {
+    return "";
+  }
+}
+
 }  // namespace
 
 struct HttpServer::Impl {
+  // Declared before `http`, which is destroyed first: its in-flight jobs may use these.
   ServingContext& ctx;
+  CorsPolicy cors;
+  std::string tokenizer_config;  // tokenizer_config.json's text, for /tokenizer_info
+  ResponsesService responses;    // /v1/responses (server/responses.h)
+  // http(s) media are fetched on its threads, not on the HTTP workers (media_prefetch.h); null
+  // when the model takes no media. Declared before `http` so it outlives the server's use of it.
+  std::unique_ptr<MediaFetcher> fetcher;
   http::Server http;
 
-  explicit Impl(ServingContext& c) : ctx(c), http(server_options(c.opts, c.metrics)) {}
+  explicit Impl(ServingContext& c)
+      : ctx(c),
+        cors(cors_options(c.opts)),
+        tokenizer_config(read_tokenizer_config(c.opts)),
+        responses(c, responses_store_limits(c.opts)),
+        http(with_cors(server_options(c.opts, c.metrics))) {
+    if (c.media) fetcher = std::make_unique<MediaFetcher>(c.media->fetch());
+  }
+
+  // CORS as a before-routing hook of the HTTP layer: a preflight is answered for any path,
+  // before routing and before the API key check (browsers send no credentials with it); every
+  // other response to a request with an Origin gets the simple headers, errors included.
+  http::ServerOptions with_cors(http::ServerOptions s) {
+    s.before_routing = [this](const http::Request& req, http::Response& res) {
+      const CorsRequest c = cors_request(req);
+      if (std::optional<CorsPreflight> p = cors.preflight(c)) {
+        res.status = p->status;
+        for (auto& [k, v] : p->headers) res.set_header(k, v);
+        res.set_content(p->body, "text/plain; charset=utf-8");
+        return true;
+      }
+      for (auto& [k, v] : cors.response_headers(c)) res.set_header(k, v);
+      return false;
+    };
+    return s;
+  }
+
+  // A request whose media parts name http(s) URLs: answers with a deferred fetch and runs
+  // `then` (on a worker, with the fetched bytes in the request) once it is done. False: nothing
+  // to fetch, the caller goes on at once.
+  template <typename Req, typename Then>
+  bool fetch_first(const Req& r, http::Response& res, Then then) {
+    if (!fetcher) return false;
+    std::vector<std::string> urls = remote_media_urls(ctx.media.get(), r.messages);
+    if (urls.empty()) return false;
+    res.defer(prefetch_then(*fetcher, std::move(urls),
+                            [this, req = Req(r), then](std::shared_ptr<const PrefetchedMedia> m,
+                                                       http::Response& out) mutable {
+                              req.prefetched_media = std::move(m);
+                              guarded(out, [&] { then(req, out); });
+                            }));
+    return true;
+  }
 
   bool authorized(const http::Request& req, http::Response& res) {
     if (ctx.opts.api_key.empty()) return true;
@@ -165,16 +253,73 @@ struct HttpServer::Impl {
   void models(const http::Request& req, http::Response& res) {
     if (!authorized(req, res)) return;
     json data = json::array();
-    for (const std::string& n : ctx.opts.served_model_names)
-      data.push_back({{"id", n},
-                      {"object", "model"},
-                      {"created", 0},
-                      {"owned_by", "fourcast"},
-                      {"root", ctx.opts.model},
-                      {"parent", nullptr},
-                      {"max_model_len", ctx.max_model_len},
-                      {"permission", json::array()}});
+    for (const std::string& n : ctx.opts.served_model_names) data.push_back(model_card(ctx, n));
     res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
+  }
+
+  void model(const http::Request& req, http::Response& res) {
+    if (!authorized(req, res)) return;
+    const std::string& id = req.params.at("id");
+    if (std::optional<json> card = find_model_card(ctx, id))
+      res.set_content(dump(*card), "application/json");
+    else
+      send_error(res, 404, "The model `" + id + "` does not exist.", "model");
+  }
+
+  // The Responses API: the logic is in server/responses.h; these are only the bindings.
+  void reply(http::Response& res, ResponsesService::Reply r) {
+    if (r.job)
+      respond_with(res, std::move(r.job));
+    else
+      res.set_content(dump(r.body), "application/json");
+  }
+
+  void responses_create(const http::Request& req, http::Response& res) {
+    if (!authorized(req, res)) return;
+    guarded(res, [&] {
+      json b;
+      nlohmann::ordered_json ob;
+      if (body(req, res, b, &ob)) reply(res, responses.create(b, ob));
+    });
+  }
+
+  // A query parameter's raw value ("" when absent; Responses ids and these values need no
+  // percent-decoding).
+  static std::string query_value(const http::Request& req, const std::string& key) {
+    size_t i = 0;
+    while (i <= req.query.size()) {
+      size_t amp = req.query.find('&', i);
+      if (amp == std::string::npos) amp = req.query.size();
+      const std::string kv = req.query.substr(i, amp - i);
+      const size_t eq = kv.find('=');
+      if (kv.substr(0, eq) == key) return eq == std::string::npos ? "" : kv.substr(eq + 1);
+      i = amp + 1;
+    }
+    return "";
+  }
+
+  void responses_get(const http::Request& req, http::Response& res) {
+    if (!authorized(req, res)) return;
+    guarded(res, [&] {
+      reply(res, responses.retrieve(req.params.at("id"), query_value(req, "stream"),
+                                    query_value(req, "starting_after")));
+    });
+  }
+
+  void responses_delete(const http::Request& req, http::Response& res) {
+    if (!authorized(req, res)) return;
+    guarded(res, [&] {
+      res.set_content(dump(responses.remove(req.params.at("id"))), "application/json");
+    });
+  }
+
+  void responses_cancel(const http::Request& req, http::Response& res) {
+    if (!authorized(req, res)) return;
+    guarded(res, [&] { reply(res, responses.cancel(req.params.at("id"))); });
+  }
+
+  void tokenizer_info_route(const http::Request&, http::Response& res) {
+    res.set_content(dump(tokenizer_info(ctx, tokenizer_config)), "application/json");
   }
 
   void chat(const http::Request& req, http::Response& res) {
@@ -187,7 +332,11 @@ struct HttpServer::Impl {
       if (!check_model(cr.model, res)) return;
       if (ob.contains("tools") && ob["tools"].is_array() && !ob["tools"].empty())
         cr.tools_ordered = ob["tools"];
-      respond_with(res, start_chat(ctx, cr));
+      cr.structured = parse_structured_request(ob);  // schema property order kept
+      auto go = [this](const ChatRequest& r, http::Response& out) {
+        respond_with(out, start_chat(ctx, r));
+      };
+      if (!fetch_first(cr, res, go)) go(cr, res);
     });
   }
 
@@ -195,11 +344,24 @@ struct HttpServer::Impl {
     if (!authorized(req, res)) return;
     guarded(res, [&] {
       json b;
-      if (!body(req, res, b)) return;
+      nlohmann::ordered_json ob;
+      if (!body(req, res, b, &ob)) return;
       CompletionRequest cr = parse_completion_request(b);
       if (!check_model(cr.model, res)) return;
+      cr.structured = parse_structured_request(ob);  // schema property order kept
       respond_with(res, start_completion(ctx, cr));
     });
+  }
+
+  // /tokenize's answer for these ids.
+  void tokenized(const std::vector<int32_t>& ids, bool strs, http::Response& res) {
+    json out = {{"count", ids.size()}, {"max_model_len", ctx.max_model_len}, {"tokens", ids}};
+    if (strs) {
+      json list = json::array();
+      for (int32_t id : ids) list.push_back(ctx.tok.id_to_token(id).value_or(""));
+      out["token_strs"] = list;
+    }
+    res.set_content(dump(out), "application/json");
   }
 
   void tokenize(const http::Request& req, http::Response& res) {
@@ -207,28 +369,24 @@ struct HttpServer::Impl {
       json b;
       nlohmann::ordered_json ob;
       if (!body(req, res, b, &ob)) return;
-      std::vector<int32_t> ids;
+      const bool strs = b.value("return_token_strs", false);
       if (b.contains("messages")) {
         json cb = b;
         if (!cb.contains("add_generation_prompt")) cb["add_generation_prompt"] = true;
         ChatRequest cr = parse_chat_request(cb);
         if (ob.contains("tools") && ob["tools"].is_array() && !ob["tools"].empty())
           cr.tools_ordered = ob["tools"];
-        ids = prepare_chat(ctx, cr).ids;
+        auto go = [this, strs](const ChatRequest& r, http::Response& out) {
+          tokenized(prepare_chat(ctx, r).ids, strs, out);
+        };
+        if (!fetch_first(cr, res, go)) go(cr, res);
       } else if (b.contains("prompt") && b["prompt"].is_string()) {
         tok::EncodeOptions eo;
         eo.add_special_tokens = b.value("add_special_tokens", true);
-        ids = ctx.tok.encode(b["prompt"].get<std::string>(), eo);
+        tokenized(ctx.tok.encode(b["prompt"].get<std::string>(), eo), strs, res);
       } else {
         throw ApiError::bad_request("give \"prompt\" (a string) or \"messages\"", "prompt");
       }
-      json out = {{"count", ids.size()}, {"max_model_len", ctx.max_model_len}, {"tokens", ids}};
-      if (b.value("return_token_strs", false)) {
-        json strs = json::array();
-        for (int32_t id : ids) strs.push_back(ctx.tok.id_to_token(id).value_or(""));
-        out["token_strs"] = strs;
-      }
-      res.set_content(dump(out), "application/json");
     });
   }
 
@@ -272,17 +430,24 @@ struct HttpServer::Impl {
         {"GET", "/metrics",
          [this](const R&, S& s) {
            s.set_content(ctx.metrics.render(ctx.engine.stats(), ctx.model_name) +
-                             ctx.metrics.render_http(http.stats()),
+                             ctx.metrics.render_http(http.stats()) + responses.metrics_text(),
                          "text/plain; version=0.0.4");
          },
          true, true},
         {"GET", "/v1/models", bind(&Impl::models), true},
+        {"GET", "/v1/models/{id...}", bind(&Impl::model), true},  // names may contain '/'
         {"POST", "/v1/chat/completions", bind(&Impl::chat)},
         {"POST", "/v1/completions", bind(&Impl::completions)},
+        {"POST", "/v1/responses", bind(&Impl::responses_create)},
+        {"GET", "/v1/responses/{id}", bind(&Impl::responses_get)},
+        {"DELETE", "/v1/responses/{id}", bind(&Impl::responses_delete)},
+        {"POST", "/v1/responses/{id}/cancel", bind(&Impl::responses_cancel)},
         {"POST", "/tokenize", bind(&Impl::tokenize)},
         {"POST", "/detokenize", bind(&Impl::detokenize)},
     };
     for (const http::Route& r : table) http.add(r);
+    if (ctx.opts.enable_tokenizer_info_endpoint)  // vLLM: off by default (then a 404)
+      http.add({"GET", "/tokenizer_info", bind(&Impl::tokenizer_info_route), true});
   }
 };
 

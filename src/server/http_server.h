@@ -4,8 +4,10 @@
 //
 // Routes are one table (http_server.cpp, routes()): {method, path, handler, inline, while
 // draining}; a handler has the http::Handler signature (src/http/message.h documents it).
-// Chat and completions handlers start a ResponseJob and hand it to the HTTP layer as a
-// Deferred (non-streaming) or a stream (SSE), so a request waiting on the engine holds no thread.
+// Chat, completions and Responses handlers start a ResponseJob and hand it to the HTTP layer as
+// a Deferred (non-streaming) or a stream (SSE), so a request waiting on the engine holds no
+// thread. CORS is the HTTP layer's before-routing hook (preflights answered before routing and
+// before the API key check; simple headers on every other response with an Origin).
 #pragma once
 
 #include <memory>

@@ -89,6 +89,13 @@ std::string Metrics::render(const EngineStats& e, const std::string& model_name)
         double(e.prefix_query_tokens), "counter");
   gauge("vllm:prefix_cache_hits_total", "Prefix cache hits, in tokens.",
         double(e.prefix_hit_tokens), "counter");
+  gauge("fourcast:encoder_cache_queries_total",
+        "Encoder-output cache lookups (media items whose soft tokens a step needed).",
+        double(e.encoder_cache_queries), "counter");
+  gauge("fourcast:encoder_cache_hits_total", "Encoder-output cache hits.",
+        double(e.encoder_cache_hits), "counter");
+  gauge("fourcast:mm_items_encoded_total", "Media items (images, video frames) encoded.",
+        double(e.mm_items_encoded), "counter");
   gauge("vllm:spec_decode_num_drafts_total",
         "Verification steps that carried drafts (speculation off: 0).", double(e.spec_drafts),
         "counter");

@@ -105,7 +105,9 @@ void truncate_prompt(std::vector<int32_t>& ids, const CommonRequest& req, int ma
 
 std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req,
                                    const std::vector<int32_t>& ids, int max_tokens,
-                                   const OutputOptions& oo, int first_index) {
+                                   const OutputOptions& oo, int first_index,
+                                   const ConstraintPlan& plan,
+                                   const std::vector<EngineMedia>* media) {
   SamplingParams sp;
   try {
     sp = resolve_sampling_params(req.sampling, ctx.gen);
@@ -117,6 +119,7 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
   for (int i = 0; i < req.n; ++i) {
     EngineRequest er;
     er.prompt = ids;
+    if (media) er.media = *media;
     er.sampling = sp;
     if (sp.seed && i > 0) er.sampling.seed = *sp.seed + static_cast<uint64_t>(i);
     er.max_tokens = max_tokens;
@@ -126,20 +129,7 @@ std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req
                              req.stop_token_ids.end());
     if (req.logprobs) er.logprobs = LogprobsOptions{req.top_logprobs, LogprobsMode::kRawLogprobs};
     er.prompt_logprobs = req.prompt_logprobs;
-    if ((req.json_object || !req.choice.empty()) && er.stop_token_ids.empty())
-      throw ApiError::bad_request(
-          "a constrained output needs a stop token (ignore_eos without stop_token_ids)",
-          req.json_object ? "response_format" : "structured_outputs");
-    if (req.json_object) {
-      er.sampling.make_constraint = [bytes = ctx.token_bytes, stops = er.stop_token_ids] {
-        return std::unique_ptr<TokenConstraint>(new JsonObjectConstraint(bytes, stops));
-      };
-    } else if (!req.choice.empty()) {
-      er.sampling.make_constraint = [bytes = ctx.token_bytes, choices = req.choice,
-                                     stops = er.stop_token_ids] {
-        return std::unique_ptr<TokenConstraint>(new ChoiceConstraint(bytes, choices, stops));
-      };
-    }
+    install_constraint(plan, er);
     Choice c;
     c.index = first_index + i;
     c.keep_stop_token_text = req.include_stop_str_in_output;
@@ -205,13 +195,15 @@ void add_usage_details(const ServingContext& ctx, json& usage, const std::vector
                           {"mean_acceptance_length", 1.0 + double(accepted) / drafts}};
 }
 
-void ChunkWriter::send(const SseSink& sink, json choices, const json* usage) {
+void ChunkWriter::send(const SseSink& sink, json choices, const json* usage,
+                       const json* prompt_token_ids) {
   json chunk = {{"id", id_},
                 {"object", object_},
                 {"created", created_},
                 {"model", model_},
                 {"choices", std::move(choices)}};
   if (usage) chunk["usage"] = *usage;
+  if (prompt_token_ids) chunk["prompt_token_ids"] = *prompt_token_ids;
   if (client_ok_) client_ok_ = sink(chunk.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
@@ -326,27 +318,6 @@ bool JobBase::drive_pending(const OnStep& on_step) {
 
 using namespace serving_detail;
 
-std::shared_ptr<const TokenBytes> make_token_bytes(const tok::Tokenizer& tok) {
-  auto tb = std::make_shared<TokenBytes>();
-  const int32_t n = tok.id_bound();
-  tb->bytes.resize(static_cast<size_t>(n));
-  tb->special.resize(static_cast<size_t>(n));
-  for (int32_t id = 0; id < n; ++id) {
-    tb->special[static_cast<size_t>(id)] = tok.is_special(id);
-    const std::optional<std::string> piece = tok.id_to_token(id);
-    if (!piece) continue;
-    const std::string& pc = *piece;
-    if (pc.size() == 6 && pc.rfind("<0x", 0) == 0 && pc[5] == '>') {
-      tb->bytes[static_cast<size_t>(id)] =
-          std::string(1, static_cast<char>(std::stoi(pc.substr(3, 2), nullptr, 16)));
-      continue;
-    }
-    tb->bytes[static_cast<size_t>(id)] = tok.decode(std::span<const int32_t>(&id, 1));
-  }
-  index_token_bytes(*tb);
-  return tb;
-}
-
 PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   chat::gemma4::NormalizedMessages nm;
   try {
@@ -354,8 +325,10 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   } catch (const chat::gemma4::InvalidRequest& e) {
     throw ApiError::bad_request(e.what(), e.param().empty() ? "messages" : e.param());
   }
-  if (!nm.media.empty())
-    throw ApiError::bad_request("image, audio and video inputs are not supported yet", "messages");
+  // Media parts: limits, fetch, decode, preprocess (before the template; placed after tokenizing).
+  const std::vector<LoadedMedia> loaded =
+      load_chat_media(ctx.media.get(), nm.media,
+                      {req.mm_processor_kwargs, req.media_io_kwargs, req.prefetched_media});
   nlohmann::ordered_json c = nlohmann::ordered_json::object();
   c["messages"] = nm.messages;
   if (!req.tools_ordered.is_null())
@@ -390,10 +363,6 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
   }
   if (ctx.opts.reasoning_parser == "gemma4")
     p.start_in_reasoning = chat::gemma4::prompt_ends_in_open_reasoning(p.prompt);
-  if (p.start_in_reasoning && (req.json_object || !req.choice.empty()))
-    throw ApiError::bad_request(
-        "a constrained output is not supported when the prompt opens a thought channel",
-        req.json_object ? "response_format" : "structured_outputs");
   const bool tools_on = ctx.opts.enable_auto_tool_choice && !req.tools.is_null();
   if (req.tool_choice == "required" || req.tool_choice == "named") {
     if (!tools_on)
@@ -401,10 +370,7 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
                                       "\" needs the server started with --enable-auto-tool-choice "
                                       "--tool-call-parser gemma4",
                                   "tool_choice");
-    // Without constrained decoding, force the call header into the output (the model writes
-    // the rest): the required form leaves the name to the model.
-    p.forced_prefix = req.tool_choice == "named" ? "<|tool_call>call:" + req.tool_choice_name + "{"
-                                                 : "<|tool_call>call:";
+    // The calls themselves are constrained (structured_serving.h plan_chat_constraint).
   }
   try {
     tok::EncodeOptions eo;
@@ -412,6 +378,14 @@ PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req) {
     p.ids = ctx.tok.encode(p.prompt + p.forced_prefix, eo);
   } catch (const Error& e) {
     throw ApiError::bad_request(e.what(), "messages");
+  }
+  if (!loaded.empty()) {
+    p.media = ctx.media->expand(ctx.tok, p.ids, loaded);
+    if (req.truncate_prompt_tokens)
+      throw ApiError::bad_request(
+          "truncate_prompt_tokens cannot be used with image, audio or "
+          "video input",
+          "truncate_prompt_tokens");
   }
   truncate_prompt(p.ids, req, ctx.max_model_len);
   return p;

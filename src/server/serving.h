@@ -11,12 +11,14 @@
 
 #include "chat/chat_template.h"
 #include "engine/engine.h"
-#include "sample/constraints.h"
+#include "grammar/compiler.h"
 #include "sample/generation_config.h"
+#include "server/media_request.h"
 #include "server/metrics.h"
 #include "server/model_files.h"
 #include "server/openai_request.h"
 #include "server/serve_options.h"
+#include "server/structured_request.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fc {
@@ -32,13 +34,13 @@ struct ServingContext {
   std::vector<int32_t> eos_ids;  // primary EOS first (its stop_reason is null)
   std::string model_name;        // first served name
   int max_model_len = 0;
-  // Every token's bytes, for JSON mode (response_format json_object); make_token_bytes().
-  std::shared_ptr<const TokenBytes> token_bytes;
+  // Structured outputs: the compiler (and compile cache) over this vocabulary, and
+  // --structured-outputs-config (structured_serving.h).
+  std::shared_ptr<grammar::ConstraintCompiler> constraints;
+  StructuredOutputsConfig structured_config;
+  // Multimodal content parts (server/media_request.h); null: the model takes text only.
+  std::shared_ptr<const MediaContext> media;
 };
-
-// The bytes each token id decodes to: byte-fallback pieces (<0xNN>) as their byte, others
-// decoded alone.
-std::shared_ptr<const TokenBytes> make_token_bytes(const tok::Tokenizer& tok);
 
 // Writes one SSE event payload (without "data: " framing); returns false when the client is
 // gone, which aborts the request.
@@ -54,6 +56,10 @@ class ResponseJob {
   // Aborts the engine requests still running; they count as finished_reason "abort".
   virtual ~ResponseJob() = default;
   virtual bool streaming() const = 0;
+  // Streaming: whether pump() writes whole SSE frames itself ("event: TYPE\ndata: JSON\n\n", as
+  // the Responses API streams, without a [DONE] terminator) rather than payloads the HTTP layer
+  // frames as "data: ...\n\n" and ends with "data: [DONE]".
+  virtual bool writes_frames() const { return false; }
   // `wake` is called from the engine thread (quick, must not call back into the job) whenever
   // an engine request of this job has new output. Call pump() once after setting it.
   virtual void on_output(std::function<void()> wake) = 0;
@@ -84,7 +90,8 @@ struct PreparedChat {
   std::string prompt;
   std::vector<int32_t> ids;
   bool start_in_reasoning = false;
-  std::string forced_prefix;  // tool_choice required/named: text appended to the prompt
+  std::string forced_prefix;       // tool_choice required/named: text appended to the prompt
+  std::vector<EngineMedia> media;  // soft-token runs of the media parts (ids expanded)
 };
 PreparedChat prepare_chat(ServingContext& ctx, const ChatRequest& req);
 

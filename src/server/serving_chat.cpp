@@ -39,7 +39,8 @@ class ChatJobBase : public JobBase {
     check_tool_choice(ctx, req);
     p_ = prepare_chat(ctx, req);
     const int max_tokens = resolve_limits(ctx, req, p_.ids.size(), "messages");
-    add_choices(submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0));
+    add_choices(submit_choices(ctx, req, p_.ids, max_tokens, chat_output_options(ctx, req, p_), 0,
+                               plan_chat_constraint(ctx, req, p_.start_in_reasoning), &p_.media));
   }
   ChatRequest req_;
   PreparedChat p_;
@@ -112,12 +113,16 @@ class ChatStreamJob final : public ChatJobBase {
     };
     if (!started_) {
       started_ = true;
+      ids_sent_.assign(choices_.size(), 0);
+      // return_token_ids (vLLM): the prompt's ids with the first chunk, each step's ids per chunk.
+      const json prompt_ids = req_.return_token_ids ? json(p_.ids) : json();
       for (const Choice& c : choices_)
-        send(json::array({{{"index", c.index},
-                           {"delta", {{"role", "assistant"}, {"content", ""}}},
-                           {"logprobs", nullptr},
-                           {"finish_reason", nullptr}}}),
-             nullptr);
+        chunks_.send(sink,
+                     json::array({{{"index", c.index},
+                                   {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                   {"logprobs", nullptr},
+                                   {"finish_reason", nullptr}}}),
+                     nullptr, req_.return_token_ids ? &prompt_ids : nullptr);
     }
     const bool finished = drive_pending([&](Choice& c, const OutputStep& s, bool done) {
       chat::gemma4::Delta d = s.delta;
@@ -130,12 +135,19 @@ class ChatStreamJob final : public ChatJobBase {
       }
       json delta = chat::gemma4::delta_to_json(d);
       const bool has_lp = req_.logprobs && !s.logprobs.empty();
-      if (!(delta.is_object() && !delta.empty()) && !has_lp && !done) return;
+      size_t& sent = ids_sent_[static_cast<size_t>(&c - choices_.data())];
+      const bool has_ids = req_.return_token_ids && c.token_ids.size() > sent;
+      if (!(delta.is_object() && !delta.empty()) && !has_lp && !has_ids && !done) return;
       json ch = {{"index", c.index},
                  {"delta", delta.is_object() ? delta : json::object()},
                  {"logprobs", has_lp ? json{{"content", s.logprobs}} : json(nullptr)},
                  {"finish_reason", done ? json(c.finish_reason) : json(nullptr)}};
       if (done) ch["stop_reason"] = c.stop_reason;
+      if (req_.return_token_ids) {
+        ch["token_ids"] =
+            std::vector<int32_t>(c.token_ids.begin() + static_cast<long>(sent), c.token_ids.end());
+        sent = c.token_ids.size();
+      }
       int so_far = 0;
       for (const Choice& x : choices_) so_far += x.tokens;
       json u = usage_json(prompt_tokens, so_far);
@@ -159,6 +171,7 @@ class ChatStreamJob final : public ChatJobBase {
  private:
   ChunkWriter chunks_;
   bool started_ = false;
+  std::vector<size_t> ids_sent_;  // per choice: token ids already sent (return_token_ids)
 };
 
 }  // namespace

@@ -89,12 +89,14 @@ class CompletionJobBase : public JobBase {
     std::vector<int> max_tokens;
     for (const auto& p : prompts_)
       max_tokens.push_back(resolve_limits(ctx, req, p.size(), "prompt"));
+    // Compiled (or taken from the cache) before anything is submitted.
+    const ConstraintPlan plan = plan_completion_constraint(ctx, req);
     std::vector<Choice> all;
     try {
       for (size_t pi = 0; pi < prompts_.size(); ++pi) {
         std::vector<Choice> cs =
             submit_choices(ctx, req, prompts_[pi], max_tokens[pi], completion_output_options(req),
-                           static_cast<int>(pi) * req.n);
+                           static_cast<int>(pi) * req.n, plan);
         for (Choice& c : cs) all.push_back(std::move(c));
       }
     } catch (...) {

@@ -12,6 +12,7 @@
 
 #include "server/output_processor.h"
 #include "server/serving.h"
+#include "server/structured_serving.h"
 
 namespace fc::serving_detail {
 
@@ -49,10 +50,14 @@ struct Choice {
   Clock::time_point last_event;
 };
 
-// Submits req.n choices for one prompt (indices first_index..); on failure none stays submitted.
+// Submits req.n choices for one prompt (indices first_index..), each under `plan`'s constraint
+// (structured_serving.h); on failure none stays submitted. `media`: the prompt's soft-token runs
+// (PreparedChat::media), if any.
 std::vector<Choice> submit_choices(ServingContext& ctx, const CommonRequest& req,
                                    const std::vector<int32_t>& ids, int max_tokens,
-                                   const OutputOptions& oo, int first_index);
+                                   const OutputOptions& oo, int first_index,
+                                   const ConstraintPlan& plan,
+                                   const std::vector<EngineMedia>* media = nullptr);
 // Merges a step into a choice's non-streaming result.
 void accumulate(Choice& c, const OutputStep& step, bool parallel_tool_calls);
 json usage_json(int prompt_tokens, int completion_tokens);
@@ -70,8 +75,10 @@ class ChunkWriter {
         object_(std::move(object)),
         model_(std::move(model)),
         created_(now_unix()) {}
-  // Writes one chunk {"id", "object", "created", "model", "choices"[, "usage"]}.
-  void send(const SseSink& sink, json choices, const json* usage);
+  // Writes one chunk {"id", "object", "created", "model", "choices"[, "usage"]
+  // [, "prompt_token_ids"]}.
+  void send(const SseSink& sink, json choices, const json* usage,
+            const json* prompt_token_ids = nullptr);
   bool client_ok() const { return client_ok_; }
 
  private:

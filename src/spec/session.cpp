@@ -41,7 +41,10 @@ Session::Session(gemma4::Model& model, Backend& backend, const SessionOptions& o
 }
 
 void Session::run(const std::vector<Step>& steps, gemma4::ForwardOutput& out,
-                  const std::vector<int>& capture_layers, bool want_final_hidden) {
+                  const std::vector<int>& capture_layers, bool want_final_hidden,
+                  const std::vector<StepMedia>& media) {
+  FC_CHECK(media.empty() || media.size() == steps.size(), "Session::run: ", media.size(),
+           " media entries for ", steps.size(), " steps");
   std::vector<std::pair<SeqId, int>> old_len;
   for (const Step& s : steps) {
     FC_CHECK(!s.tokens.empty(), "Session::run: sequence ", s.id, " brings no tokens");
@@ -72,6 +75,10 @@ void Session::run(const std::vector<Step>& steps, gemma4::ForwardOutput& out,
       in.block_tables.push_back(&mgr_.block_table(s.id, g));
     in.logit_rows = s.logit_rows;
     in.hidden_rows = s.hidden_rows;
+    if (!media.empty()) {
+      in.soft_tokens = media[i].soft_tokens;
+      in.bidi_blocks = media[i].bidi_blocks;
+    }
     batch.seqs.push_back(std::move(in));
   }
   try {

@@ -43,10 +43,18 @@ class Session {
     std::vector<int> logit_rows;   // indices into tokens
     std::vector<int> hidden_rows;  // indices into tokens
   };
+  // Multimodal soft tokens among a step's new tokens and the image blocks they form
+  // (gemma4::SeqInput); positions are the sequence's.
+  struct StepMedia {
+    std::vector<gemma4::SeqInput::SoftTokens> soft_tokens;
+    std::vector<std::pair<int, int>> bidi_blocks;
+  };
   // Runs one forward over all steps (each sequence at most once). On failure (out of KV blocks,
   // bad token) every sequence is left as it was and fc::Error is thrown.
+  // `media`, when given, is index-aligned with `steps`.
   void run(const std::vector<Step>& steps, gemma4::ForwardOutput& out,
-           const std::vector<int>& capture_layers = {}, bool want_final_hidden = false);
+           const std::vector<int>& capture_layers = {}, bool want_final_hidden = false,
+           const std::vector<StepMedia>& media = {});
 
   gemma4::Model& model() { return model_; }
   const kv::KVManager& kv_manager() const { return mgr_; }

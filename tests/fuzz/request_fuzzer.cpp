@@ -21,6 +21,7 @@
 #include "server/model_files.h"
 #include "server/serve_options.h"
 #include "server/serving.h"
+#include "server/structured_serving.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -65,7 +66,7 @@ struct Server {
     engine = std::make_unique<fc::Engine>(*model, be, ec);
     ctx = std::make_unique<fc::ServingContext>(
         fc::ServingContext{opts, *tok, *tmpl, tsrc, gen, *engine, metrics, {}, "tiny", 1024, {}});
-    ctx->token_bytes = fc::make_token_bytes(*tok);
+    ctx->constraints = fc::make_constraint_compiler(*tok, cfg.vocab_size);  // structured outputs
     ctx->eos_ids = {1, 106, 50};
   }
 };

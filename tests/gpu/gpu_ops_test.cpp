@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <numeric>
+#include <tuple>
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
@@ -311,6 +312,87 @@ TEST_F(GpuOps, DecodeAttentionSplitKeys) {
       for (int keys : {0, 64, 5000})
         check_attention(cpu.get(), gpu.get(), c, dt, g, 1, keys,
                         "decode attention keys hint " + std::to_string(keys));
+}
+
+// The encoder ops and the image-block window (kv_limit) against the CPU backend.
+TEST_F(GpuOps, EncoderOpsMatchCpu) {
+  for (auto [Hq, Hkv, D] : {std::tuple{16, 16, 72}, std::tuple{6, 2, 64}}) {
+    const std::vector<int32_t> seg = {0, 1, 18, 130};
+    const int T = seg.back();
+    const int64_t ldq = Hq * D + 3, ldk = Hkv * D + 1;
+    const std::vector<float> q = randn(static_cast<size_t>(T * ldq), 1);
+    const std::vector<float> k = randn(static_cast<size_t>(T * ldk), 2);
+    const std::vector<float> v = randn(static_cast<size_t>(T * ldk), 3);
+    std::vector<float> want(static_cast<size_t>(T * ldq), kPad);
+    SegmentAttentionArgs a;
+    a.q = q.data(), a.k = k.data(), a.v = v.data(), a.ldq = ldq, a.ldk = a.ldv = ldk;
+    a.out = want.data(), a.ldo = ldq, a.n_heads = Hq, a.n_kv_heads = Hkv, a.head_dim = D;
+    a.scale = 1.0f, a.n_segments = 3, a.seg = seg.data();
+    cpu->attention_segments(a);
+    DevBuf<float> dq(*gpu, q), dk(*gpu, k), dv(*gpu, v),
+        dout(*gpu, std::vector<float>(want.size(), kPad));
+    DevBuf<int32_t> dseg(*gpu, seg);
+    SegmentAttentionArgs d = a;
+    d.q = dq.p, d.k = dk.p, d.v = dv.p, d.out = dout.p, d.seg = dseg.p;
+    gpu->attention_segments(d);
+    expect_strided(dout.host(), want, T, int64_t{Hq} * D, ldq, 1e-5, "attention_segments");
+  }
+  {
+    const int gh = 6, gw = 12, k = 3;
+    const int64_t n = 1152, ld = n + 5;
+    const std::vector<float> x = strided(gh * gw, n, ld, 4);
+    std::vector<float> want(static_cast<size_t>((gh / k) * (gw / k) * ld), kPad);
+    cpu->avg_pool(x.data(), ld, gh, gw, k, n, 33.94f, want.data(), ld);
+    DevBuf<float> dx(*gpu, x), dout(*gpu, std::vector<float>(want.size(), kPad));
+    gpu->avg_pool(dx.p, ld, gh, gw, k, n, 33.94f, dout.p, ld);
+    expect_strided(dout.host(), want, (gh / k) * (gw / k), n, ld, 1e-6, "avg_pool");
+    std::vector<float> c = strided(7, 33, 40, 5), cw = c;
+    cpu->clamp(cw.data(), 40, 7, 33, -0.5f, 0.25f);
+    DevBuf<float> dc(*gpu, c);
+    gpu->clamp(dc.p, 40, 7, 33, -0.5f, 0.25f);
+    expect_strided(dc.host(), cw, 7, 33, 40, 0.0, "clamp");
+    for (DType dt : {DType::kF32, DType::kBF16}) {
+      HostWeight sub(1, 33, 33, dt, 6), mul(1, 33, 33, dt, 7);
+      const Weight ds = gpu->upload(sub.w), dm = gpu->upload(mul.w);
+      std::vector<float> y = strided(7, 33, 40, 8), yw = y;
+      cpu->sub_mul(yw.data(), 40, 7, 33, sub.w, mul.w);
+      DevBuf<float> dy(*gpu, y);
+      gpu->sub_mul(dy.p, 40, 7, 33, ds, dm);
+      expect_strided(dy.host(), yw, 7, 33, 40, 1e-6, "sub_mul");
+    }
+  }
+}
+
+TEST_F(GpuOps, AttentionKvLimitSeesAhead) {
+  const int H = 4, D = 64, B = 16, T = 70, W = 8;
+  const int64_t row = int64_t{H} * D;
+  std::vector<int32_t> slots(T), table = {3, 0, 4, 1, 2}, qb = {0}, nq = {T}, p0 = {0}, off = {0},
+                                 lim(T, -1);
+  for (int p = 0; p < T; ++p) slots[p] = table[p / B] * B + p % B;
+  for (int p = 5; p < 65; ++p) lim[p] = 64;  // an image block of 60 soft tokens, longer than W
+  const std::vector<float> kx = randn(static_cast<size_t>(T * row), 12),
+                           vx = randn(static_cast<size_t>(T * row), 13);
+  std::vector<float> kc(static_cast<size_t>(5 * B * row)), vc = kc;
+  cpu->kv_write(kx.data(), row, vx.data(), row, T, row, slots.data(), kc.data(), vc.data(),
+                DType::kF32);
+  const std::vector<float> q = strided(T, row, row, 14);
+  std::vector<float> want(q.size(), kPad);
+  AttentionArgs a;
+  a.q = q.data(), a.ldq = row, a.out = want.data(), a.ldo = row, a.k_cache = kc.data();
+  a.v_cache = vc.data(), a.n_heads = a.n_kv_heads = H, a.head_dim = D, a.block_size = B;
+  a.sliding_window = W, a.n_seqs = 1, a.q_begin = qb.data(), a.n_q = nq.data();
+  a.pos0 = p0.data(), a.block_tables = table.data(), a.table_offset = off.data();
+  a.kv_limit = lim.data();
+  cpu->attention(a);
+  DevBuf<float> dq(*gpu, q), dout(*gpu, std::vector<float>(q.size(), kPad)), dkc(*gpu, kc),
+      dvc(*gpu, vc);
+  DevBuf<int32_t> dqb(*gpu, qb), dnq(*gpu, nq), dp0(*gpu, p0), dtb(*gpu, table), dof(*gpu, off),
+      dl(*gpu, lim);
+  AttentionArgs d = a;
+  d.q = dq.p, d.out = dout.p, d.k_cache = dkc.p, d.v_cache = dvc.p, d.q_begin = dqb.p;
+  d.n_q = dnq.p, d.pos0 = dp0.p, d.block_tables = dtb.p, d.table_offset = dof.p, d.kv_limit = dl.p;
+  gpu->attention(d);
+  expect_strided(dout.host(), want, T, row, row, 1e-5, "attention kv_limit");
 }
 
 }  // namespace

@@ -11,7 +11,7 @@ from conftest import ROOT, fourcast_bin
 
 TINY = ROOT / "models" / "tiny-gemma4"
 COMMANDS = ["generate", "inspect", "synth", "serve", "tokenize", "template", "parse", "quantize",
-            "kl"]
+            "kl", "constrain"]
 
 
 def run(args, timeout=60):
@@ -68,6 +68,9 @@ FLAGS = {
     "quantize": ["--model", "--out", "--format", "--algo", "--calib", "--calib-ids", "--exclude",
                  "--kv-cache", "--eval", "--no-awq-identity", "--verbose"],
     "kl": ["--base", "--model", "--text", "--ids", "--tokens", "--seq-len", "--loader", "--w4a4"],
+    "constrain": ["--tokenizer", "--json-schema", "--regex", "--grammar", "--choice", "--tools",
+                  "--check", "--print-grammar", "--bench", "--json-object", "--strict",
+                  "--compact", "--dump-masks"],
 }
 
 

@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from conftest import BEHAVIOUR_FLAGS, Server, run_serve, start_server
-from helpers import assert_error, metric, metrics, post
+from helpers import assert_error, dechunk, metric, metrics, post
 
 CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -276,22 +276,6 @@ def test_non_streaming_disconnect_stops_generation_within_100ms(srv):
 
 
 # ---------------------------------------------------------------- graceful shutdown
-def dechunk(raw):
-    """HTTP response bytes with a chunked body -> head + the body's bytes."""
-    head, _, rest = raw.partition(b"\r\n\r\n")
-    if b"transfer-encoding: chunked" not in head.lower():
-        return raw
-    body = b""
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
-        n = int(size_line.split(b";")[0], 16)
-        if n == 0:
-            break
-        body += rest[:n]
-        rest = rest[n + 2:]
-    return head + b"\r\n\r\n" + body
-
-
 async def _stream(port, body):
     """One raw request (SSE or not), body de-chunked; returns (status, text)."""
     r, w = await asyncio.open_connection("127.0.0.1", port)

@@ -48,6 +48,11 @@ class CpuBackend final : public Backend {
                 int64_t row_elems, const int32_t* slots, void* k_cache, void* v_cache,
                 DType cache_dtype, float k_scale = 1.0f, float v_scale = 1.0f) override;
   void attention(const AttentionArgs& a) override;
+  void attention_segments(const SegmentAttentionArgs& a) override;
+  void avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n, float scale,
+                float* out, int64_t ldo) override;
+  void sub_mul(float* x, int64_t ldx, int64_t T, int64_t n, const Weight& sub,
+               const Weight& mul) override;
   void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                  const Weight& per_expert_scale, int32_t* idx, float* weights) override;
   void moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx, const float* weights,

@@ -90,6 +90,7 @@ struct AttnParams {
   int sliding_window;
   int n_seqs;
   const int32_t *q_begin, *n_q, *pos0, *block_tables, *table_offset;
+  const int32_t* kv_limit;  // per batch row, or null (backend.h AttentionArgs::kv_limit)
 };
 void launch_attention(const AttnParams& p, cudaStream_t s);
 // Decode attention (every sequence brings at most one query; n_q 0 marks a padding sequence),
@@ -97,6 +98,25 @@ void launch_attention(const AttnParams& p, cudaStream_t s);
 bool attention_decode_split_ok(const AttnParams& p);
 int attention_decode_head_chunks(const AttnParams& p);
 void launch_attention_decode(const AttnParams& p, int splits, float* part, cudaStream_t s);
+
+// Encoder ops (kernels_encoder.cu; backend.h SegmentAttentionArgs, avg_pool, sub_mul; clamp is
+// the audio block's launch_clamp).
+struct SegAttnParams {
+  const float *q, *k, *v;
+  int64_t ldq, ldk, ldv;
+  float* out;
+  int64_t ldo;
+  int n_heads, n_kv_heads, head_dim;
+  float scale;
+  const int32_t* seg;  // [n_segments + 1]
+  int n_segments;
+  int64_t total_rows;  // seg[n_segments] (host copy: the grid size)
+};
+void launch_attention_segments(const SegAttnParams& p, cudaStream_t s);
+void launch_avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n,
+                     float scale, float* out, int64_t ldo, cudaStream_t s);
+void launch_sub_mul(float* x, int64_t ldx, int64_t T, int64_t n, const void* sub, WDType sub_dt,
+                    const void* mul, WDType mul_dt, cudaStream_t s);
 
 // MoE routing (backend.h moe_route): one thread per token. pes: per_expert_scale [E] of pes_dt.
 void launch_moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k, const void* pes,

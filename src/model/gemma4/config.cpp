@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/json_limits.h"
+#include "model/gemma4/config_reader.h"
 
 namespace fc::gemma4 {
 
@@ -19,52 +20,7 @@ const char* layer_type_name(LayerType t) {
 
 namespace {
 
-// Typed accessors: a present key of the wrong type is an error naming the key; null counts as
-// absent (transformers writes null for unset optionals).
-struct Reader {
-  const json& obj;
-  std::string where;  // e.g. "config.json: text_config"
-
-  const json* get(const char* key) const {
-    auto it = obj.find(key);
-    if (it == obj.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-  [[noreturn]] void bad(const char* key, const char* want) const {
-    fail(where, ": key '", key, "' must be ", want, ", got ", get(key)->dump());
-  }
-  int integer(const char* key, int dflt, int min_value = 0) const {
-    const json* v = get(key);
-    if (!v) return dflt;
-    if (!v->is_number_integer()) bad(key, "an integer");
-    const int64_t x = v->get<int64_t>();
-    if (x < min_value || x > (int64_t{1} << 31) - 1)
-      fail(where, ": key '", key, "' = ", x, " is out of range (min ", min_value, ")");
-    return static_cast<int>(x);
-  }
-  std::optional<int> opt_integer(const char* key, int min_value = 0) const {
-    if (!get(key)) return std::nullopt;
-    return integer(key, 0, min_value);
-  }
-  double number(const char* key, double dflt) const {
-    const json* v = get(key);
-    if (!v) return dflt;
-    if (!v->is_number()) bad(key, "a number");
-    return v->get<double>();
-  }
-  bool boolean(const char* key, bool dflt) const {
-    const json* v = get(key);
-    if (!v) return dflt;
-    if (!v->is_boolean()) bad(key, "true or false");
-    return v->get<bool>();
-  }
-  std::string string(const char* key, const std::string& dflt) const {
-    const json* v = get(key);
-    if (!v) return dflt;
-    if (!v->is_string()) bad(key, "a string");
-    return v->get<std::string>();
-  }
-};
+using detail::Reader;
 
 LayerType parse_layer_type(const std::string& s, const std::string& where) {
   if (s == "sliding_attention") return LayerType::kSliding;
@@ -155,6 +111,7 @@ Config parse_config(const json& root, const std::string& source) {
   } else {
     c.tensor_prefix = "model.";
   }
+  c.mm = parse_multimodal_config(root, source);
   const std::string text_type = text->value("model_type", model_type);
   if (!text_type.empty() && text_type != "gemma4_text" && text_type != "gemma4")
     fail(where, ": model_type '", text_type, "' is not a Gemma 4 text model (gemma4_text)");

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include "model/gemma4/mm_config.h"
 #include "quant/quant_config.h"
 
 namespace fc::gemma4 {
@@ -69,6 +70,7 @@ struct Config {
   int max_position_embeddings = 131072;
   int pad_token_id = 0, bos_token_id = 2;
   std::vector<int> eos_token_ids;
+  MultimodalConfig mm;  // placeholder ids and the vision tower (conditional-generation configs)
 
   // Derived.
   std::vector<LayerSpec> layers;

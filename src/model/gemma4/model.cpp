@@ -147,6 +147,12 @@ Model::Outputs Model::compute(const Plan& p, const DeviceInputs& in, kv::KVStora
     return opt_.bf16_embed_scale ? round_bf16(static_cast<float>(s)) : static_cast<float>(s);
   };
   be_.embed(w_.embed_tokens, d_ids, T, embed_scale(std::sqrt(static_cast<double>(H))), h, H);
+  // Multimodal merge (§4.3): soft tokens replace their rows, unscaled (device-to-device from the
+  // uploaded encoder output); the context part of PLE below then reads the merged rows, the
+  // token part the pad id that make_plan put in place of each placeholder.
+  for (const Plan::SoftRows& sr : p.soft)
+    be_.copy(h + sr.row * H, in.soft_embeds + sr.offset * H,
+             static_cast<size_t>(sr.n) * static_cast<size_t>(H) * sizeof(float));
 
   // ---- Per-layer embeddings (§4.2). ple[t, l] = (RMSNorm(e W_plmp^T / sqrt(H))[l] +
   //      E_ple[id][l] * sqrt(P)) / sqrt(2). ----
@@ -216,6 +222,8 @@ Model::Outputs Model::compute(const Plan& p, const DeviceInputs& in, kv::KVStora
     aa.table_offset = in.table_off[static_cast<size_t>(g)];
     aa.max_q_per_seq = p.max_q;
     aa.max_keys = p.max_keys;
+    // Image blocks see ahead on sliding layers only; full layers stay causal (HF after #46850).
+    aa.kv_limit = s.type == LayerType::kSliding ? in.kv_limit : nullptr;
     be_.attention(aa);
     be_.linear(att, T, qd, lw.o_proj, a, H);
     be_.rmsnorm(a, T, H, H, &lw.post_attention_layernorm, eps, a, H);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -28,7 +29,8 @@ struct ModelOptions {
   // Decode and verification steps (every sequence at most kGraphMaxTokens new tokens) run as
   // recorded op sequences (CUDA graphs) on backends that support them, the batch padded to a
   // bucket (graph_bucket()). No effect on other backends or on MoE models (their expert
-  // dispatch reads the routing back to the host).
+  // dispatch reads the routing back to the host); steps carrying media (soft tokens, image-block
+  // masks) always run eagerly.
   bool graphs = true;
   // Run every eligible step in the padded bucket layout even without graphs (the test that the
   // padded layout computes what the plain one does).
@@ -54,6 +56,17 @@ struct SeqInput {
   std::vector<const std::vector<int32_t>*> block_tables;
   std::vector<int> logit_rows;   // indices into [0, n) whose logits are returned
   std::vector<int> hidden_rows;  // indices into [0, n) whose hidden states are returned
+  // Multimodal soft tokens among the new tokens: rows [pos, pos + n) of the sequence get these
+  // embeddings (host memory, [n, H], not scaled by sqrt(H)) instead of their token's.
+  struct SoftTokens {
+    int pos = 0, n = 0;
+    const float* embeds = nullptr;
+  };
+  std::vector<SoftTokens> soft_tokens;
+  // Image / video-frame blocks [begin, end) (positions) that attend bidirectionally on sliding
+  // layers when the config says use_bidirectional_attention "vision" (26B/31B); every block that
+  // intersects the new tokens must end within them (its later keys are written this step).
+  std::vector<std::pair<int, int>> bidi_blocks;
 };
 
 struct ForwardBatch {
@@ -103,6 +116,8 @@ class Model {
                   bool recording, ForwardOutput& out);
   void read_outputs(const Plan& p, const Outputs& o, ForwardOutput& out);
   bool graphs_usable() const;
+  // Soft tokens or an image block among the new tokens: the step runs eagerly (model_batch.cpp).
+  bool has_media(const ForwardBatch& batch) const;
   Config cfg_;
   std::shared_ptr<const Checkpoint> ckpt_;
   Backend& be_;

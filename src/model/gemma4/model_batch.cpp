@@ -11,6 +11,11 @@
 // kernel sequence is recorded; later steps upload their index arrays into the bucket's fixed
 // buffers and replay the recording. Logits are computed for all S·Q rows of a recorded step and
 // only the requested rows are copied back.
+//
+// Multimodal steps (soft-token rows from an encoder, or an image block whose bidirectional mask
+// meets the step's tokens) always run eagerly: their host embeddings and per-row key limits are
+// uploaded with the index arrays and never reach a padded or recorded step. Decode steps after an
+// image carry neither (they are causal text), so they keep the graphs.
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -55,6 +60,7 @@ Model::Plan Model::make_plan(const ForwardBatch& batch, const kv::KVStorage& kv,
     for (const auto* tb : s.block_tables) width = std::max(width, static_cast<int>(tb->size()));
   p.table_width = width;
   const int rows_per_seq = pad.seqs > 0 ? pad.tokens : 0;
+  const bool bidi = c.use_bidirectional_attention == "vision";
   for (const SeqInput& s : batch.seqs) {
     FC_CHECK(s.n > 0, "forward: a sequence brings no tokens");
     FC_CHECK(s.pos0 >= 0, "forward: negative position");
@@ -70,13 +76,33 @@ Model::Plan Model::make_plan(const ForwardBatch& batch, const kv::KVStorage& kv,
     for (int i = 0; i < s.n; ++i) {
       FC_CHECK(s.tokens[i] >= 0 && s.tokens[i] < V, "forward: token id ", s.tokens[i],
                " outside the vocabulary [0, ", V, ")");
-      p.ids.push_back(s.tokens[i]);
+      // Gemma4Model embeds every placeholder id as the pad token (spec multimodal.md §1.3), also
+      // without media; soft tokens then overwrite the rows that carry encoder output.
+      p.ids.push_back(c.mm.is_placeholder(s.tokens[i]) ? c.pad_token_id : s.tokens[i]);
       p.pos.push_back(s.pos0 + i);
     }
     for (int i = s.n; i < rows_per_seq; ++i) {  // padding rows of this sequence
       p.ids.push_back(0);
       p.pos.push_back(0);
     }
+    for (const SeqInput::SoftTokens& st : s.soft_tokens) {
+      FC_CHECK(st.n > 0 && st.pos >= s.pos0 && st.pos + st.n <= s.pos0 + s.n && st.embeds,
+               "forward: soft tokens at [", st.pos, ", ", st.pos + st.n,
+               ") outside the new tokens [", s.pos0, ", ", s.pos0 + s.n, ")");
+      p.soft.push_back({begin + st.pos - s.pos0, p.soft_rows, st.n, st.embeds});
+      p.soft_rows += st.n;
+    }
+    if (bidi)
+      for (auto [b, e] : s.bidi_blocks) {
+        if (e <= s.pos0 || b >= s.pos0 + s.n) continue;  // not among this step's tokens
+        FC_CHECK(e <= s.pos0 + s.n, "forward: the image block at [", b, ", ", e,
+                 ") ends after this step's tokens [", s.pos0, ", ", s.pos0 + s.n,
+                 ") (a bidirectional block must be computed in one step)");
+        if (p.kv_limit.empty()) p.kv_limit.assign(static_cast<size_t>(begin), -1);
+        p.kv_limit.resize(static_cast<size_t>(begin + s.n), -1);
+        for (int q = std::max(b, s.pos0); q < e; ++q)
+          p.kv_limit[static_cast<size_t>(begin + q - s.pos0)] = e - 1;
+      }
     for (int g = 0; g < n_groups; ++g) {
       const std::vector<int32_t>& tb = *s.block_tables[static_cast<size_t>(g)];
       std::vector<int32_t>& tables = p.tables[static_cast<size_t>(g)];
@@ -127,6 +153,9 @@ Model::Plan Model::make_plan(const ForwardBatch& batch, const kv::KVStorage& kv,
                                              -1);
     }
   }
+  FC_CHECK(pad.seqs == 0 || (p.soft.empty() && p.kv_limit.empty()),
+           "forward: a step with media or image-block masks must run eagerly");
+  if (!p.kv_limit.empty()) p.kv_limit.resize(p.ids.size(), -1);
   if (pad.seqs > 0) p.max_q = pad.tokens;  // the hint must hold for every replay of the bucket
   for (int l : batch.capture_layers)
     FC_CHECK(l >= 0 && l <= L, "forward: capture layer ", l, " outside [0, ", L, "]");
@@ -158,13 +187,27 @@ int32_t* put_i32(Backend& be, DeviceScratch& mem, size_t slot, const std::vector
 
 }  // namespace
 
+// Soft-token rows, or an image block (on a model that attends bidirectionally within them) among
+// the new tokens: such a step runs eagerly.
+bool Model::has_media(const ForwardBatch& batch) const {
+  const bool bidi = cfg_.use_bidirectional_attention == "vision";
+  for (const SeqInput& s : batch.seqs) {
+    if (!s.soft_tokens.empty()) return true;
+    if (bidi)
+      for (auto [b, e] : s.bidi_blocks)
+        if (e > s.pos0 && b < s.pos0 + s.n) return true;
+  }
+  return false;
+}
+
 void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput& out) {
   FC_CHECK(kv.groups().size() == kv_layout_.size(), "forward: KV storage has ", kv.groups().size(),
            " groups, the model needs ", kv_layout_.size());
   int max_n = 0;
   for (const SeqInput& s : batch.seqs) max_n = std::max(max_n, s.n);
-  const GraphBucket bucket =
-      graphs_usable() ? graph_bucket(static_cast<int>(batch.seqs.size()), max_n) : GraphBucket{};
+  const GraphBucket bucket = graphs_usable() && !has_media(batch)
+                                 ? graph_bucket(static_cast<int>(batch.seqs.size()), max_n)
+                                 : GraphBucket{};
   if (bucket.seqs == 0) {
     // Eager: index arrays and the kernel sequence's buffers from the shared scratch arena.
     const Plan p = make_plan(batch, kv, {});
@@ -180,6 +223,14 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
       in.table_off.push_back(scratch_->next_i32(p.table_off[g]));
       in.slots.push_back(scratch_->next_i32(p.slots[g]));
     }
+    if (p.soft_rows > 0) {  // the encoder output, one upload per run
+      const int64_t H = cfg_.hidden_size;
+      in.soft_embeds = scratch_->next_f32(p.soft_rows * H);
+      for (const Plan::SoftRows& sr : p.soft)
+        be_.to_device(in.soft_embeds + sr.offset * H, sr.embeds,
+                      static_cast<size_t>(sr.n) * static_cast<size_t>(H) * sizeof(float));
+    }
+    if (!p.kv_limit.empty()) in.kv_limit = scratch_->next_i32(p.kv_limit);
     const Outputs o = compute(p, in, kv, *scratch_, false, out);
     read_outputs(p, o, out);
     return;

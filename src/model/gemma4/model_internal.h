@@ -30,11 +30,27 @@ struct Model::Plan {
   int table_width = 0;  // widest block table (padded plans give every sequence this width)
   int max_q = 0;        // attention hints (AttentionArgs)
   int max_keys = 0;
+  // Multimodal (eager plans only: forward() never pads or records a step that has either).
+  // Soft-token runs: batch rows [row, row + n) take rows [offset, offset + n) of the uploaded
+  // encoder output (host source `embeds`, [n, H], unscaled) instead of their token embedding.
+  struct SoftRows {
+    int64_t row = 0, offset = 0;
+    int n = 0;
+    const float* embeds = nullptr;
+  };
+  std::vector<SoftRows> soft;
+  int64_t soft_rows = 0;          // Σ n
+  std::vector<int32_t> kv_limit;  // per row, the last key an image-block row sees (-1: causal);
+                                  // empty when no image block meets this step's tokens
 };
 
 struct Model::DeviceInputs {
   int32_t *ids = nullptr, *pos = nullptr, *q_begin = nullptr, *n_q = nullptr, *pos0 = nullptr;
   std::vector<int32_t*> tables, table_off, slots;  // per KV group
+
+  // Multimodal: [Plan::soft_rows, H] encoder output, or null; [T] Plan::kv_limit, or null (causal).
+  float* soft_embeds = nullptr;
+  int32_t* kv_limit = nullptr;
 };
 
 // Where compute() leaves its results (device memory).

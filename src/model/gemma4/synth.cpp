@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 #include "model/gemma4/config.h"
 #include "model/gemma4/synth_audio.h"
+#include "model/gemma4/synth_vision.h"
 
 namespace fc::gemma4 {
 
@@ -111,6 +112,9 @@ json shape_config(const std::string& shape) {
   root["architectures"] = json::array({"Gemma4ForConditionalGeneration"});
   root["model_type"] = "gemma4";
   root["text_config"] = t;
+  root["vision_config"] = synth_vision_config(shape);
+  root["audio_config"] = nullptr;
+  add_multimodal_ids(root);
   root["tie_word_embeddings"] = true;
   if (shape == "e2b" || shape == "e4b") add_audio_config(root);  // E models carry the audio tower
   return root;
@@ -350,6 +354,7 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
         norm(p + n + ".weight", H);
     }
   }
+  params += add_synth_vision(c, opt.weight_std, salt, ts);  // BF16: excluded from NVFP4
   params += add_audio_tensors(config, c.hidden_size, opt.weight_std, salt, ts);
   std::filesystem::create_directories(dir);
   json written = config;

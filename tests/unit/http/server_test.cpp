@@ -1,6 +1,7 @@
 // The event-driven HTTP server over loopback sockets: keep-alive and pipelining, deferred
 // responses and streams that hold no thread, deadlines that trickling bytes do not extend, the
-// immediate 413, the connection cap's 503, cancellation when a client leaves, and the drain.
+// immediate 413, the connection cap's 503, cancellation when a client leaves, the drain, and the
+// before-routing hook (CORS).
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -149,6 +150,43 @@ class Pieces : public Deferred {
   std::function<void()> wake_;
 };
 
+// A deferred response that, once go() is called, hands over to `next` (streamed or deferred).
+class Handover : public Deferred {
+ public:
+  Handover(std::shared_ptr<Deferred> next, bool stream) : next_(std::move(next)), stream_(stream) {}
+  void start(std::function<void()> wake) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    wake_ = std::move(wake);
+  }
+  bool pump(std::string&, Response& final) override {
+    if (!ready_) return false;
+    if (stream_) {
+      final.set_header("X-Handed-Over", "1");
+      final.stream(next_, "text/event-stream");
+    } else {
+      final.defer(next_);
+    }
+    return true;
+  }
+  void cancel(CancelReason) override {}
+  void go() {
+    ready_ = true;
+    std::lock_guard<std::mutex> lk(mu_);
+    if (wake_) wake_();
+  }
+  bool started() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return static_cast<bool>(wake_);
+  }
+
+ private:
+  std::shared_ptr<Deferred> next_;
+  bool stream_;
+  std::atomic<bool> ready_{false};
+  std::mutex mu_;
+  std::function<void()> wake_;
+};
+
 struct Fixture {
   explicit Fixture(ServerOptions o = {}) : server(std::move(o)) {
     server.add({"GET", "/fast",
@@ -171,6 +209,19 @@ struct Fixture {
                 }});
     server.add({"GET", "/metrics",
                 [](const Request&, Response& r) { r.set_content("m", "text/plain"); }, true, true});
+    server.add({"GET", "/handover-stream", [this](const Request&, Response& r) {
+                  std::lock_guard<std::mutex> lk(mu);
+                  pieces = std::make_shared<Pieces>();
+                  handover = std::make_shared<Handover>(pieces, true);
+                  r.defer(handover);
+                }});
+    server.add({"GET", "/handover-later", [this](const Request&, Response& r) {
+                  auto d = std::make_shared<Later>();
+                  std::lock_guard<std::mutex> lk(mu);
+                  laters.push_back(d);
+                  handover = std::make_shared<Handover>(d, false);
+                  r.defer(handover);
+                }});
     BindResult b = server.bind("127.0.0.1", 0);
     EXPECT_TRUE(b.ok) << b.error;
     port = b.port;
@@ -214,6 +265,18 @@ struct Fixture {
   std::mutex mu;
   std::vector<std::shared_ptr<Later>> laters;
   std::shared_ptr<Pieces> pieces;
+  std::shared_ptr<Handover> handover;
+  // The latest handover, once the server started it.
+  std::shared_ptr<Handover> started_handover(const std::shared_ptr<Handover>& not_this = nullptr) {
+    for (int k = 0; k < 500; ++k) {
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        if (handover && handover != not_this && handover->started()) return handover;
+      }
+      std::this_thread::sleep_for(2ms);
+    }
+    return nullptr;
+  }
 };
 
 TEST(HttpServer, KeepAlivePipeliningAndCaseInsensitiveHeaders) {
@@ -276,6 +339,42 @@ TEST(HttpServer, StreamPiecesArriveAsProduced) {
   got = read_until(fd, "0\r\n\r\n", &got);
   EXPECT_NE(got.find("\r\n0\r\n\r\n"), std::string::npos) << got;
   ::close(fd);
+}
+
+TEST(HttpServer, DeferredResponsesCanHandOverToAStreamOrAnotherDeferred) {
+  Fixture f;
+  // Deferred -> stream: nothing is sent before the handover, then the stream's head and pieces.
+  int fd = connect_to(f.port);
+  send_all(fd, "GET /handover-stream HTTP/1.1\r\n\r\n");
+  const std::shared_ptr<Handover> h1 = f.started_handover();
+  ASSERT_NE(h1, nullptr);
+  char c;
+  EXPECT_EQ(::recv(fd, &c, 1, MSG_DONTWAIT), -1);  // no byte yet
+  h1->go();
+  std::string got = read_until(fd, "\r\n\r\n");
+  EXPECT_EQ(status_of(got), 200) << got;
+  EXPECT_NE(got.find("Transfer-Encoding: chunked"), std::string::npos) << got;
+  EXPECT_NE(got.find("X-Handed-Over: 1"), std::string::npos) << got;
+  for (int i = 0; i < 3; ++i) f.pieces->release();
+  got = read_until(fd, "0\r\n\r\n", &got);
+  EXPECT_NE(got.find("piece 2"), std::string::npos) << got;
+  ::close(fd);
+  // Deferred -> deferred: the second one's body.
+  fd = connect_to(f.port);
+  send_all(fd, "GET /handover-later HTTP/1.1\r\nConnection: close\r\n\r\n");
+  const std::shared_ptr<Handover> h2 = f.started_handover(h1);
+  ASSERT_NE(h2, nullptr);
+  h2->go();
+  std::shared_ptr<Later> later = f.later(0);
+  ASSERT_NE(later, nullptr);  // started by the handover
+  later->finish("second");
+  const std::string r = read_all(fd);
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_NE(r.find("\r\n\r\nsecond"), std::string::npos) << r;
+  ::close(fd);
+  for (int i = 0; i < 100 && f.server.stats().requests_in_flight > 0; ++i)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(f.server.stats().requests_in_flight, 0);
 }
 
 TEST(HttpServer, SlowDripHeadIsCutAtTheDeadline) {
@@ -388,6 +487,59 @@ TEST(HttpServer, DrainTimeoutCancelsWithAnErrorStatus) {
   ::close(fd);
   f.thread.join();
   f.thread = std::thread([] {});
+}
+
+TEST(HttpServer, BeforeRoutingAnswersOrAddsHeadersToEveryResponse) {
+  ServerOptions o;
+  std::atomic<int> calls{0};
+  o.before_routing = [&](const Request& q, Response& r) {
+    ++calls;
+    if (q.method == "OPTIONS") {  // answered for any path, routed or not
+      r.status = 204;
+      r.set_header("X-Pre", q.path);
+      return true;
+    }
+    if (q.header("x-tag")) r.set_header("X-Tag", q.header_value("x-tag"));
+    return false;
+  };
+  Fixture f(o);
+  auto request = [&](const std::string& head) {
+    const int fd = connect_to(f.port);
+    send_all(fd, head + "Connection: close\r\n\r\n");
+    std::string r = read_all(fd);
+    ::close(fd);
+    return r;
+  };
+  const std::string pre = request("OPTIONS /nowhere HTTP/1.1\r\n");
+  EXPECT_EQ(status_of(pre), 204) << pre;
+  EXPECT_NE(pre.find("X-Pre: /nowhere"), std::string::npos) << pre;
+  // Not answered: the hook's headers come with the handler's answer, a 404 and a 405 ...
+  for (const char* path : {"/fast", "/nope", "/echo"}) {
+    const std::string r = request(std::string("GET ") + path + " HTTP/1.1\r\nX-Tag: t1\r\n");
+    EXPECT_NE(r.find("X-Tag: t1\r\n"), std::string::npos) << r;
+  }
+  EXPECT_EQ(request("GET /fast HTTP/1.1\r\n").find("X-Tag"), std::string::npos);
+  // ... a stream's head, and a deferred response; a keep-alive follow-up does not inherit them.
+  int fd = connect_to(f.port);
+  send_all(fd, "GET /stream HTTP/1.1\r\nX-Tag: s\r\n\r\n");
+  std::string got = read_until(fd, "\r\n\r\n");
+  EXPECT_NE(got.find("X-Tag: s\r\n"), std::string::npos) << got;
+  for (int i = 0; i < 3; ++i) f.pieces->release();
+  got = read_until(fd, "\r\n0\r\n\r\n", &got);
+  send_all(fd, "GET /fast HTTP/1.1\r\nConnection: close\r\n\r\n");
+  const std::string next = read_all(fd);
+  EXPECT_EQ(status_of(next), 200) << next;
+  EXPECT_EQ(next.find("X-Tag"), std::string::npos) << next;
+  ::close(fd);
+  std::shared_ptr<Later> d;
+  fd = connect_to(f.port);
+  send_all(fd, "GET /later HTTP/1.1\r\nX-Tag: d\r\n\r\n");
+  ASSERT_NE(d = f.later(0), nullptr);
+  d->finish("late");
+  const std::string late = read_until(fd, "late");
+  EXPECT_NE(late.find("X-Tag: d\r\n"), std::string::npos) << late;
+  ::close(fd);
+  EXPECT_EQ(calls, 8);
 }
 
 TEST(HttpServer, BindErrorsSayWhatHappened) {
