@@ -276,3 +276,29 @@ def test_same_image_twice_hits_encoder_and_prefix_caches(srv, client):
     assert metric(srv, "fourcast:encoder_cache_hits_total") == q + 1
     assert metric(srv, "fourcast:mm_items_encoded_total") == enc
     assert r.usage.prompt_tokens > 60
+
+
+def test_image_part_through_the_responses_api(srv, client):
+    """An input_image part of a Responses message reaches the vision path as a chat image does:
+    the soft tokens count as input tokens, and a bad image is a 400 in OpenAI's shape."""
+    name = client.models.list().data[0].id
+
+    def respond(*parts):
+        content = [{"type": "input_text", "text": "Describe the image."}] + list(parts)
+        return client.responses.create(model=name, max_output_tokens=3, temperature=0,
+                                       input=[{"role": "user", "content": content}])
+    text_only = respond()
+    one = respond({"type": "input_image", "image_url": data_url(png_bytes(320, 240))})
+    assert one.status in ("completed", "incomplete"), one.status  # 3 tokens may cut it short
+    assert one.usage.output_tokens > 0
+    assert one.usage.input_tokens == text_only.usage.input_tokens + 63 + 2  # boi + 63 + eoi
+    # The same prompt through chat counts the same tokens.
+    assert one.usage.input_tokens == chat(client, image_msg(data_url(png_bytes(320, 240)))) \
+        .usage.prompt_tokens
+    with pytest.raises(openai.BadRequestError) as e:
+        respond({"type": "input_image", "image_url": "ftp://x/y.png"})
+    assert "The URL must be either a HTTP, data or file URL." in str(e.value)
+    with pytest.raises(openai.BadRequestError):
+        respond(*[{"type": "input_image", "image_url": data_url(png_bytes(8, 8, i))}
+                  for i in range(3)])  # over --limit-mm-per-prompt
+    assert respond().usage.input_tokens == text_only.usage.input_tokens
