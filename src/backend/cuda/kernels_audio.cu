@@ -5,29 +5,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "backend/cuda/device_math.h"
-#include "backend/cuda/kernels.h"
+#include "backend/cuda/kernel_common.cuh"
 
 namespace fc::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned blocks_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > (1 << 20) ? (1 << 20) : b));
-}
-
-__device__ __forceinline__ float ld_w(const void* p, WDType dt, int64_t i) {
-  switch (dt) {
-    case WDType::kBF16:
-      return bf16_f32(static_cast<const uint16_t*>(p)[i]);
-    case WDType::kF16:
-      return f16_f32(static_cast<const uint16_t*>(p)[i]);
-    default:
-      return static_cast<const float*>(p)[i];
-  }
-}
+constexpr int kThreads = kElemThreads;
 
 #define FC_AUDIO_LOOP(total)                                                    \
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (total); \
@@ -81,8 +64,8 @@ __global__ void layernorm_kernel(const float* x, int64_t n, int64_t ldx, const v
   float* yr = y + blockIdx.x * ldy;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     float v = (xr[i] - m) * inv;
-    if (w) v *= ld_w(w, wdt, i);
-    if (b) v += ld_w(b, bdt, i);
+    if (w) v *= load_w(w, wdt, i);
+    if (b) v += load_w(b, bdt, i);
     yr[i] = v;
   }
 }
@@ -107,7 +90,7 @@ __global__ void depthwise_causal_kernel(const float* x, int64_t ldx, int64_t T, 
     float acc = 0;
     for (int64_t j = 0; j < K; ++j) {
       const int64_t ti = t - (K - 1) + j;
-      if (ti >= 0) acc += ld_w(w, wdt, c * ldw + j) * x[ti * ldx + c];
+      if (ti >= 0) acc += load_w(w, wdt, c * ldw + j) * x[ti * ldx + c];
     }
     o[t * ldo + c] = acc;
   }
@@ -150,19 +133,19 @@ __global__ void local_attention_kernel(LocalAttnParams a) {
 
 void launch_clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi, cudaStream_t s) {
   if (T * n <= 0) return;
-  clamp_kernel<<<blocks_for(T * n), kThreads, 0, s>>>(x, ldx, T, n, lo, hi);
+  clamp_kernel<<<grid_for(T * n), kThreads, 0, s>>>(x, ldx, T, n, lo, hi);
 }
 
 void launch_silu(const float* x, int64_t ldx, int64_t T, int64_t n, float* out, int64_t ldo,
                  cudaStream_t s) {
   if (T * n <= 0) return;
-  silu_kernel<<<blocks_for(T * n), kThreads, 0, s>>>(x, ldx, T, n, out, ldo);
+  silu_kernel<<<grid_for(T * n), kThreads, 0, s>>>(x, ldx, T, n, out, ldo);
 }
 
 void launch_glu_sigmoid(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T,
                         int64_t n, float* out, int64_t ldo, cudaStream_t s) {
   if (T * n <= 0) return;
-  glu_sigmoid_kernel<<<blocks_for(T * n), kThreads, 0, s>>>(a, lda, b, ldb, T, n, out, ldo);
+  glu_sigmoid_kernel<<<grid_for(T * n), kThreads, 0, s>>>(a, lda, b, ldb, T, n, out, ldo);
 }
 
 void launch_layernorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const void* w,
@@ -177,21 +160,21 @@ void launch_conv2d_patches(const float* x, int64_t T, int64_t F, int64_t C, int 
                            int64_t t0, int64_t n_t, float* out, cudaStream_t s) {
   const int64_t Fo = (F + 2 * p - k) / st + 1, rows = n_t * Fo;
   if (rows <= 0) return;
-  conv2d_patches_kernel<<<blocks_for(rows * C * k * k), kThreads, 0, s>>>(x, T, F, C, k, st, p, t0,
-                                                                          rows, Fo, out);
+  conv2d_patches_kernel<<<grid_for(rows * C * k * k), kThreads, 0, s>>>(x, T, F, C, k, st, p, t0,
+                                                                        rows, Fo, out);
 }
 
 void launch_depthwise_conv1d_causal(const float* x, int64_t ldx, int64_t T, int64_t C,
                                     const void* w, WDType wdt, int64_t K, int64_t ldw, float* out,
                                     int64_t ldo, cudaStream_t s) {
   if (T * C <= 0) return;
-  depthwise_causal_kernel<<<blocks_for(T * C), kThreads, 0, s>>>(x, ldx, T, C, w, wdt, K, ldw, out,
-                                                                 ldo);
+  depthwise_causal_kernel<<<grid_for(T * C), kThreads, 0, s>>>(x, ldx, T, C, w, wdt, K, ldw, out,
+                                                               ldo);
 }
 
 void launch_local_attention(const LocalAttnParams& p, cudaStream_t s) {
   if (p.T * p.n_heads <= 0) return;
-  local_attention_kernel<<<blocks_for(p.T * p.n_heads), 128, 0, s>>>(p);
+  local_attention_kernel<<<grid_for(p.T * p.n_heads), 128, 0, s>>>(p);
 }
 
 }  // namespace fc::cuda

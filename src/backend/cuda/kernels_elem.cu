@@ -3,33 +3,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "backend/cuda/device_math.h"
-#include "backend/cuda/kernels.h"
-#include "backend/cuda/plan.h"
+#include "backend/cuda/kernel_common.cuh"
 
 namespace fc::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-// Blocks for a grid-stride loop over `total` items (capped: each thread then loops).
-unsigned grid_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > (1 << 20) ? (1 << 20) : b));
-}
-
-__device__ __forceinline__ float load_w(const void* p, WDType dt, int64_t i) {
-  switch (dt) {
-    case WDType::kBF16:
-      return bf16_f32(static_cast<const uint16_t*>(p)[i]);
-    case WDType::kF16:
-      return f16_f32(static_cast<const uint16_t*>(p)[i]);
-    case WDType::kFP8:
-      return e4m3_f32(static_cast<const uint8_t*>(p)[i]);
-    default:
-      return static_cast<const float*>(p)[i];
-  }
-}
+constexpr int kThreads = kElemThreads;
 
 // ---- RMSNorm: one block per row; sum of squares in double like the CPU reference. ----
 __global__ void rmsnorm_kernel(const float* x, int64_t rows, int64_t n, int64_t ldx, const void* w,

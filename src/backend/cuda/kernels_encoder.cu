@@ -4,32 +4,14 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "backend/cuda/device_math.h"
-#include "backend/cuda/kernels.h"
-#include "backend/cuda/plan.h"
+#include "backend/cuda/kernel_common.cuh"
 
 namespace fc::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kElemThreads;
 constexpr int kWarps = kAttnThreads / 32;
 constexpr int kChunks = kAttnMaxHeadDim / 32;
-
-unsigned grid_for(int64_t total) {
-  const int64_t b = (total + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > (1 << 20) ? (1 << 20) : b));
-}
-
-__device__ __forceinline__ float load_w(const void* p, WDType dt, int64_t i) {
-  switch (dt) {
-    case WDType::kBF16:
-      return bf16_f32(static_cast<const uint16_t*>(p)[i]);
-    case WDType::kF16:
-      return f16_f32(static_cast<const uint16_t*>(p)[i]);
-    default:
-      return static_cast<const float*>(p)[i];
-  }
-}
 
 __global__ void __launch_bounds__(kAttnThreads) segment_attention_kernel(SegAttnParams p) {
   const int64_t t = blockIdx.x;

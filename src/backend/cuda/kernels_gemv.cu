@@ -10,17 +10,10 @@
 //   BF16/F16: a 16-byte chunk = 8 elements.
 #include <cuda_bf16.h>
 
-#include "backend/cuda/device_math.h"
-#include "backend/cuda/kernels.h"
-#include "backend/cuda/plan.h"
+#include "backend/cuda/kernel_common.cuh"
 
 namespace fc::cuda {
 namespace {
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // Streaming read-only 16-byte load (no L1 allocation: each weight byte is read once).
 __device__ __forceinline__ uint4 ld_stream(const void* p) {
@@ -52,18 +45,6 @@ __device__ __forceinline__ void decode8(uint32_t word, float scale, float* w) {
   for (int j = 0; j < 8; ++j) w[j] = e2m1_f32(word >> (4 * j)) * scale;
 }
 
-__device__ __forceinline__ void store_out(float* y, int64_t ldy, int64_t t0, int nt, int64_t n,
-                                          const float* a, bool accumulate, int lane) {
-#pragma unroll
-  for (int r = 0; r < kLinTokens; ++r) {
-    const float v = warp_sum(a[r]);
-    if (lane == 0 && r < nt) {
-      float* o = y + (t0 + r) * ldy + n;
-      *o = accumulate ? *o + v : v;
-    }
-  }
-}
-
 // NVFP4 W4A16 GEMV. Requires K % 32 == 0, 16-byte aligned code rows (ld % 16 == 0), 2-byte
 // aligned scale rows, 16-byte aligned activation rows (ldx % 4 == 0).
 __global__ void __launch_bounds__(kLinWarps * 32)
@@ -71,14 +52,9 @@ __global__ void __launch_bounds__(kLinWarps * 32)
                       const uint8_t* __restrict__ codes, int64_t ld,
                       const uint8_t* __restrict__ scales, int64_t sld, float gscale, int64_t N,
                       int64_t K, float* y, int64_t ldy, bool accumulate) {
-  const int lane = threadIdx.x & 31;
-  const int64_t n = int64_t{blockIdx.x} * kLinWarps + (threadIdx.x >> 5);
+  const auto [lane, n, t0, nt] = lin_tile(T);
   if (n >= N) return;
-  const int64_t t0 = int64_t{blockIdx.y} * kLinTokens;
-  const int nt = static_cast<int>(T - t0 < kLinTokens ? T - t0 : kLinTokens);
-  float a[kLinTokens];
-#pragma unroll
-  for (int r = 0; r < kLinTokens; ++r) a[r] = 0.0f;
+  float a[kLinTokens] = {};
   const uint8_t* crow = codes + n * ld;
   const uint16_t* srow = reinterpret_cast<const uint16_t*>(scales + n * sld);
   const int64_t chunks = K / 32;
@@ -105,7 +81,7 @@ __global__ void __launch_bounds__(kLinWarps * 32)
       a[r] = s;
     }
   }
-  store_out(y, ldy, t0, nt, n, a, accumulate, lane);
+  store_token_sums(y, ldy, t0, nt, n, a, accumulate, lane);
 }
 
 // BF16 / F16 GEMV. Requires K % 8 == 0, ldw % 8 == 0, 16-byte aligned rows of w and x.
@@ -114,14 +90,9 @@ __global__ void __launch_bounds__(kLinWarps * 32)
     gemv_dense16_kernel(const float* __restrict__ x, int64_t T, int64_t ldx,
                         const uint16_t* __restrict__ w, int64_t N, int64_t K, int64_t ldw, float* y,
                         int64_t ldy, bool accumulate) {
-  const int lane = threadIdx.x & 31;
-  const int64_t n = int64_t{blockIdx.x} * kLinWarps + (threadIdx.x >> 5);
+  const auto [lane, n, t0, nt] = lin_tile(T);
   if (n >= N) return;
-  const int64_t t0 = int64_t{blockIdx.y} * kLinTokens;
-  const int nt = static_cast<int>(T - t0 < kLinTokens ? T - t0 : kLinTokens);
-  float a[kLinTokens];
-#pragma unroll
-  for (int r = 0; r < kLinTokens; ++r) a[r] = 0.0f;
+  float a[kLinTokens] = {};
   const uint16_t* wrow = w + n * ldw;
   const int64_t chunks = K / 8;
 #pragma unroll 2
@@ -142,7 +113,7 @@ __global__ void __launch_bounds__(kLinWarps * 32)
       a[r] = dot8(x + (t0 + r) * ldx + c * 8, wv, a[r]);
     }
   }
-  store_out(y, ldy, t0, nt, n, a, accumulate, lane);
+  store_token_sums(y, ldy, t0, nt, n, a, accumulate, lane);
 }
 
 // out[n, k] = e2m1(code[n, k]) · e4m3(scale[n, k/16]) as BF16 (exact: a 2-bit times a 4-bit

@@ -5,9 +5,7 @@
 // is the whole cost at decode (memory-bound: one pass over W).
 #include <cuda_bf16.h>
 
-#include "backend/cuda/device_math.h"
-#include "backend/cuda/kernels.h"
-#include "backend/cuda/plan.h"
+#include "backend/cuda/kernel_common.cuh"
 
 namespace fc::cuda {
 namespace {
@@ -22,23 +20,13 @@ __device__ __forceinline__ float ld_w(const void* base, int64_t i) {
     return static_cast<const float*>(base)[i];
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 template <WDType DT>
 __global__ void __launch_bounds__(kLinWarps * 32)
     linear_simt_kernel(const float* x, int64_t T, int64_t ldx, const void* w, int64_t N, int64_t K,
                        int64_t ldw, float* y, int64_t ldy, bool accumulate) {
-  const int lane = threadIdx.x & 31;
-  const int64_t n = int64_t{blockIdx.x} * kLinWarps + (threadIdx.x >> 5);
+  const auto [lane, n, t0, nt] = lin_tile(T);
   if (n >= N) return;
-  const int64_t t0 = int64_t{blockIdx.y} * kLinTokens;
-  const int nt = static_cast<int>(T - t0 < kLinTokens ? T - t0 : kLinTokens);
-  float a[kLinTokens];
-#pragma unroll
-  for (int r = 0; r < kLinTokens; ++r) a[r] = 0.0f;
+  float a[kLinTokens] = {};
   const int64_t wrow = n * ldw;
   for (int64_t k = lane; k < K; k += 32) {
     const float wv = ld_w<DT>(w, wrow + k);
@@ -46,14 +34,7 @@ __global__ void __launch_bounds__(kLinWarps * 32)
     for (int r = 0; r < kLinTokens; ++r)
       if (r < nt) a[r] = fmaf(x[(t0 + r) * ldx + k], wv, a[r]);
   }
-#pragma unroll
-  for (int r = 0; r < kLinTokens; ++r) {
-    const float v = warp_sum(a[r]);
-    if (lane == 0 && r < nt) {
-      float* o = y + (t0 + r) * ldy + n;
-      *o = accumulate ? *o + v : v;
-    }
-  }
+  store_token_sums(y, ldy, t0, nt, n, a, accumulate, lane);
 }
 
 // NVFP4 W4A16: lane handles 16-element blocks b = lane, lane + 32, ...; W[n, k] =
@@ -62,14 +43,9 @@ __global__ void __launch_bounds__(kLinWarps * 32)
     linear_nvfp4_kernel(const float* x, int64_t T, int64_t ldx, const uint8_t* codes, int64_t ld,
                         const uint8_t* scales, int64_t sld, float gscale, int64_t N, int64_t K,
                         float* y, int64_t ldy, bool accumulate, bool aligned8) {
-  const int lane = threadIdx.x & 31;
-  const int64_t n = int64_t{blockIdx.x} * kLinWarps + (threadIdx.x >> 5);
+  const auto [lane, n, t0, nt] = lin_tile(T);
   if (n >= N) return;
-  const int64_t t0 = int64_t{blockIdx.y} * kLinTokens;
-  const int nt = static_cast<int>(T - t0 < kLinTokens ? T - t0 : kLinTokens);
-  float a[kLinTokens];
-#pragma unroll
-  for (int r = 0; r < kLinTokens; ++r) a[r] = 0.0f;
+  float a[kLinTokens] = {};
   const uint8_t* crow = codes + n * ld;
   const uint8_t* srow = scales + n * sld;
   for (int64_t b = lane; b < K / 16; b += 32) {
@@ -100,14 +76,7 @@ __global__ void __launch_bounds__(kLinWarps * 32)
       a[r] = sum;
     }
   }
-#pragma unroll
-  for (int r = 0; r < kLinTokens; ++r) {
-    const float v = warp_sum(a[r]);
-    if (lane == 0 && r < nt) {
-      float* o = y + (t0 + r) * ldy + n;
-      *o = accumulate ? *o + v : v;
-    }
-  }
+  store_token_sums(y, ldy, t0, nt, n, a, accumulate, lane);
 }
 
 constexpr int kMaxTopK = 32;
