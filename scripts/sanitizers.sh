@@ -2,11 +2,11 @@
 # The sanitizer part of CI (scripts/test.sh calls it with no argument; docs/testing.md has the
 # times). Two sizes:
 #   ci (default)  what fits CI's time budget on 2 cores: a clang build (-O1, line tables only)
-#                 of the input-facing libraries (core, http, io, chat, chat/gemma4, tokenizer)
+#                 of the input-facing libraries (core, http, io, chat, chat/gemma4, tokenizer, grammar)
 #                 with ASan + UBSan (every report fatal) and libFuzzer coverage; the unit tests
 #                 of core (JSON limits, thread pool), http (parser, epoll server) and io
 #                 (safetensors), and a short libFuzzer run (FOURCAST_FUZZ_SECONDS, default 5) of
-#                 the six fuzz targets that need no model - each run starts by executing its
+#                 the seven fuzz targets that need no model - each run starts by executing its
 #                 committed seeds and crash regressions, so chat templates, the tokenizer and the
 #                 Gemma 4 output parser run under ASan + UBSan there. Then TSan on the thread
 #                 pool and the epoll HTTP server tests.
@@ -30,7 +30,7 @@ export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
 # request_fuzzer and config_fuzzer, run in `full` and scripts/fuzz.sh).
 ci_tests=(core_test json_limits_test http_parser_test http_server_test io_test)
 ci_fuzzers=(jinja_fuzzer tokenizer_json_fuzzer tokenizer_roundtrip_fuzzer safetensors_fuzzer
-            output_parser_fuzzer http_parser_fuzzer)
+            output_parser_fuzzer http_parser_fuzzer constraint_fuzzer)
 # Test folders left unconfigured, so that ctest lists nothing unbuilt but the fuzz folder's
 # other targets (selected away below).
 ci_skip="unit/audio;unit/quant;unit/cpu;unit/backend;unit/sample;unit/spec;unit/kv;unit/engine"

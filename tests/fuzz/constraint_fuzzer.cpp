@@ -1,10 +1,7 @@
 // libFuzzer target for the constraint compiler: the first byte picks the kind (JSON Schema,
 // regex, GBNF, Lark, choice), the rest is the constraint text. Compilation must either succeed
 // or throw fc::Error; a compiled grammar is walked for a few bytes and its mask filled on a
-// small byte vocabulary. Build (clang):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address -Isrc tests/fuzz/fuzz_constraint.cpp \
-//     src/grammar/*.cpp src/core/json_limits.cpp -o fuzz_constraint && ./fuzz_constraint
-//     tests/fuzz/corpus/constraint
+// small byte vocabulary. Seeds: tests/fuzz/corpus/constraint_fuzzer.
 #include <cstddef>
 #include <cstdint>
 #include <string>
