@@ -22,7 +22,9 @@
 // hi values then 128 lo values, each as 4 vectors (s) of 32 lanes (w): x[g*128 + 4w + s].
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__  // a gcc-only warning group
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
