@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/json_limits.h"
+#include "core/json_reader.h"
 
 namespace fc::quant {
 namespace {
@@ -128,8 +129,9 @@ std::vector<std::string> string_list(const json& j, const std::string& source,
 
 void parse_kv_scheme(const json& kv, QuantConfig& q) {
   if (kv.is_object()) {
-    const int bits = kv.value("num_bits", 0);
-    const std::string type = kv.value("type", "");
+    const JsonReader r{kv, q.source + ": kv_cache_scheme"};
+    const int bits = r.integer("num_bits", 0);
+    const std::string type = r.string("type", "");
     if (bits == 8 && type == "float") q.kv_fp8 = true;
   }
 }
@@ -138,7 +140,8 @@ QuantConfig parse_ct(const json& qc, const std::string& source) {
   QuantConfig q;
   q.format = Format::kCompressedTensors;
   q.source = source;
-  const std::string fmt = qc.value("format", "");
+  const JsonReader r{qc, source + ": quantization_config"};
+  const std::string fmt = r.string("format", "");
   if (fmt != "nvfp4-pack-quantized" && fmt != "mixed-precision")
     fail(source, ": quantization_config.format is \"", fmt,
          "\"; fourcast loads compressed-tensors \"nvfp4-pack-quantized\"");
@@ -147,15 +150,18 @@ QuantConfig parse_ct(const json& qc, const std::string& source) {
     fail(source, ": quantization_config.config_groups is missing or empty");
   for (const auto& [gname, g] : groups.items()) {
     const std::string where = "quantization_config.config_groups." + gname;
-    const json& w = g.value("weights", json());
-    if (!w.is_object()) fail(source, ": ", where, ".weights is missing");
-    if (w.value("num_bits", 0) != 4 || w.value("type", "") != "float" ||
-        w.value("group_size", 0) != 16)
+    if (!g.is_object()) fail(source, ": ", where, " must be an object");
+    const JsonReader gr{g, source + ": " + where};
+    const json* wp = gr.object("weights");
+    if (!wp) fail(source, ": ", where, ".weights is missing");
+    const JsonReader w{*wp, source + ": " + where + ".weights"};
+    if (w.integer("num_bits", 0) != 4 || w.string("type", "") != "float" ||
+        w.integer("group_size", 0) != 16)
       fail(source, ": ", where,
            ".weights is not NVFP4 (needs num_bits 4, type float, group_size 16)");
-    const json& a = g.value("input_activations", json());
-    if (a.is_object()) {
-      if (a.value("num_bits", 0) != 4 || a.value("type", "") != "float")
+    if (const json* ap = gr.object("input_activations")) {
+      const JsonReader a{*ap, source + ": " + where + ".input_activations"};
+      if (a.integer("num_bits", 0) != 4 || a.string("type", "") != "float")
         fail(source, ": ", where, ".input_activations is not NVFP4 (num_bits 4, type float)");
       q.ct_input_activations = true;
     }
@@ -256,7 +262,8 @@ QuantConfig parse_hf_quant_config(const json& j, const std::string& source) {
 
 QuantConfig parse_quant_config(const json& qc, const std::string& source) {
   if (!qc.is_object()) fail(source, ": quantization_config must be an object");
-  const std::string method = qc.value("quant_method", "");
+  const std::string method =
+      JsonReader{qc, source + ": quantization_config"}.string("quant_method", "");
   if (method == "modelopt") {
     // ModelOpt's compressed-tensors-looking form (spec §2.1 b): read quant_algo + ignore.
     json hf = {{"quantization", json::object()}};

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/json_limits.h"
+#include "core/json_reader.h"
 #include "spec/mtp.h"
 #include "spec/mtp_internal.h"
 
@@ -82,7 +83,7 @@ MtpConfig load_mtp_config(const std::string& dir) {
   const std::string path = dir + "/config.json";
   const json root = read_json(path);
   if (!root.is_object()) fail(path, ": config must be a JSON object");
-  const std::string type = root.value("model_type", "");
+  const std::string type = JsonReader{root, path}.string("model_type", "");
   if (type != "gemma4_assistant")
     fail(path, ": model_type '", type, "' is not a Gemma 4 MTP assistant (gemma4_assistant)");
   if (!root.contains("text_config") || !root["text_config"].is_object())

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/json_limits.h"
+#include "core/json_reader.h"
 
 namespace fc::spec {
 namespace {
@@ -19,12 +20,13 @@ std::string infer_method(const std::string& dir) {
   if (!f)
     fail("--speculative-config: cannot open ", path, " (\"model\" must be a checkpoint directory)");
   const json c = read_json_file(path);
-  if (c.value("speculators_model_type", "") == "eagle3") return "eagle3";
+  const JsonReader r{c, path};
+  if (r.string("speculators_model_type", "") == "eagle3") return "eagle3";
   if (c.contains("architectures") && c["architectures"].is_array())
     for (const json& a : c["architectures"])
       if (a.is_string() && a.get<std::string>().find("Eagle3") != std::string::npos)
         return "eagle3";
-  const std::string mt = c.value("model_type", "");
+  const std::string mt = r.string("model_type", "");
   if (mt == "gemma4_assistant") return "mtp";
   return "draft_model";
 }

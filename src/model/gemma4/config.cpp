@@ -98,7 +98,7 @@ Config parse_config(const json& root, const std::string& source) {
   Config c;
   const json* text = &root;
   std::string where = source;
-  const std::string model_type = root.value("model_type", "");
+  const std::string model_type = Reader{root, source}.string("model_type", "");
   if (root.contains("architectures") && root["architectures"].is_array() &&
       !root["architectures"].empty() && root["architectures"][0].is_string())
     c.architecture = root["architectures"][0].get<std::string>();
@@ -112,7 +112,7 @@ Config parse_config(const json& root, const std::string& source) {
     c.tensor_prefix = "model.";
   }
   c.mm = parse_multimodal_config(root, source);
-  const std::string text_type = text->value("model_type", model_type);
+  const std::string text_type = Reader{*text, where}.string("model_type", model_type);
   if (!text_type.empty() && text_type != "gemma4_text" && text_type != "gemma4")
     fail(where, ": model_type '", text_type, "' is not a Gemma 4 text model (gemma4_text)");
 

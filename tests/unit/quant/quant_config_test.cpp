@@ -139,5 +139,35 @@ TEST(QuantConfig, ErrorsNameTheField) {
             std::string::npos);
 }
 
+TEST(QuantConfig, WrongTypesAreErrorsNamingTheKey) {
+  // Found by config_fuzzer: nlohmann's own type errors escaped (no file, no key) or, for a
+  // group that is not an object, were not caught as fc::Error at all.
+  const json group = {{"weights", {{"num_bits", 4}, {"type", "float"}, {"group_size", 16}}},
+                      {"targets", {"Linear"}}};
+  json qc = {{"quant_method", "compressed-tensors"},
+             {"format", "nvfp4-pack-quantized"},
+             {"config_groups", {{"group_0", group}}}};
+  EXPECT_EQ(error_of(qc), "");
+  json bad = qc;
+  bad["config_groups"]["group_0"]["weights"]["num_bits"] = "4";
+  EXPECT_NE(error_of(bad).find("x/config.json: quantization_config.config_groups.group_0.weights: "
+                               "key 'num_bits' must be an integer, got \"4\""),
+            std::string::npos)
+      << error_of(bad);
+  bad = qc;
+  bad["config_groups"]["group_0"] = 7;
+  EXPECT_NE(error_of(bad).find("config_groups.group_0 must be an object"), std::string::npos);
+  bad = qc;
+  bad["config_groups"]["group_0"]["weights"] = "fp4";
+  EXPECT_NE(error_of(bad).find("key 'weights' must be an object"), std::string::npos);
+  bad = qc;
+  bad["quant_method"] = 3;
+  EXPECT_NE(error_of(bad).find("key 'quant_method' must be a string"), std::string::npos);
+  bad = qc;
+  bad["kv_cache_scheme"] = {{"num_bits", 8.5}, {"type", "float"}};
+  EXPECT_NE(error_of(bad).find("kv_cache_scheme: key 'num_bits' must be an integer"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace fc::quant
