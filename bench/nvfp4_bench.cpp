@@ -2,7 +2,7 @@
 // matmul of the same shapes and the memory read bandwidth, all measured in the same run. Weight
 // GB/s counts the bytes a pass reads (NVFP4: codes + block scales; BF16: 2 bytes per weight).
 // Not a test: figures only.
-//   bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2|scalar] [--reps R]   (default: 2
+//   bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R]   (default: 2
 //   threads)
 #include <algorithm>
 #include <cstdint>
@@ -55,13 +55,14 @@ int main(int argc, char** argv) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
       std::fprintf(stderr,
-                   "usage: bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2|scalar]\n");
+                   "usage: bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar]\n");
       return 2;
     }
   }
   using fc::cpu::MatmulIsa;
   const MatmulIsa isa = isa_name == "avx512-bf16" ? MatmulIsa::kAvx512Bf16
                         : isa_name == "avx512"    ? MatmulIsa::kAvx512
+                        : isa_name == "avx2-i16"  ? MatmulIsa::kAvx2I16
                         : isa_name == "avx2"      ? MatmulIsa::kAvx2
                         : isa_name == "scalar"    ? MatmulIsa::kScalar
                                                   : MatmulIsa::kAuto;

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 
+#include "backend/cpu/gemm_avx2.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -145,6 +146,7 @@ KernelSet kernels_for(MatmulIsa isa) {
     case MatmulIsa::kAvx512:
       FC_CHECK(cpu_has_avx512(), "matmul: this CPU does not support AVX-512 (F/BW/VL)");
       return detail::kernels_avx512();
+    case MatmulIsa::kAvx2I16:
     case MatmulIsa::kAvx2:
       FC_CHECK(cpu_has_avx2(), "matmul: this CPU does not support AVX2/FMA/F16C");
       return detail::kernels_avx2();
@@ -261,6 +263,20 @@ void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath pat
     const int64_t per = (N + threads - 1) / threads;
     const int64_t grain = (per + ks.nr - 1) / ks.nr * ks.nr;
     pool.parallel_for(N, grain, [&](int64_t b, int64_t e, int) { run_direct(ks, p, b, e); });
+    return;
+  }
+
+  if (ks.packed_prefill) {
+    struct DensePacker final : detail::PanelPacker {
+      const Problem& p;
+      explicit DensePacker(const Problem& pr) : p(pr) {}
+      int64_t scratch_floats(int64_t) const override { return 1; }
+      void pack(int64_t n0, int64_t rows, int64_t k0, int64_t kc, float* dst,
+                float*) const override {
+        detail::pack_panel_avx2(p.w_at(n0, k0), p.kind, p.ld, rows, kc, dst);
+      }
+    };
+    detail::packed_gemm_avx2(pool, p.x, T, p.ldx, N, K, DensePacker(p), p.y, p.ldy, p.accumulate);
     return;
   }
 
@@ -383,6 +399,7 @@ bool matmul_isa_supported(MatmulIsa isa) {
       return cpu_has_avx512_bf16();
     case MatmulIsa::kAvx512:
       return cpu_has_avx512();
+    case MatmulIsa::kAvx2I16:
     case MatmulIsa::kAvx2:
       return cpu_has_avx2();
     default:

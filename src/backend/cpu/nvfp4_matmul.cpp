@@ -18,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/gemm_avx2.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "backend/cpu/nvfp4_kernels.h"
 #include "core/error.h"
@@ -104,7 +105,7 @@ MatmulIsa resolve(MatmulIsa isa) {
   if (isa != MatmulIsa::kAuto) return isa;
   if (matmul_isa_supported(MatmulIsa::kAvx512Bf16)) return MatmulIsa::kAvx512Bf16;
   if (matmul_isa_supported(MatmulIsa::kAvx512)) return MatmulIsa::kAvx512;
-  if (matmul_isa_supported(MatmulIsa::kAvx2)) return MatmulIsa::kAvx2;
+  if (matmul_isa_supported(MatmulIsa::kAvx2I16)) return MatmulIsa::kAvx2I16;
   return MatmulIsa::kScalar;
 }
 
@@ -122,6 +123,8 @@ Kernels kernels_for(MatmulIsa isa) {
       return {detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512()};
     case MatmulIsa::kAvx512:
       return {detail::nvfp4_kernels_avx512(), detail::kernels_avx512()};
+    case MatmulIsa::kAvx2I16:
+      return {detail::nvfp4_kernels_avx2_i16(), detail::kernels_avx2()};
     case MatmulIsa::kAvx2:
       return {detail::nvfp4_kernels_avx2(), detail::kernels_avx2()};
     default:
@@ -234,8 +237,7 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     // The re-arranged activations: per call, reused by every row group (L1/L2 resident). A
     // thread_local buffer of the calling thread avoids an allocation per decode step.
     thread_local std::vector<float> xd_buf;
-    const int64_t G = detail::nvfp4_x_group(ks.q);
-    const int64_t ldxd = (K + G - 1) / G * G;
+    const int64_t ldxd = detail::nvfp4_x_row_floats(ks.q, K);
     if (xd_buf.size() < static_cast<size_t>(T * ldxd + 16)) {
       xd_buf.resize(static_cast<size_t>(T * ldxd + 16));
     }
@@ -246,6 +248,25 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     const int64_t grain = (per + ks.q.nr - 1) / ks.q.nr * ks.q.nr;
     pool.parallel_for(N, grain,
                       [&](int64_t b, int64_t e, int) { run_direct(ks.q, p, xd, ldxd, b, e); });
+    return;
+  }
+
+  if (ks.dense.packed_prefill) {
+    // Panels dequantized exactly (the set's dequant, [rows][kc] in scratch), then transposed.
+    struct Nvfp4Packer final : detail::PanelPacker {
+      const Kernels& ks;
+      const quant::Nvfp4Matrix& w;
+      Nvfp4Packer(const Kernels& k, const quant::Nvfp4Matrix& m) : ks(k), w(m) {}
+      int64_t scratch_floats(int64_t kc) const override { return 16 * kc; }
+      void pack(int64_t n0, int64_t rows, int64_t k0, int64_t kc, float* dst,
+                float* scratch) const override {
+        ks.q.dequant(w.packed + n0 * w.ld, w.ld, w.scales + n0 * w.scale_ld, w.scale_ld, rows, k0,
+                     kc, w.global_scale, scratch, kc);
+        detail::pack_panel_avx2(scratch, detail::WKind::kF32, kc, rows, kc, dst);
+      }
+    };
+    detail::packed_gemm_avx2(pool, p.x, T, p.ldx, N, K, Nvfp4Packer(ks, p.w), p.y, p.ldy,
+                             p.accumulate);
     return;
   }
 
@@ -315,7 +336,9 @@ void nvfp4_matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
 
 MatmulIsa nvfp4_fp32_isa() {
   const MatmulIsa isa = resolve(MatmulIsa::kAuto);
-  return isa == MatmulIsa::kAvx512Bf16 ? MatmulIsa::kAvx512 : isa;
+  if (isa == MatmulIsa::kAvx512Bf16) return MatmulIsa::kAvx512;
+  if (isa == MatmulIsa::kAvx2I16) return MatmulIsa::kAvx2;
+  return isa;
 }
 
 const char* nvfp4_matmul_isa() {
