@@ -14,37 +14,12 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/matmul.h"
 #include "bench/bench_util.h"
+#include "bench/model_bytes.h"
 #include "core/dtype.h"
 #include "model/gemma4/model.h"
 #include "spec/session.h"
 
 namespace {
-
-int64_t bytes_of(const fc::Weight& w) {
-  return w.empty() ? 0 : w.bytes();
-}
-
-// Weight bytes one decode token streams: every matrix of every layer, the PLE projection and the
-// LM head; embedding tables contribute one row each.
-int64_t decode_weight_bytes(const fc::gemma4::Model& m) {
-  const fc::gemma4::Weights& w = m.weights();
-  const fc::gemma4::Config& c = m.config();
-  int64_t b = bytes_of(w.lm_head) + bytes_of(w.per_layer_model_projection) + bytes_of(w.norm);
-  b += bytes_of(w.embed_tokens) / std::max<int64_t>(1, w.embed_tokens.rows);
-  if (!w.embed_tokens_per_layer.empty())
-    b += bytes_of(w.embed_tokens_per_layer) / w.embed_tokens_per_layer.rows;
-  for (const fc::gemma4::LayerWeights& l : w.layers) {
-    for (const fc::Weight* x :
-         {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj,
-          &l.per_layer_input_gate, &l.per_layer_projection, &l.router_proj})
-      b += bytes_of(*x);
-    if (c.enable_moe_block)  // top-k experts of E per token
-      for (size_t e = 0; e < l.expert_gate.size(); ++e)
-        b += (bytes_of(l.expert_gate[e]) + bytes_of(l.expert_up[e]) + bytes_of(l.expert_down[e])) *
-             c.top_k_experts / c.num_experts;
-  }
-  return b;
-}
 
 const char* flag(int argc, char** argv, const char* name, const char* dflt) {
   for (int i = 1; i + 1 < argc; ++i)
@@ -78,7 +53,7 @@ Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool
   const double load_s = bench::seconds_since(t_load);
   Result res;
   res.dir = dir;
-  res.wbytes = decode_weight_bytes(model);
+  res.wbytes = bench::decode_weight_bytes(model);
   std::printf(
       "model %s: %.3f B params (%lld NVFP4 linears), load %.2f s, matmul isa %s, "
       "threads %d\n",

@@ -3,7 +3,10 @@
 # server tests (tests/server/requirements.txt) into the venv .venv-test. Idempotent; safe to re-run.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config nlohmann-json3-dev libgtest-dev libgmock-dev
-      libbenchmark-dev libhwy-dev libcpp-httplib-dev python3 python3-venv clang-format curl)
+      libbenchmark-dev libhwy-dev libcpp-httplib-dev libsndfile1-dev libsoxr-dev python3 python3-venv clang-format curl
+      libpng-dev libjpeg62-turbo-dev libwebp-dev libgif-dev libexif-dev libcurl4-openssl-dev libxxhash-dev
+      libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+      clang libclang-rt-dev)  # clang + compiler-rt: sanitizer and libFuzzer builds
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

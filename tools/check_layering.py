@@ -2,7 +2,8 @@
 """Fails if a library under src/ includes a header from a layer it may not depend on.
 
 The allowed dependencies mirror the CMake targets (DEVELOPERS.md):
-core <- io, quant <- backend <- backend/{cpu,cuda} <- kv, sample, model/gemma4 <- spec <- engine
+core <- http <- server; core <- io, audio, quant <- backend <- backend/{cpu,cuda} <- kv, sample, model/gemma4
+(core <- grammar <- sample) <- spec <- engine
 <- server, apps; core <- tokenizer <- chat <- server.
 """
 import pathlib
@@ -11,22 +12,26 @@ import sys
 
 ALLOWED = {
     "core": set(),
+    "http": {"core"},
     "io": {"core"},
+    "media": {"core"},
+    "audio": {"core"},
     "quant": {"core"},
     "backend": {"core", "quant"},
     "backend/cpu": {"backend", "core", "quant"},
     "backend/cuda": {"backend", "core", "quant"},
     "kv": {"backend", "core"},
-    "sample": {"core"},
+    "grammar": {"core"},
+    "sample": {"grammar", "core"},
     "model/gemma4": {"backend", "io", "kv", "quant", "core"},
     "quantizer": {"model/gemma4", "backend/cpu", "backend", "io", "kv", "quant", "tokenizer", "core"},
-    "spec": {"model/gemma4", "kv", "sample", "backend", "io", "quant", "core"},
-    "engine": {"spec", "model/gemma4", "kv", "sample", "backend", "io", "quant", "core"},
+    "spec": {"model/gemma4", "kv", "sample", "grammar", "backend", "io", "quant", "core"},
+    "engine": {"audio", "spec", "model/gemma4", "kv", "sample", "grammar", "backend", "io", "quant", "core"},
     "tokenizer": {"core"},
     "benchserve": {"core"},
     "chat": {"tokenizer", "core"},
-    "server": {"engine", "spec", "model/gemma4", "kv", "sample", "backend", "backend/cpu",
-               "backend/cuda", "io", "quant", "tokenizer", "chat", "core"},
+    "server": {"http", "audio", "engine", "spec", "model/gemma4", "kv", "sample", "grammar", "backend",
+               "backend/cpu", "backend/cuda", "io", "quant", "tokenizer", "chat", "media", "core"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -1,6 +1,7 @@
 #include "apps/cli/args.h"
 
 #include <cstdint>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/parse.h"
@@ -9,6 +10,10 @@ namespace fc::cli {
 
 Args::Args(int argc, char** argv, int first, const std::set<std::string>& with_value,
            const std::set<std::string>& switches) {
+  for (int i = first; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h"))
+      throw HelpRequested{{with_value.begin(), with_value.end()},
+                          {switches.begin(), switches.end()}};
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--", 0) != 0) {

@@ -1,5 +1,6 @@
 // Minimal "--flag value" / "--flag=value" / "--switch" parsing for the subcommands. Unknown flags
-// are errors naming the flag.
+// are errors naming the flag; --help / -h anywhere throws HelpRequested (core/parse.h) with the
+// accepted flags.
 #pragma once
 
 #include <map>

@@ -12,6 +12,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/matmul.h"
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "core/log.h"
 #include "core/thread_pool.h"
 #include "engine/generate.h"
@@ -199,11 +200,11 @@ int synth_drafter(const Args& a, const std::string& out) {
 }  // namespace
 
 int cmd_synth(int argc, char** argv) {
-  Args a(
-      argc, argv, 2,
-      {"--shape", "--out", "--seed", "--shard-gb", "--tokenizer", "--quant", "--copy-of", "--noise",
-       "--eagle3-for", "--assistant-for", "--draft-vocab", "--centroids", "--centroid-top-k"},
-      {"--attn-bf16", "--w4a16"});
+  Args a(argc, argv, 2,
+         {"--shape", "--out", "--seed", "--shard-gb", "--tokenizer", "--quant", "--copy-of",
+          "--noise", "--threads", "--eagle3-for", "--assistant-for", "--draft-vocab", "--centroids",
+          "--centroid-top-k"},
+         {"--attn-bf16", "--w4a16"});
   const std::string out = a.require("--out");
   const int modes =
       a.has("--shape") + a.has("--copy-of") + a.has("--eagle3-for") + a.has("--assistant-for");
@@ -214,13 +215,7 @@ int cmd_synth(int argc, char** argv) {
   const std::string shape = a.require("--shape");
   nlohmann::json cfg;
   if (shape.size() > 5 && shape.substr(shape.size() - 5) == ".json") {
-    std::ifstream f(shape);
-    if (!f) fail(shape, ": cannot open");
-    try {
-      cfg = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-      fail(shape, ": invalid JSON: ", e.what());
-    }
+    cfg = read_json_file(shape);
   } else {
     cfg = gemma4::shape_config(shape);
   }
@@ -236,6 +231,7 @@ int cmd_synth(int argc, char** argv) {
     fail("synth: --quant '", quant, "' is not one of none, modelopt, compressed-tensors");
   so.quantize_attention = !a.has("--attn-bf16");
   so.input_scales = !a.has("--w4a16");
+  so.threads = static_cast<int>(a.get_int("--threads", hardware_threads()));
   // Also copy the tokenizer (below) so the checkpoint can be served.
   if (auto tpath = a.get("--tokenizer")) so.used_ids = tokenizer_ids(*tpath);
   log_line(LogLevel::kInfo, "synth: writing " + shape + " to " + out);

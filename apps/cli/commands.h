@@ -11,5 +11,6 @@ int cmd_template(int argc, char** argv);
 int cmd_parse(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_kl(int argc, char** argv);
+int cmd_constrain(int argc, char** argv);
 
 }  // namespace fc::cli

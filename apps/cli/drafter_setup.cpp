@@ -37,6 +37,10 @@ void setup_speculation(const nlohmann::json& spec_json, gemma4::Model& target, B
     o.max_step_tokens = max_model_len;
     o.k_max = sc.num_speculative_tokens;
     o.kv_dtype = ec.kv_dtype == DType::kF8_E4M3 ? DType::kBF16 : ec.kv_dtype;
+    if (gemma4::has_vision_tower(dc, *keep.draft_ckpt)) {  // it sees the images itself
+      keep.draft_vision = std::make_unique<gemma4::VisionTower>(dc, *keep.draft_ckpt, backend);
+      o.encoder = keep.draft_vision.get();
+    }
     gemma4::Model* dm = keep.draft_model.get();
     if (dm->config().vocab_size != target.config().vocab_size)  // checked again by the drafter
       fail("--speculative-config: the draft model's vocab_size ", dm->config().vocab_size,

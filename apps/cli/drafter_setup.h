@@ -7,6 +7,7 @@
 
 #include "engine/engine.h"
 #include "model/gemma4/model.h"
+#include "model/gemma4/vision.h"
 #include "spec/spec_config.h"
 
 namespace fc::cli {
@@ -16,6 +17,7 @@ struct DrafterSetup {
   spec::SpecConfig cfg;
   std::shared_ptr<const Checkpoint> draft_ckpt;
   std::unique_ptr<gemma4::Model> draft_model;
+  std::unique_ptr<gemma4::VisionTower> draft_vision;  // the draft model's own tower, if any
 };
 
 // Parses `spec_json`, loads the drafter and refuses incompatible target/drafter pairs with a

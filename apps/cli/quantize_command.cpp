@@ -20,32 +20,6 @@ namespace fc::cli {
 
 namespace {
 
-const char* kQuantizeHelp =
-    "usage: fourcast quantize --model BF16_DIR --out DIR --format modelopt|compressed-tensors\n"
-    "         --algo max|awq-lite|awq-full [--calib FILE [--calib-ids]] [--calib-tokens N]\n"
-    "         [--calib-seq-len N] [--exclude GLOB]... [--kv-cache fp8] [--sample-rows N]\n"
-    "         [--eval FILE|builtin [--eval-tokens N] [--w4a4]] [--threads N] [--quiet] "
-    "[--verbose]\n"
-    "Writes an NVFP4 checkpoint (W4A4 scales, group 16) of every text-model linear except "
-    "lm_head,\n"
-    "routers, vision/audio towers and --exclude globs (fnmatch over module paths, repeatable or\n"
-    "comma-separated, e.g. '*self_attn*'). Calibration: --calib text through the checkpoint's\n"
-    "tokenizer.json (--calib-ids: the file holds token ids), else built-in English sentences.\n"
-    "max: per-tensor amax (q/k/v and gate/up share weight and input amax). awq-lite: AWQ "
-    "smoothing\n"
-    "per input group (folded into input_layernorm / pre_feedforward_layernorm / up_proj rows;\n"
-    "o_proj gets pre_quant_scale in modelopt and is not smoothed in compressed-tensors).\n"
-    "awq-full: awq-lite then a per-tensor amax clip search. MoE experts: max only.\n"
-    "--kv-cache fp8: per-layer K/V scales (amax/448). --eval: mean KL(base || quantized) per "
-    "token.\n";
-
-const char* kKlHelp =
-    "usage: fourcast kl --base DIR --model QUANT_DIR [--text FILE | --ids FILE] [--tokens N]\n"
-    "         [--seq-len N] [--loader] [--w4a4] [--threads N] [--quiet]\n"
-    "Mean KL(p_base || p_quant) per next-token distribution over held-out text (default: built-in\n"
-    "sentences). Default: the base model with the quantized linears dequantized in place;\n"
-    "--loader: load QUANT_DIR through fourcast's NVFP4 loader instead.\n";
-
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(path, ": cannot open");
@@ -115,11 +89,6 @@ void print_kl(const quantizer::KlResult& r) {
 }  // namespace
 
 int cmd_quantize(int argc, char** argv) {
-  for (int i = 2; i < argc; ++i)
-    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
-      std::printf("%s", kQuantizeHelp);
-      return 0;
-    }
   Args a(argc, argv, 2,
          {"--model", "--out", "--format", "--algo", "--calib", "--calib-tokens", "--calib-seq-len",
           "--exclude", "--kv-cache", "--threads", "--sample-rows", "--eval", "--eval-tokens"},
@@ -178,11 +147,6 @@ int cmd_quantize(int argc, char** argv) {
 }
 
 int cmd_kl(int argc, char** argv) {
-  for (int i = 2; i < argc; ++i)
-    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
-      std::printf("%s", kKlHelp);
-      return 0;
-    }
   Args a(argc, argv, 2,
          {"--base", "--model", "--text", "--ids", "--tokens", "--seq-len", "--threads"},
          {"--loader", "--w4a4", "--quiet"});

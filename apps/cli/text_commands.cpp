@@ -8,6 +8,7 @@
 #include "chat/gemma4/normalize.h"
 #include "chat/gemma4/output_parser.h"
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "server/model_files.h"
 #include "tokenizer/tokenizer.h"
 
@@ -45,18 +46,6 @@ int cmd_tokenize(int argc, char** argv) {
   return 0;
 }
 
-namespace {
-
-nlohmann::ordered_json read_json_file(const std::string& path) {
-  try {
-    return nlohmann::ordered_json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
-}
-
-}  // namespace
-
 int cmd_template(int argc, char** argv) {
   Args a(argc, argv, 2, {"--model", "--template", "--messages", "--tools", "--kwargs"},
          {"--no-generation-prompt"});
@@ -64,23 +53,18 @@ int cmd_template(int argc, char** argv) {
   const ChatTemplateSource src =
       load_chat_template(a.get("--model").value_or(""), a.get("--template").value_or(""));
   const chat::Template tmpl = chat::Template::parse(src.text);
-  const nlohmann::ordered_json messages = read_json_file(a.require("--messages"));
+  const nlohmann::ordered_json messages = read_ordered_json_file(a.require("--messages"));
   // The same normalisation the server applies before templating (vLLM's).
   const chat::gemma4::NormalizedMessages nm =
       chat::gemma4::normalize_messages(nlohmann::json::parse(messages.dump()));
   nlohmann::ordered_json ctx = nlohmann::ordered_json::object();
   ctx["messages"] = nm.messages;
-  if (a.has("--tools")) ctx["tools"] = read_json_file(*a.get("--tools"));
+  if (a.has("--tools")) ctx["tools"] = read_ordered_json_file(*a.get("--tools"));
   ctx["add_generation_prompt"] = !a.has("--no-generation-prompt");
   ctx["bos_token"] = src.bos_token;
   if (!src.eos_token.empty()) ctx["eos_token"] = src.eos_token;
   if (auto k = a.get("--kwargs")) {
-    nlohmann::ordered_json kw;
-    try {
-      kw = nlohmann::ordered_json::parse(*k);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--kwargs: invalid JSON: ", e.what());
-    }
+    const nlohmann::ordered_json kw = parse_ordered_json(*k, "--kwargs");
     if (!kw.is_object()) fail("--kwargs must be a JSON object");
     for (auto it = kw.begin(); it != kw.end(); ++it) ctx[it.key()] = it.value();
   }

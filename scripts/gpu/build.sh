@@ -3,13 +3,13 @@
 # as it is when it already holds the GPU test binaries and this machine cannot build (no nvcc,
 # cmake or the test dependencies: e.g. a folder built elsewhere and carried to a GPU machine).
 #   scripts/gpu/build.sh [BUILD_DIR] [extra cmake args]
-# Env: CUDA_ARCHS (default: the local GPU's, e.g. 90a, else 90a;100a;120a), GPU_TARGETS (default:
+# Env: CUDA_ARCHS (default: the local GPU's, e.g. 90a, else 90a;100a;120a;121a), GPU_TARGETS (default:
 # the gpu tests and cuda_host_test; "all" builds everything), FOURCAST_GPU_REUSE=1 (never build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir="${1:-build-gpu}"
 [[ $# -gt 0 ]] && shift
-tests=(gpu_ops_test gpu_linear_test gpu_golden_test)
+tests=(gpu_ops_test gpu_linear_test gpu_golden_test gpu_graph_test)
 prebuilt=1
 for t in "${tests[@]}"; do [[ -x "$dir/tests/gpu/$t" ]] || prebuilt=0; done
 can_build=1
@@ -24,7 +24,7 @@ if [[ -z "$archs" ]] && command -v nvidia-smi >/dev/null; then
   cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
   [[ -n "$cc" ]] && archs="${cc}a"
 fi
-archs="${archs:-90a;100a;120a}"
+archs="${archs:-90a;100a;120a;121a}"
 export CCACHE_DIR="${CCACHE_DIR:-$PWD/.ccache}"
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOURCAST_CUDA=ON \
   "-DCMAKE_CUDA_ARCHITECTURES=$archs" "$@" >/dev/null

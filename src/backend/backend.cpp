@@ -24,4 +24,17 @@ Weight Weight::slice_rows(int64_t r0, int64_t n) const {
   return w;
 }
 
+void Backend::begin_capture() {
+  fail("backend ", name(), ": no graph capture");
+}
+int64_t Backend::end_capture() {
+  fail("backend ", name(), ": no graph capture");
+}
+bool Backend::replay(int64_t) {
+  fail("backend ", name(), ": no graph capture");
+}
+void Backend::drop_graph(int64_t) {
+  fail("backend ", name(), ": no graph capture");
+}
+
 }  // namespace fc

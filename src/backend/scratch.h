@@ -23,6 +23,8 @@ class DeviceScratch {
 
   // Sequential use within one call: reset(), then each next_* takes the following buffer.
   void reset() { next_ = 0; }
+  // Reuse buffers from #i on (those before stay with their contents).
+  void rewind(size_t i) { next_ = std::min(next_, i); }
   void* next_bytes(size_t bytes) { return get(next_++, std::max<size_t>(bytes, 1)); }
   float* next_f32(int64_t n) {
     return static_cast<float*>(next_bytes(static_cast<size_t>(std::max<int64_t>(n, 0)) * 4));

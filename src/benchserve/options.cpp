@@ -6,6 +6,7 @@
 
 #include "benchserve/bench_serve.h"
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "core/parse.h"
 
 namespace fc::benchserve {
@@ -144,9 +145,8 @@ void apply(BenchOptions& o, const std::string& f, const std::string& v, bool* en
   } else if (f == "--top-k") {
     o.top_k = static_cast<int>(to_int(f, v));
   } else if (f == "--extra-body") {
-    o.extra_body = nlohmann::json::parse(v, nullptr, false);
-    FC_CHECK(!o.extra_body.is_discarded() && o.extra_body.is_object(),
-             "flag --extra-body must be a JSON object, got '", v, "'");
+    o.extra_body = parse_json(v, "flag --extra-body");  // nesting bounded: it is dumped per request
+    FC_CHECK(o.extra_body.is_object(), "flag --extra-body must be a JSON object, got '", v, "'");
   } else if (f == "--result-file" || f == "--result-filename") {
     o.result_file = v;
   } else if (f == "--percentile-metrics") {

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 
 namespace fc::benchserve {
 
@@ -111,16 +112,20 @@ std::vector<WorkItem> file_workload(const std::string& path, int n, int64_t outp
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     if (mode == 0) {
-      const auto j = nlohmann::json::parse(line, nullptr, false);
-      mode = (!j.is_discarded() && j.is_object()) ? 1 : 2;
+      nlohmann::json j;
+      try {
+        j = parse_json(line);
+      } catch (const JsonError&) {
+      }
+      mode = j.is_object() ? 1 : 2;
     }
     WorkItem w;
     w.max_tokens = output_len;
     if (mode == 2) {
       w.prompt = line;
     } else {
-      const auto j = nlohmann::json::parse(line, nullptr, false);
-      FC_CHECK(!j.is_discarded() && j.is_object(), path, ":", line_no,
+      const nlohmann::json j = parse_json(line, str_cat(path, ":", line_no));
+      FC_CHECK(j.is_object(), path, ":", line_no,
                ": not a JSON object (the file's first line made it JSONL)");
       auto p = j.find("prompt");
       FC_CHECK(p != j.end() && p->is_string(), path, ":", line_no, ": no string \"prompt\"");

@@ -10,11 +10,16 @@
 
 namespace fc::chat {
 
-std::vector<char32_t> utf8_decode(std::string_view s) {
+namespace {
+
+// Decodes UTF-8 (an invalid byte becomes one U+FFFD); `starts`, when given, receives the byte
+// offset where each decoded code point begins, then s.size().
+std::vector<char32_t> decode_utf8(std::string_view s, std::vector<size_t>* starts) {
   std::vector<char32_t> out;
   out.reserve(s.size());
   size_t i = 0;
   while (i < s.size()) {
+    if (starts) starts->push_back(i);
     unsigned char c = static_cast<unsigned char>(s[i]);
     int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
     if (extra < 0 || i + extra >= s.size()) {
@@ -40,7 +45,14 @@ std::vector<char32_t> utf8_decode(std::string_view s) {
     out.push_back(cp);
     i += extra + 1;
   }
+  if (starts) starts->push_back(s.size());
   return out;
+}
+
+}  // namespace
+
+std::vector<char32_t> utf8_decode(std::string_view s) {
+  return decode_utf8(s, nullptr);
 }
 
 std::string utf8_encode(const std::vector<char32_t>& cps, size_t begin, size_t end) {
@@ -84,7 +96,8 @@ bool py_isprintable(char32_t c) {
 }
 
 std::string py_strip(std::string_view s, bool left, bool right, const std::string* chars) {
-  std::vector<char32_t> cps = utf8_decode(s);
+  std::vector<size_t> off;  // byte offset of each code point, so the result is a slice of s
+  std::vector<char32_t> cps = decode_utf8(s, &off);
   std::vector<char32_t> set;
   if (chars) set = utf8_decode(*chars);
   auto strip_me = [&](char32_t c) {
@@ -98,9 +111,8 @@ std::string py_strip(std::string_view s, bool left, bool right, const std::strin
     while (b < e && strip_me(cps[b])) ++b;
   if (right)
     while (e > b && strip_me(cps[e - 1])) --e;
-  // Re-slice the original bytes so invalid sequences survive untouched.
-  std::vector<size_t> off = utf8_offsets(s);
-  if (off.size() != cps.size() + 1) return utf8_encode(cps, b, e);
+  // Re-slice the original bytes so invalid sequences survive untouched (and the result is never
+  // longer than s: the lexer measures what was stripped by the difference).
   return std::string(s.substr(off[b], off[e] - off[b]));
 }
 

@@ -3,6 +3,7 @@
 // Objects/listobject.c, Objects/dictobject.c) and jinja2.runtime.Undefined.
 #include "chat/value.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "chat/pystr.h"
@@ -60,9 +61,24 @@ Value Value::string(std::string s) {
   return v;
 }
 
+namespace {
+
+// 1 + the deepest of `depths`, refused past kMaxValueDepth.
+uint16_t nested_depth(int deepest_child) {
+  if (deepest_child + 1 > kMaxValueDepth)
+    throw_error(ErrorKind::kLimit, "values nested deeper than " + std::to_string(kMaxValueDepth) +
+                                       " levels (the limit)");
+  return static_cast<uint16_t>(deepest_child + 1);
+}
+
+}  // namespace
+
 Value Value::list(List items) {
+  int deepest = 0;
+  for (const Value& x : items) deepest = std::max(deepest, x.depth());
   Value v;
   v.kind_ = Kind::kList;
+  v.depth_ = nested_depth(deepest);
   v.data_ = std::make_shared<const List>(std::move(items));
   return v;
 }
@@ -74,8 +90,11 @@ Value Value::tuple(List items) {
 }
 
 Value Value::dict(Dict d) {
+  int deepest = 0;
+  for (const auto& [k, x] : d.entries()) deepest = std::max({deepest, k.depth(), x.depth()});
   Value v;
   v.kind_ = Kind::kDict;
+  v.depth_ = nested_depth(deepest);
   v.data_ = std::make_shared<const Dict>(std::move(d));
   return v;
 }
@@ -83,6 +102,7 @@ Value Value::dict(Dict d) {
 Value Value::object(std::shared_ptr<Object> o) {
   Value v;
   v.kind_ = Kind::kObject;
+  v.depth_ = static_cast<uint16_t>(std::min(o ? o->nesting() : 0, kMaxValueDepth));
   v.data_ = std::move(o);
   return v;
 }
@@ -197,6 +217,7 @@ void Namespace::set_attr(const std::string& name, Value v) {
                 "Chat templates cannot store underscore-prefixed attributes on a namespace, but "
                 "got " +
                     py_repr_string(name) + ". Please rename the attribute.");
+  nesting_ = std::max<int>(nesting_, nested_depth(v.depth()));
   attrs_.set(Value::string(name), std::move(v));
 }
 

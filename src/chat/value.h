@@ -24,6 +24,12 @@ class Object;
 class Interp;
 using List = std::vector<Value>;
 
+// Containers nest at most this deep (lists, tuples, dicts, namespaces at assignment): a template
+// that wraps a value in a list a million times gets a kLimit error instead of a stack overflow
+// when the chain is destroyed or walked. Far above the context's own bound (chat_template.cpp:
+// JSON deeper than 512 levels is refused) and any real template.
+inline constexpr int kMaxValueDepth = 1000;
+
 class Value {
  public:
   enum class Kind : uint8_t {
@@ -81,10 +87,13 @@ class Value {
   bool undefined_unsafe() const { return flag_; }
   // Identity of the shared payload (Python `is` for containers and objects).
   const void* identity() const;
+  // Container nesting: 0 for scalars, 1 + the deepest element for lists and dicts.
+  int depth() const { return depth_; }
 
  private:
   Kind kind_ = Kind::kUndefined;
-  bool flag_ = false;  // tuple (lists) or unsafe (undefined)
+  bool flag_ = false;   // tuple (lists) or unsafe (undefined)
+  uint16_t depth_ = 0;  // <= kMaxValueDepth
   std::variant<std::string, bool, int64_t, double, std::shared_ptr<const List>,
                std::shared_ptr<const Dict>, std::shared_ptr<Object>>
       data_;
@@ -131,6 +140,8 @@ class Object : public std::enable_shared_from_this<Object> {
   virtual bool is_callable() const { return false; }
   virtual Value call(Interp& in, CallArgs& args) const;
   virtual Namespace* as_namespace() { return nullptr; }
+  // Nesting depth of the values the object holds (Value::depth of an object value).
+  virtual int nesting() const { return 0; }
 };
 
 // jinja2.utils.Namespace as wrapped by transformers' TemplateNamespace: attributes settable with
@@ -143,9 +154,11 @@ class Namespace : public Object {
   Namespace* as_namespace() override { return this; }
   void set_attr(const std::string& name, Value v);
   const Dict& attrs() const { return attrs_; }
+  int nesting() const override { return nesting_; }
 
  private:
   Dict attrs_;
+  int nesting_ = 1;  // 1 + the deepest attribute value assigned so far
 };
 
 // Python semantics helpers.

@@ -39,8 +39,14 @@ void RequestStream::push(RequestEvent ev) {
     if (done_) return;
     done_ = ev.finished;
     q_.push_back(std::move(ev));
+    if (notify_) notify_();
   }
   cv_.notify_all();
+}
+
+void RequestStream::set_notify(std::function<void()> notify) {
+  std::lock_guard<std::mutex> lk(mu_);
+  notify_ = std::move(notify);
 }
 
 namespace {
@@ -49,6 +55,7 @@ SessionOptions kv_options(const EngineConfig& c) {
   SessionOptions o;
   o.block_size = c.block_size;
   o.max_tokens = c.kv_tokens;
+  o.sliding_tokens = c.kv_sliding_tokens;
   o.max_seqs = c.scheduler.max_num_seqs;
   // Rejected drafts are rolled back behind the end of the verification step's grow.
   // The MTP assistant also reads two sliding positions further back than the target's next
@@ -66,6 +73,12 @@ Engine::Engine(gemma4::Model& model, Backend& backend, const EngineConfig& cfg)
   for (int g = 0; g < kv_.num_groups(); ++g) blocks.push_back(kv_.num_blocks(g));
   storage_ = std::make_unique<kv::KVStorage>(backend_, model_.kv_layout(), cfg_.block_size, blocks,
                                              cfg_.kv_dtype);
+  if (!cfg_.encoders.empty()) {
+    // vLLM: encoder compute budget and cache size are at least max_num_batched_tokens.
+    SchedulerConfig& sc = cfg_.scheduler;
+    if (sc.encoder_compute_budget <= 0) sc.encoder_compute_budget = sc.max_num_batched_tokens;
+    if (sc.encoder_cache_size <= 0) sc.encoder_cache_size = sc.encoder_compute_budget;
+  }
   sched_ = std::make_unique<Scheduler>(cfg_.scheduler, kv_);
   if (cfg_.make_drafter) drafter_ = cfg_.make_drafter(*storage_);
   if (drafter_) {
@@ -73,6 +86,10 @@ Engine::Engine(gemma4::Model& model, Backend& backend, const EngineConfig& cfg)
     stats_.spec_method = drafter_->method();
     spec_per_pos_.assign(static_cast<size_t>(std::max(0, cfg_.spec_policy.k_max)), 0);
   }
+  // The KV gauges are right before the first step (the engine thread updates them after each).
+  const int full = kv_.num_groups() - 1;
+  stats_.kv_blocks_total = kv_.num_blocks(full);
+  stats_.kv_blocks_free = kv_.num_free_blocks(full);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -93,6 +110,21 @@ std::shared_ptr<RequestStream> Engine::submit(EngineRequest req) {
   const int V = model_.config().vocab_size;
   for (int32_t t : req.prompt)
     FC_CHECK(t >= 0 && t < V, "prompt token id ", t, " is outside [0, ", V, ")");
+  int media_end = 0;
+  for (const EngineMedia& m : req.media) {
+    FC_CHECK(m.input && m.input->num_tokens > 0, "a media item without soft tokens");
+    FC_CHECK(encoder_for(m.input->modality), "the model has no encoder for ", m.input->modality,
+             " input");
+    FC_CHECK(m.offset >= media_end &&
+                 m.offset + m.input->num_tokens <= static_cast<int>(req.prompt.size()),
+             "media item at ", m.offset, " (", m.input->num_tokens,
+             " soft tokens) overlaps another or ends past the prompt");
+    for (int t = m.offset; t < m.offset + m.input->num_tokens; ++t)
+      FC_CHECK(model_.config().mm.is_placeholder(req.prompt[static_cast<size_t>(t)]),
+               "prompt position ", t, " of a media item holds token ",
+               req.prompt[static_cast<size_t>(t)], ", not a soft-token placeholder");
+    media_end = m.offset + m.input->num_tokens;
+  }
   // min_tokens bans the request's stop tokens (eos unless ignored) until it is reached.
   FC_CHECK(req.sampling.min_tokens <= req.max_tokens, "min_tokens must be less than or equal to ",
            "max_tokens=", req.max_tokens, ", got ", req.sampling.min_tokens, ".");
@@ -132,6 +164,11 @@ bool Engine::alive() const {
   return !stop_;
 }
 
+bool Engine::accepting() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return !stop_ && !draining_;
+}
+
 EngineStats Engine::stats() const {
   std::lock_guard<std::mutex> lk(mu_);
   return stats_;
@@ -165,8 +202,11 @@ void Engine::loop() {
     for (auto& [id, live] : arrived) {
       try {
         // max_tokens 0 still reserves the slot of the token it will not sample.
+        std::vector<MmRange> mm;
+        for (const EngineMedia& m : live.req.media)
+          mm.push_back({m.offset, m.input->num_tokens, m.key, m.bidirectional});
         sched_->add(id, live.req.prompt, std::max(1, live.req.max_tokens),
-                    /*no_prefix_hit=*/live.req.prompt_logprobs >= 0);
+                    /*no_prefix_hit=*/live.req.prompt_logprobs >= 0, std::move(mm));
         live_.emplace(id, std::move(live));
       } catch (const Error& e) {
         finish(id, live, "error", e.what());
@@ -200,6 +240,9 @@ void Engine::loop() {
     stats_.preemptions = s.num_preemptions;
     stats_.prefix_query_tokens = s.prefix_query_tokens;
     stats_.prefix_hit_tokens = s.prefix_hit_tokens;
+    stats_.encoder_cache_queries = s.encoder_cache_queries;
+    stats_.encoder_cache_hits = s.encoder_cache_hits;
+    stats_.mm_items_encoded = mm_items_encoded_;
     const int full = kv_.num_groups() - 1;
     stats_.kv_blocks_total = kv_.num_blocks(full);
     stats_.kv_blocks_free = kv_.num_free_blocks(full);
@@ -215,8 +258,11 @@ void Engine::loop() {
 
 void Engine::step() {
   if (drafter_) propose_drafts();
-  const SchedulerOutput plan = sched_->schedule();
+  SchedulerOutput plan = sched_->schedule();
   for (RequestId id : plan.preempted) release_draft(id);
+  run_encoders(plan);
+  // Requests an encoder failure ended leave the step.
+  std::erase_if(plan.seqs, [&](const ScheduledSeq& s) { return !live_.count(s.id); });
   if (plan.empty()) return;
   gemma4::ForwardBatch batch;
   const bool hidden =
@@ -239,6 +285,7 @@ void Engine::step() {
     in.n = s.num_tokens;
     in.pos0 = s.pos0;
     for (int g = 0; g < kv_.num_groups(); ++g) in.block_tables.push_back(&kv_.block_table(s.id, g));
+    attach_media(s, in);
     auto lit = live_.find(s.id);
     if (lit != live_.end() && lit->second.req.prompt_logprobs >= 0) {
       // Row r predicts the token at s.pos0 + r + 1: a prompt token not reported yet.

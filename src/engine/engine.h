@@ -19,6 +19,7 @@
 #include "engine/scheduler.h"
 #include "kv/kv_manager.h"
 #include "kv/kv_storage.h"
+#include "model/gemma4/media.h"
 #include "model/gemma4/model.h"
 #include "sample/sampler.h"
 #include "spec/drafter.h"
@@ -32,12 +33,27 @@ struct EngineConfig {
   SchedulerConfig scheduler;
   int block_size = 16;
   int64_t kv_tokens = 16384;  // full-attention KV capacity in tokens (sliding group sized to fit)
+  int64_t kv_sliding_tokens = 0;  // > 0: sliding-group capacity (engine/kv_plan.h); 0: to fit
   int max_rollback = 0;
   DType kv_dtype = DType::kF32;  // KV cache storage: F32, BF16 or F8_E4M3
   // Speculative decoding: builds the drafter once the target's KV storage exists (the MTP
   // assistant reads it); empty = off. The policy chooses k per request and step (spec/policy.h).
   std::function<std::unique_ptr<spec::Drafter>(const kv::KVStorage& target_kv)> make_drafter;
   spec::PolicyConfig spec_policy;
+  // Multimodal encoders (not owned), each serving its modalities() — the vision tower for
+  // "image" / "video", an audio tower for "audio". A request with media of another modality is
+  // refused. scheduler.encoder_compute_budget / encoder_cache_size size the encoder step (0:
+  // max_num_batched_tokens).
+  std::vector<gemma4::MediaEncoder*> encoders;
+};
+
+// One media item of a request: `input->num_tokens` soft-token placeholders of the prompt starting
+// at `offset` get the encoder's output rows.
+struct EngineMedia {
+  std::shared_ptr<const gemma4::MediaInput> input;
+  uint64_t key = 0;            // identity (content hash + processor kwargs, or the client uuid)
+  int offset = 0;              // prompt index of the first soft token
+  bool bidirectional = false;  // an image block of a "vision"-bidirectional model (one step)
 };
 
 struct EngineRequest {
@@ -51,6 +67,7 @@ struct EngineRequest {
   // (vLLM's prompt_logprobs, from the raw log-softmax); such a prompt is always computed whole,
   // never served from the prefix cache. max_tokens may be 0: the prompt only (with its logprobs).
   int prompt_logprobs = -1;
+  std::vector<EngineMedia> media;  // in prompt order, disjoint
 };
 
 // What the engine reports for a request after a step (or at its end).
@@ -70,7 +87,8 @@ struct RequestEvent {
   int spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
 };
 
-// A request's result channel: the engine pushes, the HTTP thread pops (blocking with timeout).
+// A request's result channel: the engine pushes; the consumer pops (next(0) never blocks), and
+// may register a notify function so that it need not wait in a thread (the HTTP server).
 class RequestStream {
  public:
   explicit RequestStream(RequestId id) : id_(id) {}
@@ -79,6 +97,10 @@ class RequestStream {
   // or nullopt on timeout. After the finished event, returns nullopt forever.
   std::optional<RequestEvent> next(int timeout_ms);
   void push(RequestEvent ev);
+  // `notify` is called (on the engine thread, under this stream's lock: it must be quick and
+  // must not call back into the stream) after every push; null clears it. Once set_notify
+  // returns, the previous function is never called again.
+  void set_notify(std::function<void()> notify);
 
  private:
   RequestId id_;
@@ -86,6 +108,7 @@ class RequestStream {
   std::condition_variable cv_;
   std::deque<RequestEvent> q_;
   bool done_ = false;
+  std::function<void()> notify_;
 };
 
 struct EngineStats {
@@ -100,6 +123,8 @@ struct EngineStats {
   int64_t spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
   std::vector<int64_t> spec_accepted_per_pos;
   std::string spec_method;  // "" when off
+  // Multimodal: items whose encoder ran, and encoder-cache lookups / hits.
+  int64_t mm_items_encoded = 0, encoder_cache_queries = 0, encoder_cache_hits = 0;
 };
 
 class Engine {
@@ -118,6 +143,8 @@ class Engine {
   EngineStats stats() const;
   // False once the engine thread has stopped (shutdown or a fatal error): /health answers 503.
   bool alive() const;
+  // False once shutdown() was called: submit() refuses new requests.
+  bool accepting() const;
   int max_model_len() const { return cfg_.scheduler.max_model_len; }
 
  private:
@@ -137,6 +164,12 @@ class Engine {
   void verify_seq(const ScheduledSeq& s, const float* logits, Live& live, RequestEvent& ev);
   void observe_step(const SchedulerOutput& plan, const std::vector<int>& verified);
   void release_draft(RequestId id);
+  // Multimodal (engine_mm.cpp): runs this step's encoders into enc_out_ (requests whose encoder
+  // fails are finished with the error; returns false if a scheduled one was), and attaches the
+  // soft tokens and image blocks of a chunk to its forward input.
+  void run_encoders(const SchedulerOutput& plan);
+  void attach_media(const ScheduledSeq& s, gemma4::SeqInput& in);
+  gemma4::MediaEncoder* encoder_for(const std::string& modality) const;
   void finish(RequestId id, Live& live, const std::string& reason, const std::string& error = {});
 
   gemma4::Model& model_;
@@ -152,6 +185,8 @@ class Engine {
   spec::VerifyResult verify_;
   int64_t spec_drafts_ = 0, spec_draft_tokens_ = 0, spec_accepted_ = 0;  // engine thread
   std::vector<int64_t> spec_per_pos_;
+  std::unordered_map<uint64_t, std::vector<float>> enc_out_;  // encoder cache rows (engine thread)
+  int64_t mm_items_encoded_ = 0;
 
   mutable std::mutex mu_;  // guards the inbox, aborts, stats and stop flags
   std::condition_variable cv_;

@@ -35,6 +35,8 @@ void Engine::propose_drafts() {
     p.k = k;
     for (int g = 0; g < kv_.num_groups(); ++g)
       p.target_block_tables.push_back(&kv_.block_table(id, g));
+    for (const EngineMedia& m : live.req.media)
+      p.media.push_back({m.input.get(), m.key, m.offset, m.bidirectional});
     in.push_back(std::move(p));
   }
   if (in.empty()) return;
@@ -54,6 +56,9 @@ void Engine::propose_drafts() {
   for (size_t i = 0; i < in.size() && i < drafts.size(); ++i) {
     std::vector<int32_t>& d = drafts[i];
     if (static_cast<int>(d.size()) > in[i].k) d.resize(static_cast<size_t>(in[i].k));
+    // Under an output constraint, drafts stop at the first token it refuses (such a draft could
+    // never be accepted: verification samples from masked rows).
+    if (TokenConstraint* c = live_.at(in[i].id).sampler->constraint()) d.resize(c->valid_prefix(d));
     for (int32_t t : d)
       FC_CHECK(t >= 0 && t < V, "drafter proposed token ", t, " outside the vocabulary");
     total += static_cast<int>(d.size());

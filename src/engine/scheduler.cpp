@@ -6,12 +6,14 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "core/error.h"
 
 namespace fc {
 
-Scheduler::Scheduler(SchedulerConfig cfg, kv::KVManager& kv) : cfg_(cfg), kv_(kv) {
+Scheduler::Scheduler(SchedulerConfig cfg, kv::KVManager& kv)
+    : cfg_(cfg), kv_(kv), enc_cache_(cfg.encoder_cache_size) {
   FC_CHECK(cfg_.max_num_seqs >= 1, "Scheduler: max_num_seqs must be >= 1");
   FC_CHECK(cfg_.max_num_batched_tokens >= 1, "Scheduler: max_num_batched_tokens must be >= 1");
   FC_CHECK(cfg_.max_model_len >= 1, "Scheduler: max_model_len must be >= 1");
@@ -28,7 +30,8 @@ const Scheduler::Request& Scheduler::req(RequestId id) const {
   return it->second;
 }
 
-void Scheduler::add(RequestId id, std::vector<int32_t> prompt, int max_tokens, bool no_prefix_hit) {
+void Scheduler::add(RequestId id, std::vector<int32_t> prompt, int max_tokens, bool no_prefix_hit,
+                    std::vector<MmRange> mm) {
   FC_CHECK(!reqs_.count(id), "Scheduler::add: request ", id, " already exists");
   FC_CHECK(!prompt.empty(), "Scheduler::add: request ", id, " has an empty prompt");
   FC_CHECK(max_tokens >= 1, "Scheduler::add: max_tokens must be >= 1, got ", max_tokens);
@@ -58,7 +61,35 @@ void Scheduler::add(RequestId id, std::vector<int32_t> prompt, int max_tokens, b
              " KV blocks in group ", g, " but the cache has ", kv_.num_blocks(g), " (prompt ",
              prompt.size(), " + max_tokens ", max_tokens, " tokens)");
   }
+  int prev_end = 0;
+  for (const MmRange& m : mm) {
+    FC_CHECK(m.length > 0 && m.offset >= prev_end &&
+                 m.offset + m.length <= static_cast<int>(prompt.size()) && m.key != 0,
+             "Scheduler::add: request ", id, " has a bad multimodal run [", m.offset, ", ",
+             m.offset + m.length, ") in a prompt of ", prompt.size(), " tokens");
+    prev_end = m.offset + m.length;
+    FC_CHECK(m.length <= cfg_.encoder_compute_budget && m.length <= cfg_.encoder_cache_size,
+             "Scheduler::add: a multimodal item of ", m.length,
+             " soft tokens exceeds the encoder budget (", cfg_.encoder_compute_budget,
+             ") or the encoder cache (", cfg_.encoder_cache_size, " rows)");
+    // vLLM's startup check (disable_chunked_mm_input), per request here.
+    FC_CHECK(!m.no_split || m.length <= cfg_.max_num_batched_tokens,
+             "Chunked MM input disabled but max_tokens_per_mm_item=", m.length,
+             " is larger than max_num_batched_tokens=", cfg_.max_num_batched_tokens);
+  }
   Request r;
+  if (!mm.empty()) {
+    // Block b's key mixes the keys of every run overlapping it (its position in the run is implied
+    // by the chain of block hashes).
+    const int64_t B = kc.block_size;
+    r.block_keys.assign(prompt.size() / static_cast<size_t>(B), 0);
+    for (const MmRange& m : mm)
+      for (int64_t b = m.offset / B;
+           b < static_cast<int64_t>(r.block_keys.size()) && b * B < m.offset + m.length; ++b)
+        r.block_keys[static_cast<size_t>(b)] =
+            r.block_keys[static_cast<size_t>(b)] * 0x9e3779b97f4a7c15ull + m.key;
+  }
+  r.mm = std::move(mm);
   r.num_prompt = static_cast<int>(prompt.size());
   r.tokens = std::move(prompt);
   r.max_tokens = max_tokens;
@@ -68,6 +99,7 @@ void Scheduler::add(RequestId id, std::vector<int32_t> prompt, int max_tokens, b
 }
 
 void Scheduler::drop_kv_and_queues(RequestId id, Request& r) {
+  enc_cache_.release(id);
   if (r.state == RequestState::kRunning) {
     kv_.remove_sequence(id);
     running_.erase(std::find(running_.begin(), running_.end(), id));
@@ -94,6 +126,7 @@ void Scheduler::finish(RequestId id) {
 void Scheduler::preempt(RequestId id, SchedulerOutput& out) {
   Request& r = req(id);
   kv_.remove_sequence(id);  // committed blocks stay cached: resuming usually hits them
+  enc_cache_.release(id);   // encoder outputs stay cached too, evictable
   running_.erase(std::find(running_.begin(), running_.end(), id));
   r.state = RequestState::kPreempted;
   r.num_computed = 0;
@@ -102,6 +135,54 @@ void Scheduler::preempt(RequestId id, SchedulerOutput& out) {
   waiting_.push_front(id);
   out.preempted.push_back(id);
   ++num_preemptions_;
+}
+
+int Scheduler::plan_mm(const Request& r, int start, int n, std::vector<int>& encode) const {
+  encode.clear();
+  int end = start + n;
+  int64_t budget = enc_budget_, rows = 0;
+  for (size_t i = 0; i < r.mm.size(); ++i) {
+    const MmRange& m = r.mm[i];
+    const int e = m.offset + m.length;
+    if (e <= start) continue;  // computed already
+    if (m.offset >= end) break;
+    if (m.no_split && e > end) {  // would straddle the chunk end: stop before it
+      end = std::max(start, m.offset);
+      break;
+    }
+    if (enc_cache_.contains(m.key) || step_keys_.count(m.key)) continue;
+    if (m.length > budget || !enc_cache_.can_allocate(rows + m.length)) {
+      end = std::max(start, m.offset);  // wait for budget / cache space
+      break;
+    }
+    budget -= m.length;
+    rows += m.length;
+    encode.push_back(static_cast<int>(i));
+  }
+  // Runs past the new end are not encoded.
+  while (!encode.empty() && r.mm[static_cast<size_t>(encode.back())].offset >= end)
+    encode.pop_back();
+  return end - start;
+}
+
+void Scheduler::commit_mm(RequestId id, const Request& r, int start, int n,
+                          const std::vector<int>& encode, SchedulerOutput& out) {
+  size_t next = 0;
+  for (size_t i = 0; i < r.mm.size(); ++i) {
+    const MmRange& m = r.mm[i];
+    if (m.offset + m.length <= start) continue;
+    if (m.offset >= start + n) break;
+    const bool enc = next < encode.size() && encode[next] == static_cast<int>(i);
+    if (enc) {
+      ++next;
+      std::vector<uint64_t> ev = enc_cache_.allocate(m.key, m.length);
+      out.evicted.insert(out.evicted.end(), ev.begin(), ev.end());
+      enc_budget_ -= m.length;
+    }
+    if (m.offset >= start) enc_cache_.count_query(!enc);  // looked up when its first row is due
+    enc_cache_.add_ref(m.key, id);
+    step_keys_[m.key] = true;
+  }
 }
 
 void Scheduler::schedule_running(SchedulerOutput& out, int& budget) {
@@ -115,7 +196,9 @@ void Scheduler::schedule_running(SchedulerOutput& out, int& budget) {
         remaining == 1
             ? std::max(0, std::min({static_cast<int>(r.drafts.size()), budget - 1, room}))
             : 0;
-    const int n = std::min(remaining, budget) + drafts;
+    int n = std::min(remaining, budget) + drafts;
+    std::vector<int> encode;
+    if (!r.mm.empty() && remaining > 1) n = plan_mm(r, r.num_computed, n - drafts, encode);
     // Nothing to do until append_token; or (no chunked prefill) a prefill that no longer fits.
     if (n <= 0 || (!cfg_.enable_chunked_prefill && n < remaining)) {
       ++i;
@@ -139,8 +222,10 @@ void Scheduler::schedule_running(SchedulerOutput& out, int& budget) {
     }
     if (!scheduled) break;
     r.scheduled_drafts = d;
+    if (!r.mm.empty()) commit_mm(id, r, r.num_computed, n_step - d, encode, out);
     out.seqs.push_back({id, r.num_computed, n_step,
-                        r.num_computed + n_step - d == static_cast<int>(r.tokens.size()), d});
+                        r.num_computed + n_step - d == static_cast<int>(r.tokens.size()), d,
+                        std::move(encode)});
     budget -= n_step;
     ++i;
   }
@@ -151,17 +236,25 @@ void Scheduler::schedule_waiting(SchedulerOutput& out, int& budget) {
     const RequestId id = waiting_.front();
     Request& r = req(id);
     const int len = static_cast<int>(r.tokens.size());
-    int cached =
-        cfg_.enable_prefix_caching && !r.no_prefix_hit ? kv_.find_cached_prefix(r.tokens) : 0;
+    const std::vector<uint64_t>* bk = keys(r);
+    int cached = cfg_.enable_prefix_caching && !r.no_prefix_hit
+                     ? kv_.find_cached_prefix(r.tokens, std::numeric_limits<int>::max(), bk)
+                     : 0;
     if (cached > 0 && cfg_.prefix_cache_drop_last_block)
-      cached = kv_.find_cached_prefix(r.tokens, cached - 1);
+      cached = kv_.find_cached_prefix(r.tokens, cached - 1, bk);
     const int remaining = len - cached;
-    const int n = cfg_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
+    int n = cfg_.enable_chunked_prefill ? std::min(remaining, budget) : remaining;
+    std::vector<int> encode;
+    if (!r.mm.empty()) {
+      const int m = plan_mm(r, cached, n, encode);
+      if (m < n && !cfg_.enable_chunked_prefill) break;  // the whole prompt or nothing
+      n = m;
+    }
     // FIFO: a head that does not fit blocks the queue (vLLM breaks here too).
-    if (n > budget || !kv_.can_admit(r.tokens, cached, cached + n)) break;
+    if (n <= 0 || n > budget || !kv_.can_admit(r.tokens, cached, cached + n, bk)) break;
     kv_.add_sequence(id);
     if (cfg_.enable_prefix_caching) {
-      kv_.attach_prefix(id, r.tokens, cached);
+      kv_.attach_prefix(id, r.tokens, cached, bk);
       prefix_query_tokens_ += len;
       prefix_hit_tokens_ += cached;
     }
@@ -171,7 +264,8 @@ void Scheduler::schedule_waiting(SchedulerOutput& out, int& budget) {
     r.state = RequestState::kRunning;
     r.num_computed = cached;
     r.num_cached = cached;
-    out.seqs.push_back({id, cached, n, cached + n == len});
+    if (!r.mm.empty()) commit_mm(id, r, cached, n, encode, out);
+    out.seqs.push_back({id, cached, n, cached + n == len, 0, std::move(encode)});
     budget -= n;
   }
 }
@@ -184,6 +278,8 @@ SchedulerOutput Scheduler::schedule() {
   finished_.clear();
   SchedulerOutput out;
   int budget = cfg_.max_num_batched_tokens;
+  enc_budget_ = cfg_.encoder_compute_budget;
+  step_keys_.clear();
   schedule_running(out, budget);
   if (out.preempted.empty()) schedule_waiting(out, budget);
   out.num_batched_tokens = cfg_.max_num_batched_tokens - budget;
@@ -201,7 +297,11 @@ void Scheduler::on_step_done(const SchedulerOutput& out) {
     r.num_computed += s.num_tokens;
     // Only verified tokens enter the prefix cache (drafts are committed by accept_drafts).
     const int verified = std::min(r.num_computed, static_cast<int>(r.tokens.size()));
-    if (cfg_.enable_prefix_caching) kv_.commit(s.id, r.tokens, verified);
+    if (cfg_.enable_prefix_caching) kv_.commit(s.id, r.tokens, verified, keys(r));
+    // Runs computed: their encoder outputs become evictable (still cached), as vLLM frees a
+    // request's encoder inputs once consumed.
+    for (const MmRange& m : r.mm)
+      if (m.offset + m.length <= r.num_computed) enc_cache_.release(m.key, s.id);
   }
 }
 
@@ -248,13 +348,16 @@ void Scheduler::accept_drafts(RequestId id, int num_accepted) {
   r.tokens.insert(r.tokens.end(), r.drafts.begin(), r.drafts.begin() + num_accepted);
   r.num_computed = static_cast<int>(r.tokens.size());
   if (num_accepted < d) kv_.truncate(id, r.num_computed);  // rejected drafts leave the cache
-  if (cfg_.enable_prefix_caching) kv_.commit(id, r.tokens, r.num_computed);
+  if (cfg_.enable_prefix_caching) kv_.commit(id, r.tokens, r.num_computed, keys(r));
   r.drafts.clear();
   r.scheduled_drafts = 0;
 }
 
 RequestState Scheduler::state(RequestId id) const {
   return req(id).state;
+}
+const std::vector<MmRange>& Scheduler::mm(RequestId id) const {
+  return req(id).mm;
 }
 const std::vector<int32_t>& Scheduler::tokens(RequestId id) const {
   return req(id).tokens;
@@ -279,6 +382,8 @@ SchedulerStats Scheduler::stats() const {
   s.num_preemptions = num_preemptions_;
   s.prefix_query_tokens = prefix_query_tokens_;
   s.prefix_hit_tokens = prefix_hit_tokens_;
+  s.encoder_cache_queries = enc_cache_.queries();
+  s.encoder_cache_hits = enc_cache_.hits();
   return s;
 }
 

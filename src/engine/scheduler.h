@@ -14,11 +14,20 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/encoder_cache.h"
 #include "kv/kv_manager.h"
 
 namespace fc {
 
 using RequestId = int64_t;
+
+// A run of multimodal soft tokens in a prompt (an image, a video frame, an audio clip): its
+// encoder output must be in the encoder cache before a step computes any of its positions.
+struct MmRange {
+  int offset = 0, length = 0;  // prompt positions [offset, offset + length)
+  uint64_t key = 0;            // identity: encoder-cache key and prefix-cache block key (!= 0)
+  bool no_split = false;       // computed in one step (bidirectional image blocks, 26B/31B)
+};
 
 struct SchedulerConfig {
   int max_num_seqs = 8;                // running requests at most
@@ -31,6 +40,11 @@ struct SchedulerConfig {
   // of a block depends on the token after the block (vLLM does the same when EAGLE is on,
   // vllm/v1/core/kv_cache_manager.py).
   bool prefix_cache_drop_last_block = false;
+  // Multimodal (vLLM's encoder budget, vllm/multimodal/encoder_budget.py): embedding rows the
+  // encoders may produce per step, and the encoder-output cache capacity in rows. Both are at
+  // least the largest item's size (the engine computes them); 0 when there is no encoder.
+  int64_t encoder_compute_budget = 0;
+  int64_t encoder_cache_size = 0;
 };
 
 enum class RequestState { kWaiting, kRunning, kPreempted, kFinished };
@@ -41,11 +55,13 @@ struct ScheduledSeq {
   int num_tokens = 0;         // tokens computed this step (the last num_drafts are draft tokens)
   bool needs_logits = false;  // the step reaches the end of the request's tokens
   int num_drafts = 0;         // speculative tokens verified this step (see set_drafts)
+  std::vector<int> encode;    // indices into mm(id) whose encoder runs this step
 };
 
 struct SchedulerOutput {
   std::vector<ScheduledSeq> seqs;    // in batch order
   std::vector<RequestId> preempted;  // moved back to waiting this step (blocks freed)
+  std::vector<uint64_t> evicted;     // encoder-cache entries dropped (free their rows)
   int num_batched_tokens = 0;
   bool empty() const { return seqs.empty(); }
 };
@@ -54,6 +70,7 @@ struct SchedulerStats {
   int num_running = 0, num_waiting = 0;
   int64_t num_preemptions = 0;
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
+  int64_t encoder_cache_queries = 0, encoder_cache_hits = 0;
 };
 
 class Scheduler {
@@ -64,7 +81,12 @@ class Scheduler {
   // max_model_len / the KV capacity (the server turns that into a 400), or, without chunked
   // prefill, if a recompute of prompt + max_tokens - 1 tokens would not fit one step's budget.
   // no_prefix_hit: the prompt is always computed (its positions' logits are wanted).
-  void add(RequestId id, std::vector<int32_t> prompt, int max_tokens, bool no_prefix_hit = false);
+  // mm: the prompt's soft-token runs, sorted and disjoint; their keys also name the prompt's
+  // blocks in the prefix cache (the same tokens with another image never share KV). Throws for a
+  // run that cannot ever be scheduled (longer than the encoder budget or cache, or a no_split run
+  // longer than max_num_batched_tokens).
+  void add(RequestId id, std::vector<int32_t> prompt, int max_tokens, bool no_prefix_hit = false,
+           std::vector<MmRange> mm = {});
   // Removes a request in any state; its blocks are freed at once. Unknown ids are ignored.
   void abort(RequestId id);
 
@@ -94,6 +116,9 @@ class Scheduler {
   void finish(RequestId id);
 
   RequestState state(RequestId id) const;
+  const std::vector<MmRange>& mm(RequestId id) const;
+  // Entries dropped outside schedule() (an encoder failed): the engine erases them here.
+  EncoderCache& encoder_cache() { return enc_cache_; }
   const std::vector<int32_t>& tokens(RequestId id) const;
   int num_prompt_tokens(RequestId id) const;
   int num_computed(RequestId id) const;
@@ -112,6 +137,8 @@ class Scheduler {
     RequestState state = RequestState::kWaiting;
     std::vector<int32_t> drafts;  // proposed, not yet verified (see set_drafts)
     int scheduled_drafts = 0;     // drafts computed by the step in flight
+    std::vector<MmRange> mm;
+    std::vector<uint64_t> block_keys;  // prefix-cache keys of the prompt's full blocks
   };
   Request& req(RequestId id);
   const Request& req(RequestId id) const;
@@ -121,6 +148,16 @@ class Scheduler {
   void preempt(RequestId id, SchedulerOutput& out);
   void schedule_running(SchedulerOutput& out, int& budget);
   void schedule_waiting(SchedulerOutput& out, int& budget);
+  // Multimodal limit of a chunk [start, start + n): cut before a run whose encoder output can
+  // neither be found nor produced this step, or that a no_split run would straddle. Returns the
+  // new n and the runs to encode; changes nothing.
+  int plan_mm(const Request& r, int start, int n, std::vector<int>& encode) const;
+  // For a chunk that was scheduled: allocates and references the runs it uses.
+  void commit_mm(RequestId id, const Request& r, int start, int n, const std::vector<int>& encode,
+                 SchedulerOutput& out);
+  const std::vector<uint64_t>* keys(const Request& r) const {
+    return r.block_keys.empty() ? nullptr : &r.block_keys;
+  }
 
   SchedulerConfig cfg_;
   kv::KVManager& kv_;
@@ -130,6 +167,9 @@ class Scheduler {
   std::vector<RequestId> finished_;              // records schedule() forgets
   int64_t num_preemptions_ = 0;
   int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0;
+  EncoderCache enc_cache_;
+  int64_t enc_budget_ = 0;                        // left in the step being planned
+  std::unordered_map<uint64_t, bool> step_keys_;  // runs encoded or used this step
 };
 
 }  // namespace fc

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 
 namespace fc {
 namespace {
@@ -26,6 +27,7 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // same limit as the Rust reference reader
+constexpr int kMaxHeaderDepth = 16;                // objects and arrays, the header being level 1
 
 std::string errno_text(int e) {
   return std::generic_category().message(e);
@@ -39,7 +41,11 @@ uint64_t read_le64(const uint8_t* p) {
 
 // Parses `text` as JSON, rejecting duplicate object keys at any depth: nlohmann silently keeps
 // the last one, while safetensors declares duplicates invalid. `where` prefixes every message.
+// Syntax and nesting depth are checked first by the one bounded parser (core/json_limits.h, a
+// valid header nests 3 levels: header, tensor entry, shape / offsets); the second, callback
+// pass then only looks at keys, on text known to be shallow and well-formed.
 json parse_json_no_dups(std::string_view text, const std::string& where) {
+  json header = parse_json(text, where, kMaxHeaderDepth);
   struct Level {
     std::set<std::string> keys;
     std::string last;  // most recent key, names the parent of nested duplicates
@@ -69,11 +75,10 @@ json parse_json_no_dups(std::string_view text, const std::string& where) {
     }
     return true;
   };
-  try {
-    return json::parse(text.begin(), text.end(), cb);
-  } catch (const json::exception& e) {
-    fail(where, ": invalid JSON (", e.what(), ")");
-  }
+  // Well-formed and shallow by now: only a duplicate (fc::Error from cb) can throw.
+  const json again = json::parse(text.begin(), text.end(), cb);
+  (void)again;
+  return header;
 }
 
 template <typename... Args>

@@ -157,26 +157,35 @@ const std::vector<int32_t>& KVManager::block_table(SeqId id, int group) const {
 
 // --- prefix caching ---
 
-std::vector<uint64_t> KVManager::chain_hashes(const std::vector<int32_t>& tokens,
-                                              int n_blocks) const {
+uint64_t KVManager::block_hash(uint64_t parent, const std::vector<int32_t>& tokens, size_t i,
+                               const std::vector<uint64_t>* block_keys) const {
+  uint64_t h = hash_block_tokens(parent, tokens.data() + i * static_cast<size_t>(cfg_.block_size),
+                                 cfg_.block_size);
+  if (block_keys && i < block_keys->size() && (*block_keys)[i] != 0)
+    h = mix64(h ^ mix64((*block_keys)[i] + 0x632be59bd9b4e019ull));
+  return h;
+}
+
+std::vector<uint64_t> KVManager::chain_hashes(const std::vector<int32_t>& tokens, int n_blocks,
+                                              const std::vector<uint64_t>* block_keys) const {
   std::vector<uint64_t> h(static_cast<size_t>(n_blocks));
   uint64_t parent = kRootBlockHash;
   for (int i = 0; i < n_blocks; ++i) {
-    parent = hash_block_tokens(parent, tokens.data() + static_cast<size_t>(i) * cfg_.block_size,
-                               cfg_.block_size);
+    parent = block_hash(parent, tokens, static_cast<size_t>(i), block_keys);
     h[static_cast<size_t>(i)] = parent;
   }
   return h;
 }
 
-int KVManager::find_cached_prefix(const std::vector<int32_t>& tokens, int max_len) const {
+int KVManager::find_cached_prefix(const std::vector<int32_t>& tokens, int max_len,
+                                  const std::vector<uint64_t>* block_keys) const {
   const int bs = cfg_.block_size;
   if (tokens.size() < 2 || pools_.empty() || max_len < bs) return 0;
   // At most (len - 1) / B blocks: the last token is recomputed for its logits.
   int max_blocks = static_cast<int>(
       std::min((tokens.size() - 1) / static_cast<size_t>(bs), static_cast<size_t>(max_len / bs)));
   if (max_blocks == 0) return 0;
-  const std::vector<uint64_t> hashes = chain_hashes(tokens, max_blocks);
+  const std::vector<uint64_t> hashes = chain_hashes(tokens, max_blocks, block_keys);
   // Full groups: the leading run of cached blocks bounds the hit.
   for (size_t g = 0; g < pools_.size(); ++g) {
     if (cfg_.groups[g].sliding_window > 0) continue;
@@ -210,13 +219,14 @@ int KVManager::find_cached_prefix(const std::vector<int32_t>& tokens, int max_le
   return 0;
 }
 
-bool KVManager::can_admit(const std::vector<int32_t>& tokens, int prefix_len, int new_len) const {
+bool KVManager::can_admit(const std::vector<int32_t>& tokens, int prefix_len, int new_len,
+                          const std::vector<uint64_t>* block_keys) const {
   const int bs = cfg_.block_size;
   FC_CHECK(prefix_len >= 0 && prefix_len % bs == 0 && prefix_len <= new_len &&
                static_cast<size_t>(prefix_len) <= tokens.size(),
            "KVManager::can_admit: bad prefix ", prefix_len, " for new length ", new_len);
   const int k = prefix_len / bs;
-  const std::vector<uint64_t> hashes = chain_hashes(tokens, k);
+  const std::vector<uint64_t> hashes = chain_hashes(tokens, k, block_keys);
   const int fresh = (new_len + bs - 1) / bs - k;
   for (size_t g = 0; g < pools_.size(); ++g) {
     int revive = 0;  // evictable prefix blocks leave the free count when attached
@@ -230,7 +240,8 @@ bool KVManager::can_admit(const std::vector<int32_t>& tokens, int prefix_len, in
   return true;
 }
 
-void KVManager::attach_prefix(SeqId id, const std::vector<int32_t>& tokens, int prefix_len) {
+void KVManager::attach_prefix(SeqId id, const std::vector<int32_t>& tokens, int prefix_len,
+                              const std::vector<uint64_t>* block_keys) {
   Seq& s = seq(id);
   const int bs = cfg_.block_size;
   FC_CHECK(s.length == 0 && s.hashes.empty(), "KVManager::attach_prefix: sequence ", id,
@@ -240,7 +251,7 @@ void KVManager::attach_prefix(SeqId id, const std::vector<int32_t>& tokens, int 
            "KVManager::attach_prefix: bad prefix length ", prefix_len, " for ", tokens.size(),
            " tokens");
   const int k = prefix_len / bs;
-  std::vector<uint64_t> hashes = chain_hashes(tokens, k);
+  std::vector<uint64_t> hashes = chain_hashes(tokens, k, block_keys);
   // Check every group before taking anything, so a failure changes nothing.
   for (size_t g = 0; g < pools_.size(); ++g)
     for (int i = keep_from(prefix_len, static_cast<int>(g)) / bs; i < k; ++i)
@@ -260,7 +271,8 @@ void KVManager::attach_prefix(SeqId id, const std::vector<int32_t>& tokens, int 
   stats_.hit_tokens += prefix_len;
 }
 
-void KVManager::commit(SeqId id, const std::vector<int32_t>& tokens, int num_computed) {
+void KVManager::commit(SeqId id, const std::vector<int32_t>& tokens, int num_computed,
+                       const std::vector<uint64_t>* block_keys) {
   Seq& s = seq(id);
   const int bs = cfg_.block_size;
   FC_CHECK(num_computed >= 0 && num_computed <= s.length &&
@@ -271,7 +283,7 @@ void KVManager::commit(SeqId id, const std::vector<int32_t>& tokens, int num_com
   while (s.hashes.size() < full) {
     const size_t i = s.hashes.size();
     const uint64_t parent = i == 0 ? kRootBlockHash : s.hashes.back();
-    const uint64_t h = hash_block_tokens(parent, tokens.data() + i * static_cast<size_t>(bs), bs);
+    const uint64_t h = block_hash(parent, tokens, i, block_keys);
     for (size_t g = 0; g < pools_.size(); ++g) {
       const int32_t b = s.tables[g][i];
       // -1: a sliding group released it before it was committed; a duplicate hash keeps the

@@ -83,18 +83,27 @@ class KVManager {
   // multiple of block_size, at most tokens.size() - 1 (the last token is always recomputed to give
   // logits), and at most max_len. Full groups need blocks [0, P/B) cached; sliding groups see the
   // rule above (so the longest P below a given hit is not simply that hit minus a block).
+  //
+  // `block_keys` (optional, for every prefix-cache call of a sequence alike): a 64-bit key per
+  // block mixed into that block's hash when non-zero, e.g. the identity of the images whose soft
+  // tokens the block holds (the same placeholder ids with another image must not hit; vLLM's
+  // _gen_mm_extra_hash_keys). Blocks past its end, or with key 0, hash their tokens only.
   int find_cached_prefix(const std::vector<int32_t>& tokens,
-                         int max_len = std::numeric_limits<int>::max()) const;
+                         int max_len = std::numeric_limits<int>::max(),
+                         const std::vector<uint64_t>* block_keys = nullptr) const;
   // Whether a fresh sequence could attach_prefix(tokens, prefix_len) then grow(new_len) now
   // (reviving evictable prefix blocks takes them out of the free count).
-  bool can_admit(const std::vector<int32_t>& tokens, int prefix_len, int new_len) const;
+  bool can_admit(const std::vector<int32_t>& tokens, int prefix_len, int new_len,
+                 const std::vector<uint64_t>* block_keys = nullptr) const;
   // For a fresh (length 0) sequence: takes the cached blocks of positions [0, prefix_len) (one
   // reference each, reviving evictable ones) and sets length = prefix_len. prefix_len must be one
   // find_cached_prefix allows now; 0 only records the query. Counts prefix_stats().
-  void attach_prefix(SeqId id, const std::vector<int32_t>& tokens, int prefix_len);
+  void attach_prefix(SeqId id, const std::vector<int32_t>& tokens, int prefix_len,
+                     const std::vector<uint64_t>* block_keys = nullptr);
   // Registers the blocks of `tokens` that are full and computed (positions < num_computed <=
   // length). Incremental: only blocks not registered by earlier calls are hashed.
-  void commit(SeqId id, const std::vector<int32_t>& tokens, int num_computed);
+  void commit(SeqId id, const std::vector<int32_t>& tokens, int num_computed,
+              const std::vector<uint64_t>* block_keys = nullptr);
 
   struct PrefixStats {
     int64_t query_tokens = 0;  // tokens of every attach_prefix call
@@ -128,7 +137,10 @@ class KVManager {
   // First position a sliding group must keep for a sequence of `length` tokens (0 for full).
   int keep_from(int length, int group) const;
   // Hashes of the first n_blocks full blocks of tokens: [n_blocks].
-  std::vector<uint64_t> chain_hashes(const std::vector<int32_t>& tokens, int n_blocks) const;
+  std::vector<uint64_t> chain_hashes(const std::vector<int32_t>& tokens, int n_blocks,
+                                     const std::vector<uint64_t>* block_keys) const;
+  uint64_t block_hash(uint64_t parent, const std::vector<int32_t>& tokens, size_t i,
+                      const std::vector<uint64_t>* block_keys) const;
 
   ManagerConfig cfg_;
   std::vector<BlockPool> pools_;

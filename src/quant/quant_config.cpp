@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 
 namespace fc::quant {
 namespace {
@@ -282,14 +283,7 @@ QuantConfig load_quant_config(const std::string& dir, const json& config_json) {
                               (fs::path(dir) / "config.json").string());
   const fs::path hf = fs::path(dir) / "hf_quant_config.json";
   if (fs::exists(hf)) {
-    std::ifstream in(hf);
-    json j;
-    try {
-      j = json::parse(in);
-    } catch (const json::exception& e) {
-      fail(hf.string(), ": invalid JSON: ", e.what());
-    }
-    return parse_hf_quant_config(j, hf.string());
+    return parse_hf_quant_config(read_json_file(hf.string()), hf.string());
   }
   return QuantConfig{};
 }

@@ -64,6 +64,15 @@ class ForwardingBackend : public Backend {
                  v_scale);
   }
   void attention(const AttentionArgs& a) override { in_.attention(a); }
+  void attention_segments(const SegmentAttentionArgs& a) override { in_.attention_segments(a); }
+  void avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n, float scale,
+                float* out, int64_t ldo) override {
+    in_.avg_pool(x, ldx, grid_h, grid_w, k, n, scale, out, ldo);
+  }
+  void sub_mul(float* x, int64_t ldx, int64_t T, int64_t n, const Weight& sub,
+               const Weight& mul) override {
+    in_.sub_mul(x, ldx, T, n, sub, mul);
+  }
   void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                  const Weight& per_expert_scale, int32_t* idx, float* weights) override {
     in_.moe_route(logits, ldl, T, E, k, per_expert_scale, idx, weights);
@@ -73,6 +82,30 @@ class ForwardingBackend : public Backend {
                    float* out, int64_t ldo) override {
     in_.moe_experts(x, ldx, T, idx, weights, k, gate, up, down, E, out, ldo);
   }
+  // Audio tower ops: passed through.
+  void clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi) override {
+    in_.clamp(x, ldx, T, n, lo, hi);
+  }
+  void silu(const float* x, int64_t ldx, int64_t T, int64_t n, float* out, int64_t ldo) override {
+    in_.silu(x, ldx, T, n, out, ldo);
+  }
+  void glu(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int64_t n,
+           float* out, int64_t ldo) override {
+    in_.glu(a, lda, b, ldb, T, n, out, ldo);
+  }
+  void layernorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const Weight* w,
+                 const Weight* b, float eps, float* y, int64_t ldy) override {
+    in_.layernorm(x, rows, n, ldx, w, b, eps, y, ldy);
+  }
+  void conv2d_patches(const float* x, int64_t T, int64_t F, int64_t C, int k, int s, int p,
+                      int64_t t0, int64_t n_t, float* out) override {
+    in_.conv2d_patches(x, T, F, C, k, s, p, t0, n_t, out);
+  }
+  void depthwise_conv1d_causal(const float* x, int64_t ldx, int64_t T, int64_t C, const Weight& w,
+                               float* out, int64_t ldo) override {
+    in_.depthwise_conv1d_causal(x, ldx, T, C, w, out, ldo);
+  }
+  void local_attention(const LocalAttentionArgs& a) override { in_.local_attention(a); }
 
  private:
   Backend& in_;

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/json_limits.h"
 
 namespace fc::quantizer {
 
@@ -228,14 +229,7 @@ void write_quantized(const std::string& src_dir, const Checkpoint& src, const Wr
 
   // config.json with quantization_config; ModelOpt also writes hf_quant_config.json.
   const fs::path cfg_path = fs::path(src_dir) / "config.json";
-  std::ifstream cf(cfg_path);
-  if (!cf) fail(cfg_path.string(), ": cannot open");
-  ojson cfg;
-  try {
-    cfg = ojson::parse(cf);
-  } catch (const ojson::exception& e) {
-    fail(cfg_path.string(), ": invalid JSON: ", e.what());
-  }
+  ojson cfg = read_ordered_json_file(cfg_path.string());
   const bool kv = !spec.kv_scales.empty();
   cfg["quantization_config"] =
       mo ? modelopt_quantization_config(spec, kv) : ct_quantization_config(spec, kv);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 
 namespace fc {
 namespace {
@@ -57,12 +58,7 @@ std::optional<int32_t> get_token_id(const json& j, const char* key, const std::s
 }  // namespace
 
 GenerationConfig parse_generation_config(std::string_view json_text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    fail(origin, ": invalid JSON: ", e.what());
-  }
+  const json j = parse_json(json_text, origin);
   if (!j.is_object()) fail(origin, ": top level must be a JSON object, got ", j.type_name());
 
   GenerationConfig g;

@@ -148,6 +148,10 @@ void SamplerState::apply_processors(std::span<float> logits) const {
   }
 }
 
+void SamplerState::apply_constraint(std::span<float> logits) const {
+  if (constraint_) constraint_->mask(logits);
+}
+
 void SamplerState::add_repetition_token(int32_t token) {
   uint64_t& word = rep_seen_[static_cast<size_t>(token) >> 6];
   const uint64_t bit = uint64_t{1} << (token & 63);
@@ -318,6 +322,11 @@ struct SamplerImpl {
     float* x = row(sc, n);
     std::memcpy(x, logits.data(), static_cast<size_t>(n) * sizeof(float));
     st.apply_processors({x, static_cast<size_t>(n)});
+    if (st.constraint() && !(ops::row_max(x, n) > kNegInf)) {
+      // The constraint is authoritative: the other processors together left no token.
+      std::memcpy(x, logits.data(), static_cast<size_t>(n) * sizeof(float));
+      st.apply_constraint({x, static_cast<size_t>(n)});
+    }
     st.apply_penalties({x, static_cast<size_t>(n)});
     Processed out;
     if (p.is_greedy()) return out;

@@ -55,14 +55,19 @@ namespace fc {
 
 class ThreadPool;
 
-// A constraint on which tokens may come next (JSON mode, constraints.h): state advanced by
-// every generated token, applied with the processors before step 1.
+// A constraint on which tokens may come next (structured outputs, constraints.h): state
+// advanced by every generated token, applied with the processors before step 1. It is
+// authoritative: when another processor (allowed_token_ids, min_tokens, bad_words, logit_bias)
+// would leave no token, the row keeps the constraint's mask alone (spec structured-output §7.6).
 class TokenConstraint {
  public:
   virtual ~TokenConstraint() = default;
   // logits[t] = -inf for every token t that may not come next.
   virtual void mask(std::span<float> logits) const = 0;
   virtual void accept(int32_t token) = 0;
+  // How many leading tokens would be accepted one after another; the state is unchanged
+  // (speculative drafts are cut there).
+  virtual size_t valid_prefix(std::span<const int32_t> tokens) { return tokens.size(); }
 };
 
 struct SamplingParams {
@@ -149,6 +154,10 @@ class SamplerState {
   void apply_processors(std::span<float> logits) const;
   // Step 1 of the pipeline, in place on logits [vocab_size]. Touches only penalized tokens.
   void apply_penalties(std::span<float> logits) const;
+
+  // The constraint mask alone (the fallback when the processors together allow nothing).
+  void apply_constraint(std::span<float> logits) const;
+  TokenConstraint* constraint() const { return constraint_.get(); }
 
   const SamplingParams& params() const { return params_; }
   uint64_t seed() const { return seed_; }  // the seed in use (drawn when params had none)

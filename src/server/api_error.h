@@ -39,6 +39,8 @@ inline const char* error_type(int status) {
       return "RequestEntityTooLarge";
     case 415:
       return "UnsupportedMediaType";
+    case 422:
+      return "UnprocessableEntityError";
     case 501:
       return "NotImplementedError";
     case 503:

@@ -89,6 +89,13 @@ std::string Metrics::render(const EngineStats& e, const std::string& model_name)
         double(e.prefix_query_tokens), "counter");
   gauge("vllm:prefix_cache_hits_total", "Prefix cache hits, in tokens.",
         double(e.prefix_hit_tokens), "counter");
+  gauge("fourcast:encoder_cache_queries_total",
+        "Encoder-output cache lookups (media items whose soft tokens a step needed).",
+        double(e.encoder_cache_queries), "counter");
+  gauge("fourcast:encoder_cache_hits_total", "Encoder-output cache hits.",
+        double(e.encoder_cache_hits), "counter");
+  gauge("fourcast:mm_items_encoded_total", "Media items (images, video frames) encoded.",
+        double(e.mm_items_encoded), "counter");
   gauge("vllm:spec_decode_num_drafts_total",
         "Verification steps that carried drafts (speculation off: 0).", double(e.spec_drafts),
         "counter");
@@ -121,6 +128,49 @@ std::string Metrics::render(const EngineStats& e, const std::string& model_name)
   ttft_.render(out, "vllm:time_to_first_token_seconds", "Time to first token.", l);
   itl_.render(out, "vllm:inter_token_latency_seconds", "Time between output token events.", l);
   e2e_.render(out, "vllm:e2e_request_latency_seconds", "End-to-end request latency.", l);
+  return out;
+}
+
+std::string Metrics::render_http(const http::ServerStats& s) const {
+  std::string out;
+  auto sample = [&](const std::string& name, const char* type, const std::string& help,
+                    const std::vector<std::pair<std::string, int64_t>>& values) {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    for (const auto& [labels, v] : values)
+      out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + std::to_string(v) + "\n";
+  };
+  sample("fourcast:http_connections_open", "gauge", "Open client connections.",
+         {{"", s.connections_open}});
+  sample("fourcast:http_connections_max", "gauge", "The connection cap (--max-connections).",
+         {{"", s.max_connections}});
+  sample("fourcast:http_requests_in_flight", "gauge",
+         "Requests being handled, waiting on the engine or streaming.",
+         {{"", s.requests_in_flight}});
+  sample("fourcast:http_tasks_queued", "gauge", "Handler and stream tasks waiting for a worker.",
+         {{"", s.tasks_queued}});
+  sample("fourcast:http_connections_accepted_total", "counter", "Connections accepted.",
+         {{"", s.connections_accepted}});
+  sample("fourcast:http_rejected_total", "counter",
+         "Requests refused with 503: the connection cap reached, or the server draining.",
+         {{"reason=\"max_connections\"", s.rejected_max_connections},
+          {"reason=\"draining\"", s.rejected_draining}});
+  sample("fourcast:http_timeouts_total", "counter",
+         "Connections closed at a deadline: request head, request body, keep-alive idle, no "
+         "write progress.",
+         {{"phase=\"head\"", s.timeouts_head},
+          {"phase=\"body\"", s.timeouts_body},
+          {"phase=\"idle\"", s.timeouts_idle},
+          {"phase=\"write\"", s.timeouts_write}});
+  sample("fourcast:http_limit_errors_total", "counter",
+         "Requests refused for a size limit (413, 414, 431).", {{"", s.limit_errors}});
+  sample("fourcast:http_bad_requests_total", "counter",
+         "Requests refused as malformed HTTP (400, 501, 505).", {{"", s.bad_requests}});
+  sample("fourcast:http_client_gone_total", "counter",
+         "Clients that disconnected while their request was in flight.", {{"", s.client_gone}});
+  sample("fourcast:http_accept_errors_total", "counter",
+         "accept() failures (e.g. out of file descriptors).", {{"", s.accept_errors}});
+  sample("fourcast:http_draining", "gauge", "1 while the server drains after SIGTERM.",
+         {{"", s.draining ? 1 : 0}});
   return out;
 }
 

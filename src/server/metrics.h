@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "http/server.h"
 
 namespace fc {
 
@@ -36,6 +37,8 @@ class Metrics {
   void count_finished(const std::string& reason);
   void count_http(int status);
   std::string render(const EngineStats& e, const std::string& model_name) const;
+  // The HTTP layer's connections, limits and saturation (fourcast:http_*).
+  std::string render_http(const http::ServerStats& s) const;
 
  private:
   mutable std::mutex mu_;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 
 namespace fc {
 
@@ -36,11 +37,7 @@ ChatTemplateSource load_chat_template(const std::string& model_dir,
   nlohmann::json tcfg;
   const std::string tcfg_path = model_dir + "/tokenizer_config.json";
   if (!model_dir.empty() && fs::exists(tcfg_path)) {
-    try {
-      tcfg = nlohmann::json::parse(read_text_file(tcfg_path));
-    } catch (const nlohmann::json::exception& e) {
-      fail(tcfg_path, ": invalid JSON: ", e.what());
-    }
+    tcfg = parse_json(read_text_file(tcfg_path), tcfg_path);
     if (tcfg.contains("bos_token")) {
       const std::string b = token_string(tcfg["bos_token"]);
       if (!b.empty()) src.bos_token = b;

@@ -5,51 +5,22 @@
 #include <cmath>
 #include <set>
 
+#include "core/json_limits.h"
 #include "server/api_error.h"
+#include "server/json_fields.h"
 
 namespace fc {
 namespace {
 
 using nlohmann::json;
 
-[[noreturn]] void bad(const std::string& field, const std::string& what) {
-  throw ApiError::bad_request(field + ": " + what, field);
-}
-
-// Field readers: absent or null means "not given".
-const json* field(const json& b, const char* k) {
-  auto it = b.find(k);
-  return (it == b.end() || it->is_null()) ? nullptr : &*it;
-}
-std::optional<double> num(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_number()) bad(k, "must be a number, got " + v->dump());
-  return v->get<double>();
-}
-std::optional<int64_t> integer(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (v->is_number_float() &&
-      v->get<double>() == static_cast<double>(static_cast<int64_t>(v->get<double>())))
-    return static_cast<int64_t>(v->get<double>());  // 5.0 is accepted as 5, as pydantic does
-  if (!v->is_number_integer()) bad(k, "must be an integer, got " + v->dump());
-  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-    bad(k, "is out of range, got " + v->dump());
-  return v->get<int64_t>();
-}
-std::optional<bool> boolean(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_boolean()) bad(k, "must be true or false, got " + v->dump());
-  return v->get<bool>();
-}
-std::optional<std::string> string(const json& b, const char* k) {
-  const json* v = field(b, k);
-  if (!v) return std::nullopt;
-  if (!v->is_string()) bad(k, "must be a string, got " + v->dump());
-  return v->get<std::string>();
-}
+// Field readers (absent or null means "not given"), shared with the Responses parser.
+using json_fields::bad;
+using json_fields::boolean;
+using json_fields::field;
+using json_fields::integer;
+using json_fields::num;
+using json_fields::string;
 
 const std::set<std::string> kCommonFields = {"model",
                                              "temperature",
@@ -80,10 +51,18 @@ const std::set<std::string> kCommonFields = {"model",
                                              "truncate_prompt_tokens",
                                              "structured_outputs",
                                              "guided_choice",
+                                             "guided_json",
+                                             "guided_regex",
+                                             "guided_grammar",
+                                             "guided_json_object",
+                                             "guided_whitespace_pattern",
+                                             "guided_decoding_backend",
                                              "return_token_ids",
                                              "response_format",
                                              "priority",
-                                             "request_id"};
+                                             "request_id",
+                                             "mm_processor_kwargs",
+                                             "media_io_kwargs"};
 
 std::vector<int32_t> id_list(const json& v, const char* k) {
   std::vector<int32_t> ids;
@@ -98,6 +77,11 @@ std::vector<int32_t> id_list(const json& v, const char* k) {
 void parse_common(const json& b, CommonRequest& r, bool chat) {
   if (!b.is_object()) throw ApiError::bad_request("the request body must be a JSON object");
   r.model = string(b, "model").value_or("");
+  for (const char* k : {"mm_processor_kwargs", "media_io_kwargs"})
+    if (const json* v = field(b, k)) {
+      if (!v->is_object()) bad(k, "must be an object");
+      (k[1] == 'm' ? r.mm_processor_kwargs : r.media_io_kwargs) = *v;
+    }
   RequestSampling& s = r.sampling;
   s.temperature = num(b, "temperature");
   s.top_p = num(b, "top_p");
@@ -203,31 +187,13 @@ void parse_common(const json& b, CommonRequest& r, bool chat) {
     if (*mt < 0 || *mt > INT32_MAX) bad("min_tokens", "must be a non-negative integer");
     s.min_tokens = static_cast<int>(*mt);
   }
-  // vLLM's structured outputs: only `choice` so far (and its older name guided_choice).
-  const json* so = field(b, "structured_outputs");
-  if (so && (!so->is_object() || so->size() != 1 || !so->contains("choice")))
-    bad("structured_outputs", "only {\"choice\": [...]} is supported yet");
-  const json* ch = so ? &(*so)["choice"] : field(b, "guided_choice");
-  if (ch) {
-    if (!ch->is_array() || ch->empty())
-      bad("structured_outputs", "choice must be a non-empty list");
-    for (const json& c : *ch) {
-      if (!c.is_string() || c.get<std::string>().empty())
-        bad("structured_outputs", "choice must list non-empty strings");
-      r.choice.push_back(c.get<std::string>());
-    }
-  }
-  if (const json* rf = field(b, "response_format")) {
-    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
-      bad("response_format", "must be an object with a string \"type\"");
-    const std::string t = (*rf)["type"].get<std::string>();
-    if (t == "json_object") {
-      if (!r.choice.empty()) bad("response_format", "cannot be combined with a structured output");
-      r.json_object = true;
-    } else if (t != "text") {
-      bad("response_format", "type '" + t + "' is not supported yet (structured output)");
-    }
-  }
+  // Structured outputs (structured_request.h); the HTTP layer parses them again from the
+  // order-preserving body, so schemas keep their property order.
+  if (b.contains("structured_outputs") || b.contains("response_format") ||
+      b.contains("extra_body") || b.contains("guided_json") || b.contains("guided_regex") ||
+      b.contains("guided_choice") || b.contains("guided_grammar") ||
+      b.contains("guided_json_object"))
+    r.structured = parse_structured_request(parse_ordered_json(b.dump()));
 }
 
 }  // namespace

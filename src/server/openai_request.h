@@ -4,14 +4,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "sample/generation_config.h"
+#include "server/structured_request.h"
 
 namespace fc {
+
+struct PrefetchedMedia;  // server/media_fetch.h
 
 struct CommonRequest {
   std::string model;
@@ -40,9 +44,14 @@ struct CommonRequest {
   // vLLM: keep only the last N prompt tokens (-1: max_model_len).
   std::optional<int64_t> truncate_prompt_tokens;
   bool return_token_ids = false;  // vLLM: prompt_token_ids and token_ids in the response
-  bool json_object = false;       // response_format {"type": "json_object"}
-  // vLLM structured_outputs {"choice": [...]} (or guided_choice): the output is one of these.
-  std::vector<std::string> choice;
+  // response_format / structured_outputs / guided_*: the requested constraint, if any.
+  StructuredRequest structured;
+  // vLLM's per-request multimodal options (merged over the server's --mm-processor-kwargs /
+  // --media-io-kwargs); null when absent.
+  nlohmann::json mm_processor_kwargs, media_io_kwargs;
+  // http(s) media the HTTP layer fetched before preparing the request (server/media_prefetch.h);
+  // null: remote media are fetched while preparing it.
+  std::shared_ptr<const PrefetchedMedia> prefetched_media;
   std::vector<std::string> ignored;
 };
 

@@ -2,9 +2,12 @@
 
 #include <functional>
 #include <map>
+#include <string_view>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "core/parse.h"
+#include "server/cors.h"
 
 namespace fc {
 namespace {
@@ -18,11 +21,7 @@ double to_double(const std::string& flag, const std::string& v) {
 }
 
 nlohmann::json to_json(const std::string& flag, const std::string& v) {
-  try {
-    return nlohmann::json::parse(v);
-  } catch (const nlohmann::json::exception& e) {
-    fail("flag ", flag, ": invalid JSON: ", e.what());
-  }
+  return parse_json(v, "flag " + flag);
 }
 
 }  // namespace
@@ -57,12 +56,33 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--tensor-parallel-size", [&](auto& f, auto& v) { o.tensor_parallel_size = to_int(f, v); }},
       {"-tp", [&](auto& f, auto& v) { o.tensor_parallel_size = to_int(f, v); }},
       {"--speculative-config", [&](auto& f, auto& v) { o.speculative_config = to_json(f, v); }},
+      {"--structured-outputs-config",
+       [&](auto& f, auto& v) { o.structured_outputs_config = to_json(f, v); }},
       {"--limit-mm-per-prompt", [&](auto& f, auto& v) { o.limit_mm_per_prompt = to_json(f, v); }},
+      {"--mm-processor-kwargs", [&](auto& f, auto& v) { o.mm_processor_kwargs = to_json(f, v); }},
+      {"--media-io-kwargs", [&](auto& f, auto& v) { o.media_io_kwargs = to_json(f, v); }},
+      {"--allowed-local-media-path", [&](auto&, auto& v) { o.allowed_local_media_path = v; }},
+      {"--allowed-media-domains", [&](auto&, auto& v) { o.allowed_media_domains.push_back(v); }},
+      {"--mm-encoder-cache-tokens",
+       [&](auto& f, auto& v) { o.mm_encoder_cache_tokens = to_int(f, v); }},
       {"--api-key", [&](auto&, auto& v) { o.api_key = v; }},
       {"--device", [&](auto&, auto& v) { o.device = v; }},
       {"--threads", [&](auto& f, auto& v) { o.threads = to_int(f, v); }},
       {"--cpu-kv-cache-gb", [&](auto& f, auto& v) { o.cpu_kv_cache_gb = to_double(f, v); }},
       {"--max-request-bytes", [&](auto& f, auto& v) { o.max_request_bytes = to_int(f, v); }},
+      {"--allowed-origins", [&](auto& f, auto& v) { o.allowed_origins = parse_cors_list(f, v); }},
+      {"--allowed-methods", [&](auto& f, auto& v) { o.allowed_methods = parse_cors_list(f, v); }},
+      {"--allowed-headers", [&](auto& f, auto& v) { o.allowed_headers = parse_cors_list(f, v); }},
+      {"--responses-store-max-entries",
+       [&](auto& f, auto& v) { o.responses_store_max_entries = to_int(f, v); }},
+      {"--responses-store-max-mb",
+       [&](auto& f, auto& v) { o.responses_store_max_mb = to_int(f, v); }},
+      {"--responses-store-ttl", [&](auto& f, auto& v) { o.responses_store_ttl_s = to_int(f, v); }},
+      {"--max-connections", [&](auto& f, auto& v) { o.max_connections = to_int(f, v); }},
+      {"--shutdown-timeout", [&](auto& f, auto& v) { o.shutdown_timeout_s = to_double(f, v); }},
+      {"--http-head-timeout", [&](auto& f, auto& v) { o.http_head_timeout_s = to_double(f, v); }},
+      {"--http-body-timeout", [&](auto& f, auto& v) { o.http_body_timeout_s = to_double(f, v); }},
+      {"--http-workers", [&](auto& f, auto& v) { o.http_workers = to_int(f, v); }},
   };
   // vLLM flags accepted with one value but without effect here (logged).
   const std::vector<std::string> ignored_valued = {"--seed",
@@ -79,9 +99,7 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
                                                    "--max-seq-len-to-capture",
                                                    "--compilation-config",
                                                    "--distributed-executor-backend",
-                                                   "--allowed-origins",
-                                                   "--root-path",
-                                                   "--mm-processor-kwargs"};
+                                                   "--root-path"};
   // Switches (true), with vLLM's --no-... forms.
   const std::map<std::string, std::function<void()>> switches = {
       {"--enable-prefix-caching", [&] { o.enable_prefix_caching = true; }},
@@ -91,17 +109,27 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enable-auto-tool-choice", [&] { o.enable_auto_tool_choice = true; }},
       {"--enable-prompt-tokens-details", [&] { o.enable_prompt_tokens_details = true; }},
       {"--zero-nan-scales", [&] { o.zero_nan_scales = true; }},
+      {"--allow-credentials", [&] { o.allow_credentials = true; }},
+      {"--enable-tokenizer-info-endpoint", [&] { o.enable_tokenizer_info_endpoint = true; }},
+      {"--enforce-eager", [&] { o.enforce_eager = true; }},
   };
-  const std::vector<std::string> ignored_switches = {"--trust-remote-code",
-                                                     "--disable-hybrid-kv-cache-manager",
-                                                     "--enforce-eager",
-                                                     "--disable-log-requests",
-                                                     "--disable-log-stats",
-                                                     "--enable-log-requests",
-                                                     "--disable-frontend-multiprocessing",
-                                                     "--async-scheduling",
-                                                     "--no-async-scheduling"};
+  const std::vector<std::string> ignored_switches = {
+      "--trust-remote-code",    "--disable-hybrid-kv-cache-manager",
+      "--disable-log-requests", "--disable-log-stats",
+      "--enable-log-requests",  "--disable-frontend-multiprocessing",
+      "--async-scheduling",     "--no-async-scheduling"};
 
+  for (int i = first; i < argc; ++i) {
+    if (std::string_view(argv[i]) != "--help" && std::string_view(argv[i]) != "-h") continue;
+    HelpRequested h;
+    h.valued.push_back("--served-model-name");
+    for (const auto& [f, set] : valued) h.valued.push_back(f);
+    for (const std::string& f : ignored_valued) h.valued.push_back(f + " (accepted, no effect)");
+    for (const auto& [f, set] : switches) h.switches.push_back(f);
+    for (const std::string& f : ignored_switches)
+      h.switches.push_back(f + " (accepted, no effect)");
+    throw h;
+  }
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
     if (a.empty() || a[0] != '-') {
@@ -130,6 +158,15 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
         while (i + 1 < argc && argv[i + 1][0] != '-') o.served_model_names.push_back(argv[++i]);
         if (o.served_model_names.empty()) fail("flag --served-model-name needs a value");
       }
+    } else if (a.rfind("--structured-outputs-config.", 0) == 0) {
+      // vLLM's dotted form: one key per flag; true/false become booleans.
+      const std::string key = a.substr(std::string("--structured-outputs-config.").size());
+      const std::string v = take_value();
+      if (!o.structured_outputs_config.is_object())
+        o.structured_outputs_config = nlohmann::json::object();
+      o.structured_outputs_config[key] = v == "true"    ? nlohmann::json(true)
+                                         : v == "false" ? nlohmann::json(false)
+                                                        : nlohmann::json(v);
     } else if (auto it = valued.find(a); it != valued.end()) {
       it->second(a, take_value());
     } else if (auto sw = switches.find(a); sw != switches.end()) {
@@ -171,8 +208,19 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       o.quantization != "compressed-tensors")
     fail("flag --quantization: '", o.quantization,
          "' is not supported (modelopt, modelopt_fp4, compressed-tensors)");
+  if (o.responses_store_max_entries < 0 || o.responses_store_max_mb < 0 ||
+      o.responses_store_ttl_s < 0)
+    fail(
+        "flags --responses-store-max-entries, --responses-store-max-mb and --responses-store-ttl "
+        "must be >= 0");
   if (o.device != "cpu" && o.device != "cuda")
     fail("flag --device: '", o.device, "' is not one of cpu, cuda");
+  if (o.max_connections < 1) fail("flag --max-connections must be >= 1");
+  if (!(o.shutdown_timeout_s >= 0)) fail("flag --shutdown-timeout must be >= 0 (seconds)");
+  if (!(o.http_head_timeout_s > 0)) fail("flag --http-head-timeout must be > 0 (seconds)");
+  if (!(o.http_body_timeout_s > 0)) fail("flag --http-body-timeout must be > 0 (seconds)");
+  if (o.http_workers < 1 || o.http_workers > 256) fail("flag --http-workers must be in [1, 256]");
+  if (o.max_request_bytes < 1) fail("flag --max-request-bytes must be >= 1");
   if (!(o.gpu_memory_utilization > 0 && o.gpu_memory_utilization <= 1))
     fail("flag --gpu-memory-utilization must be in (0, 1]");
   return o;

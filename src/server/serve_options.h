@@ -33,15 +33,43 @@ struct ServeOptions {
   std::string quantization;  // modelopt, compressed-tensors, ... (checked against the checkpoint)
   std::string dtype = "auto";
   int tensor_parallel_size = 1;
-  nlohmann::json speculative_config;   // null when absent
-  nlohmann::json limit_mm_per_prompt;  // null when absent
+  nlohmann::json speculative_config;  // null when absent
+  // --structured-outputs-config JSON, or its dotted keys (--structured-outputs-config.backend X)
+  nlohmann::json structured_outputs_config;  // null when absent
+  nlohmann::json limit_mm_per_prompt;        // null when absent
+  // Multimodal (server/media_request.h): processor defaults ({"max_soft_tokens": N}), media
+  // loading ({"image": {"rgba_background_color": [r, g, b]}, "video": {"num_frames": N}}),
+  // file: URLs under this directory only, http(s) hosts allowed (empty: any), encoder-cache size
+  // in soft tokens (0: vLLM's default, the encoder budget).
+  nlohmann::json mm_processor_kwargs;
+  nlohmann::json media_io_kwargs;
+  std::string allowed_local_media_path;
+  std::vector<std::string> allowed_media_domains;
+  int mm_encoder_cache_tokens = 0;
   std::string api_key;
   std::string device = "cpu";
   int threads = 0;                   // 0: all hardware threads
-  double cpu_kv_cache_gb = 1.0;      // KV memory budget on the CPU (GiB)
+  double cpu_kv_cache_gb = 4.0;      // KV memory budget on the CPU (GiB; vLLM's CPU default)
   int max_request_bytes = 8 << 20;   // HTTP body limit
+  int max_connections = 4096;        // open client connections; more get 503
+  double shutdown_timeout_s = 30;    // SIGTERM: how long in-flight requests may take to finish
+  double http_head_timeout_s = 10;   // a request head must arrive within this from its start
+  double http_body_timeout_s = 60;   // and its body within this after the head
+  int http_workers = 4;              // threads running handlers (templating, tokenizing, output)
   bool zero_nan_scales = false;      // load NVFP4 checkpoints with NaN scales zeroed (else reject)
+  bool enforce_eager = false;        // vLLM's --enforce-eager: no CUDA graphs for decode steps
   std::string nvfp4_mode = "w4a16";  // w4a16 (Hopper / vLLM Marlin numerics) | w4a4 (emulation)
+  // CORS, vLLM's flags (JSON lists, default ["*"]; --allow-credentials off).
+  std::vector<std::string> allowed_origins = {"*"};
+  std::vector<std::string> allowed_methods = {"*"};
+  std::vector<std::string> allowed_headers = {"*"};
+  bool allow_credentials = false;
+  bool enable_tokenizer_info_endpoint = false;  // GET /tokenizer_info (vLLM: off by default)
+  // The Responses API store (fourcast flags): entry cap (0: nothing is stored, as vLLM without
+  // VLLM_ENABLE_RESPONSES_API_STORE), byte budget in MiB, TTL in seconds (0: none).
+  int responses_store_max_entries = 10000;
+  int responses_store_max_mb = 512;
+  int responses_store_ttl_s = 86400;
   std::vector<std::string> ignored;  // accepted flags without effect here, for the log
 };
 

@@ -24,7 +24,10 @@ SessionOptions session_options(const DraftModelOptions& o) {
 
 DraftModelDrafter::DraftModelDrafter(gemma4::Model& drafter, const gemma4::Model& target,
                                      Backend& backend, const DraftModelOptions& opt)
-    : model_(drafter), session_(drafter, backend, session_options(opt)) {
+    : model_(drafter), session_(drafter, backend, session_options(opt)), encoder_(opt.encoder) {
+  if (encoder_ && encoder_->embed_dim() != drafter.config().hidden_size)
+    fail("--speculative-config: the draft model's media encoder width ", encoder_->embed_dim(),
+         " differs from its hidden size ", drafter.config().hidden_size);
   if (drafter.config().vocab_size != target.config().vocab_size)
     fail("--speculative-config: the draft model's vocab_size ", drafter.config().vocab_size,
          " differs from the target's ", target.config().vocab_size,
@@ -33,6 +36,29 @@ DraftModelDrafter::DraftModelDrafter(gemma4::Model& drafter, const gemma4::Model
 
 void DraftModelDrafter::release(RequestId id) {
   if (cached_.erase(id)) session_.remove(id);
+  media_out_.erase(id);
+}
+
+Session::StepMedia DraftModelDrafter::media_for(const ProposeInput& p, int begin, int end) {
+  Session::StepMedia sm;
+  if (!encoder_) return sm;
+  const bool bidi = model_.config().use_bidirectional_attention == "vision";
+  auto& outs = media_out_[p.id];
+  const int64_t H = model_.config().hidden_size;
+  for (const DraftMedia& m : p.media) {
+    const int mb = m.offset, me = m.offset + m.input->num_tokens;
+    if (me <= begin || mb >= end) continue;
+    auto it = outs.find(m.key);
+    if (it == outs.end()) {
+      std::vector<float> rows(static_cast<size_t>(m.input->num_tokens * H));
+      encoder_->encode({m.input}, rows.data());
+      it = outs.emplace(m.key, std::move(rows)).first;
+    }
+    const int lo = std::max(mb, begin), hi = std::min(me, end);
+    sm.soft_tokens.push_back({lo, hi - lo, it->second.data() + static_cast<size_t>(lo - mb) * H});
+    if (bidi && m.bidirectional) sm.bidi_blocks.emplace_back(mb, me);
+  }
+  return sm;
 }
 
 void DraftModelDrafter::propose(std::span<const ProposeInput> in,
@@ -42,7 +68,8 @@ void DraftModelDrafter::propose(std::span<const ProposeInput> in,
   const int V = model_.config().vocab_size;
   // Pass 1: resynchronise each request's cache and feed what it lacks (at least the newest token).
   std::vector<Session::Step> steps;
-  std::vector<size_t> who;  // index into `in` of each step
+  std::vector<Session::StepMedia> media;  // the first pass's soft tokens (prefill)
+  std::vector<size_t> who;                // index into `in` of each step
   for (size_t i = 0; i < in.size(); ++i) {
     const ProposeInput& p = in[i];
     if (p.k <= 0 || p.tokens.empty()) continue;
@@ -61,6 +88,7 @@ void DraftModelDrafter::propose(std::span<const ProposeInput> in,
     s.id = p.id;
     s.tokens.assign(p.tokens.begin() + static_cast<std::ptrdiff_t>(common), p.tokens.end());
     s.logit_rows = {static_cast<int>(s.tokens.size()) - 1};
+    media.push_back(media_for(p, static_cast<int>(common), static_cast<int>(p.tokens.size())));
     steps.push_back(std::move(s));
     who.push_back(i);
   }
@@ -68,7 +96,7 @@ void DraftModelDrafter::propose(std::span<const ProposeInput> in,
   for (size_t w = 0; w < steps.size(); ++w) max_k = std::max(max_k, in[who[w]].k);
   for (int round = 0; !steps.empty() && round < max_k; ++round) {
     try {
-      session_.run(steps, out_);
+      session_.run(steps, out_, {}, false, round == 0 ? media : std::vector<Session::StepMedia>{});
     } catch (const Error&) {
       // Out of drafter KV: these requests get the drafts made so far; their cache is rebuilt
       // from the common prefix next time.

@@ -21,6 +21,9 @@ struct DraftModelOptions {
   int max_step_tokens = 8192;
   int k_max = 4;
   DType kv_dtype = DType::kF32;
+  // The draft model's own vision (or audio) tower: its prefill then sees the request's media as
+  // the target does. Null: placeholders embed as pad in the drafter.
+  gemma4::MediaEncoder* encoder = nullptr;
 };
 
 class DraftModelDrafter final : public Drafter {
@@ -37,6 +40,10 @@ class DraftModelDrafter final : public Drafter {
   gemma4::Model& model_;
   Session session_;
   std::unordered_map<RequestId, std::vector<int32_t>> cached_;  // tokens in the drafter's KV
+  // Its tower's output per request and media key (the soft tokens of its own embedding space).
+  std::unordered_map<RequestId, std::unordered_map<uint64_t, std::vector<float>>> media_out_;
+  gemma4::MediaEncoder* encoder_ = nullptr;
+  Session::StepMedia media_for(const ProposeInput& p, int begin, int end);
   gemma4::ForwardOutput out_;
   DrafterStats stats_;
 };

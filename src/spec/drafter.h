@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "model/gemma4/media.h"
+
 namespace fc::spec {
 
 using RequestId = int64_t;
@@ -36,6 +38,14 @@ struct HiddenRows {
   std::span<const float> final_hidden;  // [n, hidden_size] post-final-norm (if needs_final_hidden)
 };
 
+// A media item of the request (engine EngineMedia): soft tokens at [offset, offset + num_tokens).
+struct DraftMedia {
+  const gemma4::MediaInput* input = nullptr;
+  uint64_t key = 0;
+  int offset = 0;
+  bool bidirectional = false;
+};
+
 struct ProposeInput {
   RequestId id = 0;
   std::span<const int32_t> tokens;  // prompt + generated; tokens.back() is not in the target KV
@@ -43,6 +53,7 @@ struct ProposeInput {
   // Target KV block tables of this request, one per target KV group (Model::kv_layout() order),
   // covering positions [0, tokens.size() - 1): the MTP assistant attends to the target's cache.
   std::vector<const std::vector<int32_t>*> target_block_tables;
+  std::vector<DraftMedia> media;  // the prompt's media items (a drafter with a tower encodes them)
 };
 
 struct DrafterStats {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 
 namespace fc::spec {
 namespace {
@@ -187,14 +188,9 @@ Eagle3Config parse_eagle3_config(const json& root, const std::string& source) {
 
 Eagle3Config load_eagle3_config(const std::string& dir) {
   const std::string path = dir + "/config.json";
-  std::ifstream f(path);
-  if (!f) fail(path, ": cannot open (is '", dir, "' an EAGLE-3 drafter directory?)");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  if (!std::ifstream(path))
+    fail(path, ": cannot open (is '", dir, "' an EAGLE-3 drafter directory?)");
+  const json j = read_json_file(path);
   Eagle3Config c = parse_eagle3_config(j, path);
   c.quant = quant::load_quant_config(dir, j);
   return c;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/json_limits.h"
 #include "spec/mtp.h"
 #include "spec/mtp_internal.h"
 
@@ -19,13 +20,7 @@ using nlohmann::json;
 namespace {
 
 json read_json(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) fail(path, ": cannot open");
-  try {
-    return json::parse(f);
-  } catch (const json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  return read_json_file(path);
 }
 
 int get_int(const json& j, const char* key, int dflt, int min_value, const std::string& where) {

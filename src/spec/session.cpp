@@ -21,7 +21,9 @@ kv::ManagerConfig make_kv_config(const gemma4::Model& model, const SessionOption
       const int64_t per_seq = (g.sliding_window - 1 + opt.max_rollback + B - 1) / B + 2;
       const int64_t step = (opt.max_step_tokens + B - 1) / B + opt.max_seqs;
       gs.num_blocks = static_cast<int>(
-          std::min<int64_t>(full_blocks + opt.max_seqs, per_seq * opt.max_seqs + step));
+          opt.sliding_tokens > 0
+              ? (opt.sliding_tokens + B - 1) / B
+              : std::min<int64_t>(full_blocks + opt.max_seqs, per_seq * opt.max_seqs + step));
     } else {
       gs.num_blocks = static_cast<int>(full_blocks);
     }
@@ -39,7 +41,10 @@ Session::Session(gemma4::Model& model, Backend& backend, const SessionOptions& o
 }
 
 void Session::run(const std::vector<Step>& steps, gemma4::ForwardOutput& out,
-                  const std::vector<int>& capture_layers, bool want_final_hidden) {
+                  const std::vector<int>& capture_layers, bool want_final_hidden,
+                  const std::vector<StepMedia>& media) {
+  FC_CHECK(media.empty() || media.size() == steps.size(), "Session::run: ", media.size(),
+           " media entries for ", steps.size(), " steps");
   std::vector<std::pair<SeqId, int>> old_len;
   for (const Step& s : steps) {
     FC_CHECK(!s.tokens.empty(), "Session::run: sequence ", s.id, " brings no tokens");
@@ -70,6 +75,10 @@ void Session::run(const std::vector<Step>& steps, gemma4::ForwardOutput& out,
       in.block_tables.push_back(&mgr_.block_table(s.id, g));
     in.logit_rows = s.logit_rows;
     in.hidden_rows = s.hidden_rows;
+    if (!media.empty()) {
+      in.soft_tokens = media[i].soft_tokens;
+      in.bidi_blocks = media[i].bidi_blocks;
+    }
     batch.seqs.push_back(std::move(in));
   }
   try {

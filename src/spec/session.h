@@ -18,6 +18,9 @@ struct SessionOptions {
   // KV capacity in tokens for the full-attention group; the sliding group gets what its window
   // needs for max_seqs sequences (it never holds more).
   int64_t max_tokens = 8192;
+  // > 0: capacity of the sliding group in tokens (engine/kv_plan.h sizes it from the budget);
+  // 0: what max_seqs sequences can hold at once.
+  int64_t sliding_tokens = 0;
   int max_seqs = 8;
   int max_rollback = 0;          // see kv::ManagerConfig::max_rollback
   int max_step_tokens = 2048;    // most new tokens one step brings, over all sequences
@@ -40,10 +43,18 @@ class Session {
     std::vector<int> logit_rows;   // indices into tokens
     std::vector<int> hidden_rows;  // indices into tokens
   };
+  // Multimodal soft tokens among a step's new tokens and the image blocks they form
+  // (gemma4::SeqInput); positions are the sequence's.
+  struct StepMedia {
+    std::vector<gemma4::SeqInput::SoftTokens> soft_tokens;
+    std::vector<std::pair<int, int>> bidi_blocks;
+  };
   // Runs one forward over all steps (each sequence at most once). On failure (out of KV blocks,
   // bad token) every sequence is left as it was and fc::Error is thrown.
+  // `media`, when given, is index-aligned with `steps`.
   void run(const std::vector<Step>& steps, gemma4::ForwardOutput& out,
-           const std::vector<int>& capture_layers = {}, bool want_final_hidden = false);
+           const std::vector<int>& capture_layers = {}, bool want_final_hidden = false,
+           const std::vector<StepMedia>& media = {});
 
   gemma4::Model& model() { return model_; }
   const kv::KVManager& kv_manager() const { return mgr_; }

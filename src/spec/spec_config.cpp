@@ -1,9 +1,12 @@
 #include "spec/spec_config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 
 namespace fc::spec {
 namespace {
@@ -15,12 +18,7 @@ std::string infer_method(const std::string& dir) {
   std::ifstream f(path);
   if (!f)
     fail("--speculative-config: cannot open ", path, " (\"model\" must be a checkpoint directory)");
-  json c;
-  try {
-    c = json::parse(f);
-  } catch (const json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  const json c = read_json_file(path);
   if (c.value("speculators_model_type", "") == "eagle3") return "eagle3";
   if (c.contains("architectures") && c["architectures"].is_array())
     for (const json& a : c["architectures"])
@@ -32,6 +30,25 @@ std::string infer_method(const std::string& dir) {
 }
 
 }  // namespace
+
+// Keys with a meaning here, and vLLM keys accepted without effect on a single CPU/GPU engine
+// (vllm/config/speculative.py SpeculativeConfig).
+constexpr const char* kKnownKeys[] = {"method",
+                                      "model",
+                                      "num_speculative_tokens",
+                                      "quantization",
+                                      "adaptive",
+                                      "draft_tensor_parallel_size",
+                                      "draft_sample_method",
+                                      "rejection_sample_method"};
+constexpr const char* kNoEffectKeys[] = {"enforce_eager",
+                                         "max_model_len",
+                                         "revision",
+                                         "code_revision",
+                                         "disable_padded_drafter_batch",
+                                         "attention_backend",
+                                         "moe_backend",
+                                         "use_local_argmax_reduction"};
 
 SpecConfig parse_spec_config(const json& j) {
   if (!j.is_object()) fail("--speculative-config must be a JSON object");
@@ -57,8 +74,21 @@ SpecConfig parse_spec_config(const json& j) {
     } else if (key == "draft_tensor_parallel_size") {
       if (!v.is_number_integer() || v.get<int64_t>() != 1)
         fail("--speculative-config: \"draft_tensor_parallel_size\" must be 1 (one device)");
+    } else if (key == "draft_sample_method") {
+      if (v != "greedy")
+        fail(
+            "--speculative-config: \"draft_sample_method\" must be \"greedy\" (drafts are argmax)");
+    } else if (key == "rejection_sample_method") {
+      if (v != "standard")
+        fail("--speculative-config: \"rejection_sample_method\" must be \"standard\"");
+    } else if (std::find(std::begin(kNoEffectKeys), std::end(kNoEffectKeys), key) ==
+               std::end(kNoEffectKeys)) {
+      // vLLM's SpeculativeConfig forbids unknown keys too (a pydantic config with extra="forbid").
+      std::string accepted;
+      for (const char* k : kKnownKeys) accepted += std::string(accepted.empty() ? "" : ", ") + k;
+      for (const char* k : kNoEffectKeys) accepted += std::string(", ") + k;
+      fail("--speculative-config: unknown key \"", key, "\" (accepted: ", accepted, ")");
     }
-    // Other vLLM keys (draft_sample_method, max_model_len, ...) are accepted as vLLM does.
   }
   if (c.model.empty()) fail("--speculative-config: \"model\" (the drafter directory) is required");
   if (c.num_speculative_tokens == 0)

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_limits.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/unicode.h"
 
@@ -97,13 +98,7 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
 }
 
 Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& origin) {
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::exception& e) {
-    fail(origin, ": invalid JSON: ", e.what());
-  }
-  return from_json(doc, origin);
+  return from_json(parse_json(text, origin), origin);
 }
 
 Tokenizer Tokenizer::from_json(const nlohmann::json& doc, const std::string& origin) {

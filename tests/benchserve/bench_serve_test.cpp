@@ -316,6 +316,17 @@ TEST(Workload, FilePrompts) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(":2:"), std::string::npos) << e.what();
   }
+  // A JSONL line nested past the limit is a named error, not a stack overflow.
+  const std::string deep =
+      temp_file("bs_deep.jsonl", "{\"prompt\":\"x\"}\n" + std::string(100'000, '[') + "\n");
+  try {
+    file_workload(deep, 2, 4);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(":2: JSON nested deeper than 256 levels"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 BenchOptions parse(std::vector<std::string> args) {
@@ -384,6 +395,18 @@ TEST(Options, VllmFlagNames) {
   EXPECT_THROW(parse({"--percentile-metrics", "ttft,foo"}), Error);
   EXPECT_THROW(parse({"--dataset-name", "file"}), Error);
   EXPECT_THROW(parse({"--request-rate", "0"}), Error);
+  EXPECT_EQ(parse({"--extra-body", "{\"a\": [1]}"}).extra_body["a"][0], 1);
+  EXPECT_THROW(parse({"--extra-body", "[1]"}), Error);
+  // 10^5 levels would overflow the stack when the body is dumped: refused while parsing.
+  const std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+  try {
+    parse({"--extra-body", deep});
+    FAIL() << "deep --extra-body accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("flag --extra-body: JSON nested deeper than 256 levels"),
+              std::string::npos)
+        << e.what();
+  }
   EXPECT_FALSE(bench_serve_usage().empty());
 }
 

@@ -200,6 +200,26 @@ TEST(Engine, RunawayLimits) {
   EXPECT_EQ(err("{{ " + deep + "1" + std::string(500, ')') + " }}").kind(), ErrorKind::kSyntax);
   // The sandbox's range cap.
   EXPECT_EQ(err("{{ range(100001) | length }}").kind(), ErrorKind::kLimit);
+  // Values nested by the template itself: a million list wraps would overflow the stack when
+  // the chain is destroyed; the nesting bound stops it at kMaxValueDepth.
+  e =
+      err("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% for j in range(1000) %}"
+          "{% set ns.x = [ns.x] %}{% endfor %}{% endfor %}{{ ns.x | length }}");
+  EXPECT_EQ(e.kind(), ErrorKind::kLimit);
+  EXPECT_NE(std::string(e.what()).find("nested deeper than 1000 levels"), std::string::npos)
+      << e.what();
+  e =
+      err("{% set ns = namespace(x={}) %}{% for i in range(2000) %}{% set ns.x = {'k': ns.x} %}"
+          "{% endfor %}");
+  EXPECT_EQ(e.kind(), ErrorKind::kLimit);
+  // Up to the bound it works.
+  EXPECT_EQ(r("{% set ns = namespace(x=[]) %}{% for i in range(998) %}{% set ns.x = [ns.x] %}"
+              "{% endfor %}{{ ns.x | length }}"),
+            "1");
+  // Context JSON deeper than the converter's bound (512): a limit error, not a crash.
+  Json nested = 1;
+  for (int i = 0; i < 600; ++i) nested = Json::array({nested});
+  EXPECT_EQ(err("{{ x | length }}", Json{{"x", nested}}).kind(), ErrorKind::kLimit);
 }
 
 TEST(Engine, SandboxRefusesMutation) {
@@ -211,6 +231,15 @@ TEST(Engine, ParsedTemplateIsReusable) {
   Template t = Template::parse("{{ greeting }}, {{ name | default('you') }}");
   EXPECT_EQ(t.render(Json{{"greeting", "Hi"}}), "Hi, you");
   EXPECT_EQ(t.render(nlohmann::json{{"greeting", "Yo"}, {"name", "Al"}}), "Yo, Al");
+}
+
+// Fuzz regression (tests/fuzz/regressions/jinja_fuzzer/lstrip-invalid-utf8): "{%-" after text
+// with invalid UTF-8 threw std::out_of_range, because stripping re-encoded the bad bytes as
+// U+FFFD (3 bytes each) and the stripped text came out longer than the original.
+TEST(Engine, WhitespaceControlKeepsInvalidUtf8Bytes) {
+  const std::string src = " \xd7\x84\xda\xd2\xdf\x99\x90\x8d m \n {%- if true %}x{% endif %}";
+  EXPECT_EQ(render(src, Json::object(), TemplateLimits{}), " \xd7\x84\xda\xd2\xdf\x99\x90\x8d mx");
+  EXPECT_EQ(py_strip("\xff a \xfe ", true, true, nullptr), "\xff a \xfe");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "chat/gemma4/normalize.h"
+#include "core/json_limits.h"
 
 namespace fc::chat::gemma4 {
 namespace {
@@ -98,6 +99,32 @@ TEST(Gemma4Normalize, MalformedArgumentsAreInvalidRequest) {
   NormalizeOptions lenient;
   lenient.coerce_invalid_tool_arguments = true;
   EXPECT_EQ(norm(msgs, lenient)[0]["tool_calls"][0]["function"]["arguments"], json::object());
+}
+
+TEST(Gemma4Normalize, DeeplyNestedArgumentsStringIsRefusedNotCopied) {
+  // A tool-call arguments string is JSON text inside the request: parsed with the same nesting
+  // bound as the body (10^6 levels would overflow the stack in the copy into the message).
+  const std::string deep = std::string(1'000'000, '[') + std::string(1'000'000, ']');
+  json msgs = json::array(
+      {{{"role", "assistant"},
+        {"tool_calls", json::array({{{"type", "function"},
+                                     {"function", {{"name", "f"}, {"arguments", deep}}}}})}}});
+  for (bool lenient : {false, true}) {
+    NormalizeOptions o;
+    o.coerce_invalid_tool_arguments = lenient;  // too deep is refused even when lenient
+    try {
+      norm(msgs, o);
+      FAIL() << "accepted";
+    } catch (const InvalidRequest& e) {
+      EXPECT_NE(std::string(e.what()).find("256 levels (the limit)"), std::string::npos)
+          << e.what();
+      EXPECT_EQ(e.param(), "messages");
+    }
+  }
+  // At the limit it is valid JSON (not an object here, so {} as vLLM coerces it).
+  msgs[0]["tool_calls"][0]["function"]["arguments"] =
+      "{\"a\":" + std::string(254, '[') + std::string(254, ']') + "}";
+  EXPECT_EQ(json_depth(norm(msgs)[0]["tool_calls"][0]["function"]["arguments"]), 255);
 }
 
 TEST(Gemma4Normalize, EmptyToolCallsDropped) {

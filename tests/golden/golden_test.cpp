@@ -268,13 +268,23 @@ TEST_P(Golden, TruncateRestoresState) {
   }
 }
 
+std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param;
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, Golden,
                          ::testing::Values("kitchen-sink", "mini-31b", "mini-e2b", "mini-26b"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+                         fixture_test_name);
+
+// Config-reading cases (tools/refgen/make_config_fixtures.py, docs/config.md): a top-level
+// tie_word_embeddings false under Gemma4ForConditionalGeneration, proportional RoPE without
+// partial_rotary_factor, "per_layer_config": {} and per-layer entries with KV heads only.
+INSTANTIATE_TEST_SUITE_P(ConfigCases, Golden,
+                         ::testing::Values("cfg-untied-head", "cfg-rope-no-partial",
+                                           "cfg-plc-empty", "cfg-plc-kv-only"),
+                         fixture_test_name);
 
 }  // namespace
 }  // namespace fc

@@ -69,9 +69,11 @@ class GpuLinear : public ::testing::Test {
     pool = std::make_unique<ThreadPool>(2);
   }
   // y = x·Wᵀ on both backends (accumulate onto a random y when asked); returns the rel. error.
+  // ldx_pad 3 misaligns activation rows (the plain SIMT kernels); 0 or a multiple of 4 keeps
+  // them 16-byte aligned (the streaming GEMVs).
   double compare(cpu::CpuBackend& cpu, cuda::CudaBackend& gpu, const Weight& hw, int64_t T,
-                 bool accumulate) {
-    const int64_t K = hw.cols, N = hw.rows, ldx = K + 3, ldy = N + 2;
+                 bool accumulate, int64_t ldx_pad = 3) {
+    const int64_t K = hw.cols, N = hw.rows, ldx = K + ldx_pad, ldy = N + 2;
     const std::vector<float> x = randn(static_cast<size_t>(T * ldx), 21);
     std::vector<float> want = randn(static_cast<size_t>(T * ldy), 22);
     DevBuf<float> dx(gpu, x), dy(gpu, want);
@@ -122,6 +124,43 @@ TEST_F(GpuLinear, Nvfp4W4A16AndW4A4Emulation) {
               << "pqs=" << pqs << " T=" << T << " N=" << N << " K=" << K << " w4a4=" << w4a4;
         }
   }
+}
+
+// The decode GEMVs of kernels_gemv.cu (16-byte loads; aligned rows) against v1 and the CPU, and
+// NVFP4 prefill through dequantized BF16 weights and cuBLAS (activations rounded to BF16, so the
+// cuBLAS-16 tolerance), including a weight large enough to be processed in two chunks.
+TEST_F(GpuLinear, StreamingGemvAndNvfp4Dequant) {
+  cpu::CpuBackend cpu(*pool);
+  for (int version : {1, 2}) {
+    cuda::CudaOptions o;
+    o.gemv_version = version;
+    cuda::CudaBackend gpu(o);
+    for (DType dt : {DType::kBF16, DType::kF16})
+      for (int64_t T : {1, 3, 8})
+        for (auto [N, K] : {std::pair<int64_t, int64_t>{1, 8}, {5, 200}, {262, 1000}, {33, 4104}})
+          for (int64_t pad : {0, 4}) {
+            Dense d(N, K, K, dt, static_cast<uint32_t>(N * 3 + K));
+            EXPECT_LE(compare(cpu, gpu, d.w, T, T == 3, pad), 2e-5)
+                << "v" << version << " " << dtype_name(dt) << " T=" << T << " N=" << N << " K=" << K
+                << " pad=" << pad;
+          }
+    for (bool pqs : {false, true})
+      for (int64_t T : {1, 5, 17, 31})
+        for (auto [N, K] : {std::pair<int64_t, int64_t>{1, 32}, {7, 96}, {130, 1024}, {3, 5376}}) {
+          Fp4 f(N, K, static_cast<uint32_t>(N + 5 * K), pqs, 0.0f);
+          EXPECT_LE(compare(cpu, gpu, f.w, T, T == 5, 0), 2e-5)
+              << "v" << version << " pqs=" << pqs << " T=" << T << " N=" << N << " K=" << K;
+        }
+  }
+  cuda::CudaBackend gpu;  // defaults: T >= 32 NVFP4 rows take the dequantized-BF16 path
+  for (bool pqs : {false, true})
+    for (int64_t T : {32, 70})
+      for (auto [N, K] : {std::pair<int64_t, int64_t>{130, 64}, {300, 1024}, {2100, 8192}}) {
+        if (N == 2100 && (pqs || T == 70)) continue;  // the two-chunk case once is enough
+        Fp4 f(N, K, static_cast<uint32_t>(2 * N + K), pqs, 0.0f);
+        EXPECT_LE(compare(cpu, gpu, f.w, T, T == 70, T == 32 ? 3 : 0), 2e-2)
+            << "dequant pqs=" << pqs << " T=" << T << " N=" << N << " K=" << K;
+      }
 }
 
 // Blackwell only: the cuBLASLt block-scaled FP4 path against the CPU's W4A4 emulation (same

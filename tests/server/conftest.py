@@ -147,6 +147,15 @@ def start_server(model, flags=(), name="server"):
     return Server(model, flags, name).start()
 
 
+def run_serve(args, timeout=30):
+    """`fourcast serve ARGS` expected to exit (a start-up error): the CompletedProcess."""
+    binary = fourcast_bin()
+    if binary is None:
+        pytest.skip("fourcast binary not found")
+    return subprocess.run([binary, "serve"] + args, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="session")
 def behaviour_server():
     """The trained tiny model with the tool-call and reasoning parsers (skips without it)."""

@@ -144,3 +144,19 @@ def metrics(base_url):
 
 # The chat template's rendering of one user turn "Hello" (completions tests).
 PROMPT = "<bos><|turn>user\nHello<turn|>\n<|turn>model\n"  # the template's rendering of "Hello"
+
+
+def dechunk(raw):
+    """HTTP response bytes with a chunked body -> head + the body's bytes."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" not in head.lower():
+        return raw
+    body = b""
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        n = int(size_line.split(b";")[0], 16)
+        if n == 0:
+            break
+        body += rest[:n]
+        rest = rest[n + 2:]
+    return head + b"\r\n\r\n" + body

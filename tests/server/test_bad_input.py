@@ -114,9 +114,11 @@ JSON_CASES = [
      "chat_template_kwargs"),
     ("continue_final_message_and_add_generation_prompt", CHAT,
      chat(continue_final_message=True, add_generation_prompt=True), 400, ANY),
-    ("response_format_json_schema", CHAT, chat(response_format={
+    ("response_format_json_schema_invalid", CHAT, chat(response_format={
         "type": "json_schema",
-        "json_schema": {"name": "w", "schema": {"type": "object"}}}), 400, "response_format"),
+        "json_schema": {"name": "w", "schema": {"type": "nonsense"}}}), 400, ANY),
+    ("response_format_json_schema_missing", CHAT, chat(response_format={
+        "type": "json_schema"}), 400, ANY),
     ("response_format_not_object", CHAT, chat(response_format="json"), 400, "response_format"),
     # --- /v1/completions
     ("completions_missing_prompt", COMPL, {"max_tokens": 4}, 400, "prompt"),

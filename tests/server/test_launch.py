@@ -2,12 +2,11 @@
 start, ready line, /health, one request, clean stop on SIGTERM. Unknown or malformed flags exit
 non-zero with a message naming the flag."""
 import shlex
-import subprocess
 
 import pytest
 import requests
 
-from conftest import Server, fourcast_bin
+from conftest import Server, run_serve
 from helpers import post
 
 # The production commands, with the model path replaced by MODEL and the drafters' by DRAFTER (an
@@ -73,14 +72,6 @@ def test_launch_command_accepted(proto_model, nvfp4_model, assistant_model, name
         rc = s.stop()
     assert rc == 0, f"exit status {rc} after SIGTERM\n{s.log()}"
     assert "stopped" in s.log()
-
-
-def run_serve(args, timeout=30):
-    binary = fourcast_bin()
-    if binary is None:
-        pytest.skip("fourcast binary not found")
-    return subprocess.run([binary, "serve"] + args, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -217,14 +217,15 @@ void attention_row(const AttentionArgs& a, int s, int64_t t, int h, AttnScratch&
   const int p = a.pos0[s] + static_cast<int>(t - a.q_begin[s]);
   const int32_t* table = a.block_tables + a.table_offset[s];
   const int lo = a.sliding_window > 0 ? std::max(0, p - a.sliding_window + 1) : 0;
+  const int hi = a.kv_limit ? std::max(p, a.kv_limit[t]) : p;  // image blocks see ahead
   const int g = h / rep;
   const float* q = a.q + t * a.ldq + static_cast<int64_t>(h) * D;
-  const size_t n = static_cast<size_t>(p - lo + 1);
+  const size_t n = static_cast<size_t>(hi - lo + 1);
   w.scores.resize(n);
   w.offs.resize(n);
   w.rows.resize(n);
   float mx = -INFINITY;
-  for (int j = lo; j <= p; ++j) {
+  for (int j = lo; j <= hi; ++j) {
     const int64_t slot =
         static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
     const int64_t off = (slot * a.n_kv_heads + g) * D;

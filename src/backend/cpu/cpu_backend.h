@@ -48,11 +48,29 @@ class CpuBackend final : public Backend {
                 int64_t row_elems, const int32_t* slots, void* k_cache, void* v_cache,
                 DType cache_dtype, float k_scale = 1.0f, float v_scale = 1.0f) override;
   void attention(const AttentionArgs& a) override;
+  void attention_segments(const SegmentAttentionArgs& a) override;
+  void avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n, float scale,
+                float* out, int64_t ldo) override;
+  void sub_mul(float* x, int64_t ldx, int64_t T, int64_t n, const Weight& sub,
+               const Weight& mul) override;
   void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                  const Weight& per_expert_scale, int32_t* idx, float* weights) override;
   void moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx, const float* weights,
                    int k, const Weight* gate, const Weight* up, const Weight* down, int E,
                    float* out, int64_t ldo) override;
+
+  // Audio tower ops (audio_ops.cpp).
+  void clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi) override;
+  void silu(const float* x, int64_t ldx, int64_t T, int64_t n, float* out, int64_t ldo) override;
+  void glu(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int64_t n,
+           float* out, int64_t ldo) override;
+  void layernorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const Weight* w,
+                 const Weight* b, float eps, float* y, int64_t ldy) override;
+  void conv2d_patches(const float* x, int64_t T, int64_t F, int64_t C, int k, int s, int p,
+                      int64_t t0, int64_t n_t, float* out) override;
+  void depthwise_conv1d_causal(const float* x, int64_t ldx, int64_t T, int64_t C, const Weight& w,
+                               float* out, int64_t ldo) override;
+  void local_attention(const LocalAttentionArgs& a) override;
 
  private:
   ThreadPool& pool_;

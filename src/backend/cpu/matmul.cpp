@@ -12,6 +12,8 @@
 //    register tile. The activation tile (mr x K block) stays in L1, the panel in L2.
 #include "backend/cpu/matmul.h"
 
+#include <cpuid.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -125,10 +127,17 @@ bool cpu_has_avx512_bf16() {
   return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
 }
 
+// F16C is CPUID leaf 1, ECX bit 29. Asked through cpuid.h because clang before 15 does not
+// know "f16c" as a __builtin_cpu_supports feature (a compile error in the clang sanitizer builds).
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  return (ecx & (1u << 29)) != 0;
+}
+
 bool cpu_has_avx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 }
 
 MatmulIsa resolve(MatmulIsa isa) {

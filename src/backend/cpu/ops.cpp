@@ -112,12 +112,13 @@ void attention_ref(const AttentionArgs& a) {
       const int64_t t = a.q_begin[s] + i;
       const int p = a.pos0[s] + i;
       const int lo = a.sliding_window > 0 ? std::max(0, p - a.sliding_window + 1) : 0;
-      scores.assign(static_cast<size_t>(p - lo + 1), 0.0f);
+      const int hi = a.kv_limit ? std::max(p, a.kv_limit[t]) : p;
+      scores.assign(static_cast<size_t>(hi - lo + 1), 0.0f);
       for (int h = 0; h < a.n_heads; ++h) {
         const int g = h / rep;
         const float* q = a.q + t * a.ldq + static_cast<int64_t>(h) * D;
         float mx = -INFINITY;
-        for (int j = lo; j <= p; ++j) {
+        for (int j = lo; j <= hi; ++j) {
           const int64_t slot =
               static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
           const int64_t kofs = (slot * a.n_kv_heads + g) * D;
@@ -130,7 +131,7 @@ void attention_ref(const AttentionArgs& a) {
         for (float& sc : scores) sum += (sc = std::exp(sc - mx));
         float* o = a.out + t * a.ldo + static_cast<int64_t>(h) * D;
         std::fill(o, o + D, 0.0f);
-        for (int j = lo; j <= p; ++j) {
+        for (int j = lo; j <= hi; ++j) {
           const int64_t slot =
               static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
           const int64_t vofs = (slot * a.n_kv_heads + g) * D;
@@ -140,6 +141,51 @@ void attention_ref(const AttentionArgs& a) {
       }
     }
   }
+}
+
+void attention_segments_ref(const SegmentAttentionArgs& a) {
+  const int rep = a.n_heads / a.n_kv_heads, D = a.head_dim;
+  std::vector<float> sc;
+  for (int s = 0; s < a.n_segments; ++s) {
+    const int b = a.seg[s], e = a.seg[s + 1];
+    sc.assign(static_cast<size_t>(e - b), 0.0f);
+    for (int t = b; t < e; ++t)
+      for (int h = 0; h < a.n_heads; ++h) {
+        const float* q = a.q + t * a.ldq + static_cast<int64_t>(h) * D;
+        const int64_t g = h / rep;
+        float mx = -INFINITY;
+        for (int j = b; j < e; ++j) {
+          float d = 0;
+          for (int i = 0; i < D; ++i) d += q[i] * a.k[j * a.ldk + g * D + i];
+          sc[static_cast<size_t>(j - b)] = d * a.scale;
+          mx = std::max(mx, d * a.scale);
+        }
+        float sum = 0;
+        for (float& v : sc) sum += (v = std::exp(v - mx));
+        float* o = a.out + t * a.ldo + static_cast<int64_t>(h) * D;
+        std::fill(o, o + D, 0.0f);
+        for (int j = b; j < e; ++j)
+          for (int i = 0; i < D; ++i)
+            o[i] += sc[static_cast<size_t>(j - b)] / sum * a.v[j * a.ldv + g * D + i];
+      }
+  }
+}
+
+void avg_pool_ref(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n,
+                  float scale, float* out, int64_t ldo) {
+  const int ow = grid_w / k;
+  const float w = 1.0f / static_cast<float>(k * k);
+  for (int r = 0; r < grid_h / k; ++r)
+    for (int c = 0; c < ow; ++c) {
+      float* o = out + (static_cast<int64_t>(r) * ow + c) * ldo;
+      for (int64_t i = 0; i < n; ++i) {
+        float s = 0;
+        for (int dy = 0; dy < k; ++dy)
+          for (int dx = 0; dx < k; ++dx)
+            s += x[(static_cast<int64_t>(r * k + dy) * grid_w + c * k + dx) * ldx + i] * w;
+        o[i] = s * scale;
+      }
+    }
 }
 
 }  // namespace fc::cpu

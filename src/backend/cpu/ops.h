@@ -17,5 +17,8 @@ void rmsnorm_row(const float* x, int64_t n, const Weight* w, float eps, float* y
 void rope_row(float* x, int n_heads, int head_dim, int32_t pos, const float* inv_freq);
 float gelu_tanh(float x);
 void attention_ref(const AttentionArgs& a);
+void attention_segments_ref(const SegmentAttentionArgs& a);
+void avg_pool_ref(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n,
+                  float scale, float* out, int64_t ldo);
 
 }  // namespace fc::cpu

@@ -69,9 +69,24 @@ struct CudaBackend::Impl {
   std::unordered_map<void*, size_t> live;  // alloc()'ed blocks and their size class
   std::vector<void*> owned;                // upload() copies, freed with the backend
   std::unordered_map<const void*, const uint8_t*> fp4_scales;  // codes -> swizzled scales
+  // CUDA graphs: instantiated recordings by id, and the workspace generation each was recorded
+  // against (a recording that used the old workspace is stale once it grows).
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    uint64_t ws_gen = 0;
+  };
+  std::unordered_map<int64_t, Graph> graphs;
+  int64_t next_graph = 1;
+  uint64_t ws_gen = 0;
+  bool capturing = false;
 
   char* workspace(size_t need) {
     if (need > ws_bytes) {
+      if (capturing)
+        fail("CUDA backend: the workspace must grow to ", need,
+             " bytes while recording a graph "
+             "(reserve_workspace() before capturing)");
+      ++ws_gen;
       ck(cudaStreamSynchronize(stream), "workspace grow (sync)");
       if (ws) ck(cudaFree(ws), "workspace free");
       ws = nullptr;
@@ -131,6 +146,7 @@ CudaBackend::CudaBackend(CudaOptions opts) : impl_(std::make_unique<Impl>()), op
 CudaBackend::~CudaBackend() {
   Impl& m = *impl_;
   if (m.stream) cudaStreamSynchronize(m.stream);
+  for (auto& [id, g] : m.graphs) cudaGraphExecDestroy(g.exec);
   m.release_cache();
   for (auto& [p, sz] : m.live) cudaFree(p);
   for (void* p : m.owned) cudaFree(p);
@@ -157,11 +173,57 @@ void CudaBackend::synchronize() {
 void CudaBackend::reserve_workspace(size_t bytes) {
   impl_->workspace(bytes);
 }
+void CudaBackend::zero(void* dst, size_t bytes) {
+  if (bytes > 0) ck(cudaMemsetAsync(dst, 0, bytes, impl_->stream), "memset");
+}
 char* CudaBackend::scratch(size_t need) {
   return impl_->workspace(need);
 }
 int* CudaBackend::embed_error_flag() {
   return impl_->err_dev;
+}
+
+// ---- CUDA graphs. ----
+
+void CudaBackend::begin_capture() {
+  Impl& m = *impl_;
+  FC_CHECK(!m.capturing, "CUDA backend: begin_capture while already capturing");
+  // Thread-local mode: other threads' CUDA calls (e.g. a drafter's) are not affected.
+  ck(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal), "begin capture");
+  m.capturing = true;
+}
+
+int64_t CudaBackend::end_capture() {
+  Impl& m = *impl_;
+  FC_CHECK(m.capturing, "CUDA backend: end_capture without begin_capture");
+  m.capturing = false;
+  cudaGraph_t graph = nullptr;
+  ck(cudaStreamEndCapture(m.stream, &graph), "end capture");
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  ck(e, "graph instantiate");
+  const int64_t id = m.next_graph++;
+  m.graphs[id] = Impl::Graph{exec, m.ws_gen};
+  return id;
+}
+
+bool CudaBackend::replay(int64_t id) {
+  Impl& m = *impl_;
+  auto it = m.graphs.find(id);
+  FC_CHECK(it != m.graphs.end(), "CUDA backend: replay of unknown graph ", id);
+  if (it->second.ws_gen != m.ws_gen) return false;
+  ck(cudaGraphLaunch(it->second.exec, m.stream), "graph launch");
+  return true;
+}
+
+void CudaBackend::drop_graph(int64_t id) {
+  Impl& m = *impl_;
+  auto it = m.graphs.find(id);
+  if (it == m.graphs.end()) return;
+  ck(cudaStreamSynchronize(m.stream), "drop graph (sync)");
+  cudaGraphExecDestroy(it->second.exec);
+  m.graphs.erase(it);
 }
 
 // ---- Memory. ----
@@ -178,6 +240,7 @@ std::optional<DeviceMemory> CudaBackend::memory() const {
 
 void* CudaBackend::alloc(size_t bytes) {
   Impl& m = *impl_;
+  FC_CHECK(!m.capturing, "CUDA backend: alloc of ", bytes, " bytes while recording a graph");
   const size_t sc = size_class(bytes);
   void* p = nullptr;
   if (auto it = m.cached.find(sc); it != m.cached.end()) {
@@ -269,11 +332,19 @@ Weight CudaBackend::upload(const Weight& host) {
 
 // ---- Linear. ----
 
+bool CudaBackend::nvfp4_dequant_path(int64_t T, const Weight& w) const {
+  return opts_.nvfp4_dequant_min_rows > 0 && T >= opts_.nvfp4_dequant_min_rows &&
+         !opts_.exact_linear && !(opts_.emulate_w4a4 && w.input_scale > 0.0f);
+}
+
 size_t CudaBackend::linear_ws_need(int64_t T, const Weight& w) const {
   if (w.nvfp4()) {
     const bool native = impl_->fp4_scales.count(w.data) > 0;
     const bool prep = w.pre_quant_scale || (opts_.emulate_w4a4 && w.input_scale > 0.0f);
-    return linear_ws_bytes(T, w.cols, true, 0, false, prep, native);
+    size_t b = linear_ws_bytes(T, w.cols, true, 0, false, prep, native);
+    if (nvfp4_dequant_path(T, w))
+      b = std::max(b, nvfp4_dequant_ws_bytes(T, w.rows, w.cols, w.pre_quant_scale != nullptr));
+    return b;
   }
   const bool blas16 = !opts_.exact_linear && T > opts_.simt_max_rows && w.dtype != DType::kF32;
   return linear_ws_bytes(T, w.cols, false, dtype_bits(w.dtype) / 8, blas16, false, false);
@@ -326,6 +397,10 @@ void CudaBackend::linear_ws(const float* x, int64_t T, int64_t ldx, const Weight
       xp = x;  // no algorithm: W4A16 below (with the prepared activations recomputed)
       ldp = ldx;
     }
+    if (nvfp4_dequant_path(T, w)) {
+      linear_nvfp4_dequant(x, T, ldx, w, y, ldy, accumulate, ws);
+      return;
+    }
     const bool qdq = opts_.emulate_w4a4 && w.input_scale > 0.0f;
     if (w.pre_quant_scale || qdq) {
       launch_nvfp4_prepare(x, T, K, ldx, w.pre_quant_scale, pdt, qdq ? w.input_scale : 0.0f,
@@ -333,13 +408,27 @@ void CudaBackend::linear_ws(const float* x, int64_t T, int64_t ldx, const Weight
       xp = reinterpret_cast<const float*>(ws);
       ldp = K;
     }
-    launch_linear_nvfp4(xp, T, ldp, static_cast<const uint8_t*>(w.data), w.ld, w.block_scale,
-                        w.scale_ld, w.global_scale, N, K, y, ldy, accumulate, m.stream);
+    const uint8_t* codes = static_cast<const uint8_t*>(w.data);
+    if (opts_.gemv_version >= 2 &&
+        gemv_nvfp4_ok(xp, ldp, codes, w.ld, w.block_scale, w.scale_ld, K)) {
+      launch_gemv_nvfp4(xp, T, ldp, codes, w.ld, w.block_scale, w.scale_ld, w.global_scale, N, K, y,
+                        ldy, accumulate, m.stream);
+      ck_launch("gemv_nvfp4");
+      return;
+    }
+    launch_linear_nvfp4(xp, T, ldp, codes, w.ld, w.block_scale, w.scale_ld, w.global_scale, N, K, y,
+                        ldy, accumulate, m.stream);
     ck_launch("linear_nvfp4");
     return;
   }
   const WDType wdt = dense_wdt(w);
   if (opts_.exact_linear || T <= opts_.simt_max_rows) {
+    if (opts_.gemv_version >= 2 && wdt != WDType::kF32 &&
+        gemv_dense16_ok(x, ldx, w.data, w.ld, K)) {
+      launch_gemv_dense16(x, T, ldx, w.data, wdt, N, K, w.ld, y, ldy, accumulate, m.stream);
+      ck_launch("gemv_dense16");
+      return;
+    }
     launch_linear_simt(x, T, ldx, w.data, wdt, N, K, w.ld, y, ldy, accumulate, m.stream);
     ck_launch("linear_simt");
     return;
@@ -361,6 +450,46 @@ void CudaBackend::linear_ws(const float* x, int64_t T, int64_t ldx, const Weight
                    static_cast<int>(ldb), &beta, y, CUDA_R_32F, static_cast<int>(ldy),
                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
       "GemmEx");
+}
+
+// NVFP4 x [T, K] · Wᵀ for many rows: x (· pre_quant_scale) rounded to BF16 once, then per chunk
+// of weight rows [n0, n0 + nc): the chunk dequantized to BF16 without its per-tensor scale (exact)
+// and one cuBLAS GEMM y[:, n0:n0+nc] = global_scale · x_bf16 · chunkᵀ (+ y when accumulating).
+void CudaBackend::linear_nvfp4_dequant(const float* x, int64_t T, int64_t ldx, const Weight& w,
+                                       float* y, int64_t ldy, bool accumulate, char* ws) {
+  Impl& m = *impl_;
+  const int64_t N = w.rows, K = w.cols;
+  const float* xp = x;
+  int64_t ldp = ldx;
+  char* rest = ws;
+  if (w.pre_quant_scale) {
+    launch_nvfp4_prepare(x, T, K, ldx, w.pre_quant_scale,
+                         wdt_of(w.pqs_dtype, "pre_quant_scale of " + w.name), 0.0f,
+                         reinterpret_cast<float*>(rest), m.stream);
+    ck_launch("nvfp4_prepare");
+    xp = reinterpret_cast<const float*>(rest);
+    ldp = K;
+    rest += ws_align(static_cast<size_t>(T * K) * 4);
+  }
+  void* xb = rest;
+  launch_convert(xp, T, K, ldp, xb, WDType::kBF16, m.stream);
+  ck_launch("convert");
+  rest += ws_align(static_cast<size_t>(T * K) * 2);
+  const int64_t rows = nvfp4_dequant_chunk_rows(N, K);
+  const float alpha = w.global_scale, beta = accumulate ? 1.0f : 0.0f;
+  const uint8_t* codes = static_cast<const uint8_t*>(w.data);
+  for (int64_t n0 = 0; n0 < N; n0 += rows) {
+    const int64_t nc = std::min(rows, N - n0);
+    launch_nvfp4_dequant_bf16(codes + n0 * w.ld, w.ld, w.block_scale + n0 * w.scale_ld, w.scale_ld,
+                              nc, K, rest, m.stream);
+    ck_launch("nvfp4_dequant_bf16");
+    // Column-major view: y[nc, T] (ld ldy) = chunk[K, nc]ᵀ (ld K) · x_bf16[K, T] (ld K).
+    ckb(cublasGemmEx(m.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(nc), static_cast<int>(T),
+                     static_cast<int>(K), &alpha, rest, CUDA_R_16BF, static_cast<int>(K), xb,
+                     CUDA_R_16BF, static_cast<int>(K), &beta, y + n0, CUDA_R_32F,
+                     static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "GemmEx (NVFP4 dequantized)");
+  }
 }
 
 void ck_launch(const char* op) {

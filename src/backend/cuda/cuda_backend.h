@@ -5,7 +5,11 @@
 //  - T <= CudaOptions::simt_max_rows, or exact_linear: CUDA-core kernels (kernels_linear.cu),
 //    the weight widened to fp32 in registers, fp32 products and sums: the CPU backend's numerics
 //    up to summation order. NVFP4 always runs this way (W4A16: codes and scales decoded in
-//    registers; pre_quant_scale applied to x first; emulate_w4a4 adds the activation QDQ).
+//    registers; pre_quant_scale applied to x first; emulate_w4a4 adds the activation QDQ) unless
+//    T is large (below).
+//  - NVFP4 with T >= nvfp4_dequant_min_rows: the weight dequantized to BF16 (exact) chunk by
+//    chunk, cuBLAS BF16 GEMMs with fp32 accumulation, per-tensor scale as alpha (activations
+//    rounded to BF16).
 //  - larger T, dense weights: cuBLAS GemmEx with fp32 accumulation (CUBLAS_COMPUTE_32F). F32
 //    weights: plain fp32 SGEMM (no TF32). BF16/F16 weights: x is rounded to the weight's dtype
 //    first (tensor cores), a relative error of ~2⁻⁹ per activation, as vLLM's bf16 activations.
@@ -33,6 +37,13 @@ struct CudaOptions {
   bool exact_linear = false;  // every dense linear on the fp32 CUDA-core path
   int simt_max_rows = 8;      // T up to this: CUDA-core linear; above: cuBLAS
   bool native_fp4 = false;    // Blackwell block-scaled FP4 GEMM for NVFP4 (untested)
+  // Decode-sized linears: 2 = the streaming GEMVs (kernels_gemv.cu, 16-byte loads) where shapes
+  // allow, 1 = the plain SIMT kernels (kernels_linear.cu) always.
+  int gemv_version = 2;
+  // NVFP4 linears of at least this many rows (and no W4A4 emulation, not exact_linear) run as
+  // BF16 tensor-core GEMMs over the weight dequantized in chunks (exact weights, activations
+  // rounded to BF16 as the dense cuBLAS path); 0 = never.
+  int nvfp4_dequant_min_rows = 32;
   size_t workspace_bytes = 64ull << 20;  // initial scratch; grows on demand
 };
 
@@ -56,6 +67,14 @@ class CudaBackend final : public Backend {
   void synchronize();
   // Makes the scratch buffer at least `bytes` large (call before capturing a graph).
   void reserve_workspace(size_t bytes);
+  // dst[0, bytes) = 0 on the stream (benchmarks: a plain valid KV state).
+  void zero(void* dst, size_t bytes);
+
+  bool supports_graphs() const override { return true; }
+  void begin_capture() override;
+  int64_t end_capture() override;
+  bool replay(int64_t id) override;
+  void drop_graph(int64_t id) override;
 
   void* alloc(size_t bytes) override;
   void free(void* p) override;
@@ -85,11 +104,29 @@ class CudaBackend final : public Backend {
                 int64_t row_elems, const int32_t* slots, void* k_cache, void* v_cache,
                 DType cache_dtype, float k_scale = 1.0f, float v_scale = 1.0f) override;
   void attention(const AttentionArgs& a) override;
+  void attention_segments(const SegmentAttentionArgs& a) override;
+  void avg_pool(const float* x, int64_t ldx, int grid_h, int grid_w, int k, int64_t n, float scale,
+                float* out, int64_t ldo) override;
+  void sub_mul(float* x, int64_t ldx, int64_t T, int64_t n, const Weight& sub,
+               const Weight& mul) override;
   void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                  const Weight& per_expert_scale, int32_t* idx, float* weights) override;
   void moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx, const float* weights,
                    int k, const Weight* gate, const Weight* up, const Weight* down, int E,
                    float* out, int64_t ldo) override;
+
+  // Audio tower ops (cuda_audio_ops.cpp, kernels_audio.cu).
+  void clamp(float* x, int64_t ldx, int64_t T, int64_t n, float lo, float hi) override;
+  void silu(const float* x, int64_t ldx, int64_t T, int64_t n, float* out, int64_t ldo) override;
+  void glu(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t T, int64_t n,
+           float* out, int64_t ldo) override;
+  void layernorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const Weight* w,
+                 const Weight* b, float eps, float* y, int64_t ldy) override;
+  void conv2d_patches(const float* x, int64_t T, int64_t F, int64_t C, int k, int s, int p,
+                      int64_t t0, int64_t n_t, float* out) override;
+  void depthwise_conv1d_causal(const float* x, int64_t ldx, int64_t T, int64_t C, const Weight& w,
+                               float* out, int64_t ldo) override;
+  void local_attention(const LocalAttentionArgs& a) override;
 
   struct Impl;
 
@@ -97,6 +134,9 @@ class CudaBackend final : public Backend {
   void linear_ws(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y, int64_t ldy,
                  bool accumulate, char* ws);
   size_t linear_ws_need(int64_t T, const Weight& w) const;
+  bool nvfp4_dequant_path(int64_t T, const Weight& w) const;
+  void linear_nvfp4_dequant(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,
+                            int64_t ldy, bool accumulate, char* ws);
   char* scratch(size_t need);  // the workspace, at least `need` bytes
   int* embed_error_flag();     // device pointer of the bad-token-id flag
   std::unique_ptr<Impl> impl_;

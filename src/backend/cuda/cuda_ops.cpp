@@ -117,6 +117,20 @@ void CudaBackend::attention(const AttentionArgs& a) {
   p.pos0 = a.pos0;
   p.block_tables = a.block_tables;
   p.table_offset = a.table_offset;
+  p.kv_limit = a.kv_limit;
+  if (a.max_q_per_seq == 1 && a.kv_limit == nullptr && attention_decode_split_ok(p)) {
+    // Decode: keys split over blocks (flash-decoding), so few sequences still fill the GPU. The
+    // split kernel is causal only: steps with image-block limits take the general kernel (a
+    // one-row query could only have kv_limit <= its own position anyway).
+    const int keys = a.max_keys > 0 ? a.max_keys : (a.sliding_window > 0 ? a.sliding_window : 4096);
+    const int splits =
+        attention_key_splits(a.n_seqs, a.n_kv_heads * attention_decode_head_chunks(p), keys);
+    float* part = reinterpret_cast<float*>(
+        scratch(attention_split_ws_bytes(a.n_seqs, a.n_heads, a.head_dim, splits)));
+    launch_attention_decode(p, splits, part, st(*this));
+    ck_launch("attention_decode");
+    return;
+  }
   launch_attention(p, st(*this));
   ck_launch("attention");
 }

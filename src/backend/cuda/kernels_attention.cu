@@ -48,6 +48,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_kernel(AttnParams p) {
     const int64_t t = qb + i;
     const int pos = p0 + i;
     const int lo = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
+    const int hi = p.kv_limit ? max(pos, p.kv_limit[t]) : pos;  // image blocks see ahead
     __syncthreads();  // the previous row is done with qs / wacc
     for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = p.q[t * p.ldq + int64_t{h} * D + d];
     __syncthreads();
@@ -55,7 +56,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_kernel(AttnParams p) {
     float m = -INFINITY, l = 0.0f, acc[kChunks];
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) acc[c] = 0.0f;
-    for (int j = lo + warp; j <= pos; j += kWarps) {
+    for (int j = lo + warp; j <= hi; j += kWarps) {
       const int64_t slot = int64_t{table[j / B]} * B + j % B;
       const int64_t row = (slot * p.n_kv_heads + g) * D;
       float dot = 0.0f;

@@ -48,6 +48,37 @@ size_t linear_ws_bytes(int64_t T, int64_t K, bool nvfp4, int dense_bytes_per_ele
   return b;
 }
 
+int64_t nvfp4_dequant_chunk_rows(int64_t N, int64_t K) {
+  if (N <= 0 || K <= 0) return 0;
+  if (N * K <= kDequantElems) return N;
+  const int64_t rows = std::max<int64_t>(128, kDequantElems / K / 128 * 128);
+  return std::min(rows, N);
+}
+
+size_t nvfp4_dequant_ws_bytes(int64_t T, int64_t N, int64_t K, bool nvfp4_prepare) {
+  const size_t t = static_cast<size_t>(std::max<int64_t>(T, 0));
+  const size_t k = static_cast<size_t>(std::max<int64_t>(K, 0));
+  size_t b = 0;
+  if (nvfp4_prepare) b += ws_align(t * k * sizeof(float));
+  b += ws_align(t * k * 2);
+  b += ws_align(static_cast<size_t>(nvfp4_dequant_chunk_rows(N, K)) * k * 2);
+  return b;
+}
+
+int attention_key_splits(int n_seqs, int blocks_per_split, int max_keys, int target_blocks) {
+  const int64_t per = std::max<int64_t>(1, int64_t{n_seqs} * blocks_per_split);
+  const int64_t want = (target_blocks + per - 1) / per;
+  const int64_t by_keys = std::max<int64_t>(1, max_keys / kAttnMinKeysPerSplit);
+  return static_cast<int>(std::clamp<int64_t>(std::min(want, by_keys), 1, kAttnMaxSplits));
+}
+
+size_t attention_split_ws_bytes(int n_seqs, int n_heads, int head_dim, int splits) {
+  return ws_align(static_cast<size_t>(std::max(n_seqs, 0)) *
+                  static_cast<size_t>(std::max(n_heads, 0)) *
+                  static_cast<size_t>(std::max(splits, 0)) * 4 * static_cast<size_t>(head_dim + 2) *
+                  sizeof(float));
+}
+
 size_t moe_ws_bytes(int64_t T, int k, int64_t H, int64_t I, size_t linear_ws) {
   const size_t t = static_cast<size_t>(std::max<int64_t>(T, 0));
   const size_t h = static_cast<size_t>(H), i = static_cast<size_t>(I);

@@ -69,6 +69,28 @@ constexpr size_t ws_align(size_t b) {
 // swizzled scales for the native Blackwell path.
 size_t linear_ws_bytes(int64_t T, int64_t K, bool nvfp4, int dense_bytes_per_elem,
                        bool uses_cublas16, bool nvfp4_prepare, bool fp4_native);
+// NVFP4 linears of many rows (prefill) run as BF16 tensor-core GEMMs: the weight is dequantized
+// to BF16 (codes x block scales, exact) in chunks of rows, each chunk one cuBLAS call with the
+// per-tensor scale as alpha. Rows per chunk: the whole weight when it has at most kDequantElems
+// elements, else a multiple of 128 rows holding about that many (bounded workspace).
+constexpr int64_t kDequantElems = int64_t{16} << 20;
+int64_t nvfp4_dequant_chunk_rows(int64_t N, int64_t K);
+// Workspace of that path: prepared fp32 activations (pre_quant_scale / none), the BF16
+// activations [T, K] and one BF16 weight chunk [rows, K].
+size_t nvfp4_dequant_ws_bytes(int64_t T, int64_t N, int64_t K, bool nvfp4_prepare);
+
+// Decode attention (one query per sequence) splits each sequence's keys over several blocks
+// (flash-decoding): block (s, kv head x head chunk, split) walks keys of one split for up to
+// kAttnSplitHeads query heads of one GQA group, each of its 4 warps keeping its own partial
+// softmax state; a second kernel merges the partials. attention_key_splits picks the splits so
+// that all blocks together fill the GPU (~target) with at least kAttnMinKeysPerSplit keys each.
+constexpr int kAttnSplitHeads = 4;
+constexpr int kAttnMinKeysPerSplit = 128;
+constexpr int kAttnMaxSplits = 64;
+int attention_key_splits(int n_seqs, int blocks_per_split, int max_keys, int target_blocks = 512);
+// Partials workspace: [n_seqs, n_heads, splits * 4 warps] states of (head_dim + 2) floats.
+size_t attention_split_ws_bytes(int n_seqs, int n_heads, int head_dim, int splits);
+
 // moe_experts: per expert at most T rows: gathered x [T, H], gate|up [T, 2I], act [T, I],
 // y [T, H], row ids + weights [T·k], plus one linear's workspace.
 size_t moe_ws_bytes(int64_t T, int k, int64_t H, int64_t I, size_t linear_ws);

@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "core/json_limits.h"
+
 namespace fc::chat::gemma4 {
 namespace {
 
@@ -128,13 +130,15 @@ json normalize_arguments(const json* args, const std::string& where,
   if (is_blank(text)) return json::object();
   json parsed;
   try {
-    parsed = json::parse(text);
-  } catch (const json::parse_error& e) {
+    parsed = parse_json(text, where);  // nesting bounded while parsing (the text is the client's)
+  } catch (const JsonError& e) {
+    if (e.kind() == JsonError::Kind::kTooDeep) throw InvalidRequest(e.what(), "messages");
     if (options.coerce_invalid_tool_arguments) return json::object();
-    throw InvalidRequest(where + " is not valid JSON: " + e.what(), "messages");
+    throw InvalidRequest(e.what(), "messages");
   }
   // Valid JSON that is not an object ("[]", "42"): vLLM coerces it to {}.
-  return parsed.is_object() ? parsed : json::object();
+  if (!parsed.is_object()) return json::object();
+  return parsed;
 }
 
 json normalize_tool_calls(const json& calls, size_t mi, const NormalizeOptions& options) {

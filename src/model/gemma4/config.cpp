@@ -1,11 +1,14 @@
 #include "model/gemma4/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_limits.h"
+#include "model/gemma4/config_reader.h"
 
 namespace fc::gemma4 {
 
@@ -17,52 +20,7 @@ const char* layer_type_name(LayerType t) {
 
 namespace {
 
-// Typed accessors: a present key of the wrong type is an error naming the key; null counts as
-// absent (transformers writes null for unset optionals).
-struct Reader {
-  const json& obj;
-  std::string where;  // e.g. "config.json: text_config"
-
-  const json* get(const char* key) const {
-    auto it = obj.find(key);
-    if (it == obj.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-  [[noreturn]] void bad(const char* key, const char* want) const {
-    fail(where, ": key '", key, "' must be ", want, ", got ", get(key)->dump());
-  }
-  int integer(const char* key, int dflt, int min_value = 0) const {
-    const json* v = get(key);
-    if (!v) return dflt;
-    if (!v->is_number_integer()) bad(key, "an integer");
-    const int64_t x = v->get<int64_t>();
-    if (x < min_value || x > (int64_t{1} << 31) - 1)
-      fail(where, ": key '", key, "' = ", x, " is out of range (min ", min_value, ")");
-    return static_cast<int>(x);
-  }
-  std::optional<int> opt_integer(const char* key, int min_value = 0) const {
-    if (!get(key)) return std::nullopt;
-    return integer(key, 0, min_value);
-  }
-  double number(const char* key, double dflt) const {
-    const json* v = get(key);
-    if (!v) return dflt;
-    if (!v->is_number()) bad(key, "a number");
-    return v->get<double>();
-  }
-  bool boolean(const char* key, bool dflt) const {
-    const json* v = get(key);
-    if (!v) return dflt;
-    if (!v->is_boolean()) bad(key, "true or false");
-    return v->get<bool>();
-  }
-  std::string string(const char* key, const std::string& dflt) const {
-    const json* v = get(key);
-    if (!v) return dflt;
-    if (!v->is_string()) bad(key, "a string");
-    return v->get<std::string>();
-  }
-};
+using detail::Reader;
 
 LayerType parse_layer_type(const std::string& s, const std::string& where) {
   if (s == "sliding_attention") return LayerType::kSliding;
@@ -70,22 +28,67 @@ LayerType parse_layer_type(const std::string& s, const std::string& where) {
   fail(where, ": unknown layer type '", s, "' (expected sliding_attention or full_attention)");
 }
 
-RopeConfig parse_rope(const json& j, const std::string& where, RopeConfig dflt) {
+// One rope_parameters entry as transformers 5.23 reads it. The type is `rope_type`, else the
+// legacy `type`, else "default" (RotaryEmbeddingConfigMixin.validate_rope). `rope_theta` and
+// `partial_rotary_factor` missing from the entry come from the text config's own top-level keys
+// when it has them (standardize_rope_params); a missing rope_theta is otherwise an error (HF
+// indexes it), a missing partial_rotary_factor is 1.0 (_compute_proportional_rope_parameters:
+// `.get("partial_rotary_factor", 1.0)`). The default type rotates every angle and ignores both
+// partial_rotary_factor and factor.
+RopeConfig parse_rope(const json& j, const std::string& where, const Reader& text) {
   if (!j.is_object()) fail(where, " must be an object");
   Reader r{j, where};
-  RopeConfig c = dflt;
-  c.type = r.string("rope_type", dflt.type);
+  RopeConfig c;
+  c.type = r.string("rope_type", r.string("type", "default"));
   if (c.type != "default" && c.type != "proportional")
     fail(where, ": rope_type '", c.type, "' is not supported (default, proportional)");
-  c.theta = r.number("rope_theta", dflt.theta);
-  c.partial_rotary_factor = r.number("partial_rotary_factor",
-                                     c.type == "proportional" ? dflt.partial_rotary_factor : 1.0);
-  c.factor = r.number("factor", 1.0);
+  if (!r.get("rope_theta") && !text.get("rope_theta"))
+    fail(where, ": required key 'rope_theta' is missing");
+  c.theta = r.number("rope_theta", text.number("rope_theta", 0.0));
+  c.partial_rotary_factor = 1.0;
+  c.factor = 1.0;
+  if (c.type == "proportional") {
+    c.partial_rotary_factor =
+        r.number("partial_rotary_factor", text.number("partial_rotary_factor", 1.0));
+    c.factor = r.number("factor", 1.0);
+  }
   if (!(c.theta > 0)) fail(where, ": rope_theta must be positive");
   if (!(c.partial_rotary_factor > 0 && c.partial_rotary_factor <= 1))
     fail(where, ": partial_rotary_factor must be in (0, 1]");
   if (!(c.factor > 0)) fail(where, ": factor must be positive");
   return c;
+}
+
+// transformers' HeterogeneousConfigMixin: keys are integer layer indices (int(key), so "01" is
+// layer 1), values override config attributes for that layer. Gemma 4's modeling code reads only
+// head_dim and num_key_value_heads per layer (Gemma4TextAttention, Gemma4TextRotaryEmbedding);
+// an override equal to the global value is dropped (_modify_config_and_create_heterogeneity_spec)
+// and any other differing key would make the global read ambiguous, so it is refused here.
+void apply_per_layer_config(const json& plc, const Reader& text, const std::string& where,
+                            Config& c) {
+  if (!plc.is_object()) fail(where, " must be an object keyed by layer index");
+  const int L = c.num_hidden_layers;
+  for (auto it = plc.begin(); it != plc.end(); ++it) {
+    const std::string w = where + "." + it.key();
+    const std::string& k = it.key();
+    const bool digits = !k.empty() && k.size() <= 9 && std::all_of(k.begin(), k.end(), [](char ch) {
+      return ch >= '0' && ch <= '9';
+    });
+    const int idx = digits ? std::stoi(k) : -1;
+    if (idx < 0 || idx >= L) fail(w, ": key is not a layer index in [0, ", L, ")");
+    if (!it.value().is_object()) fail(w, " must be an object");
+    Reader lr{it.value(), w};
+    for (auto f = it.value().begin(); f != it.value().end(); ++f) {
+      if (f.key() == "head_dim" || f.key() == "num_key_value_heads") continue;
+      const json* global = text.get(f.key().c_str());
+      if (global && *global == f.value()) continue;
+      fail(w, ": per-layer key '", f.key(),
+           "' is not supported (Gemma 4 reads only head_dim and num_key_value_heads per layer)");
+    }
+    LayerSpec& s = c.layers[static_cast<size_t>(idx)];
+    s.head_dim = lr.integer("head_dim", s.head_dim, 2);
+    s.num_kv_heads = lr.integer("num_key_value_heads", s.num_kv_heads, 1);
+  }
 }
 
 }  // namespace
@@ -108,11 +111,18 @@ Config parse_config(const json& root, const std::string& source) {
   } else {
     c.tensor_prefix = "model.";
   }
+  c.mm = parse_multimodal_config(root, source);
   const std::string text_type = text->value("model_type", model_type);
   if (!text_type.empty() && text_type != "gemma4_text" && text_type != "gemma4")
     fail(where, ": model_type '", text_type, "' is not a Gemma 4 text model (gemma4_text)");
 
   Reader r{*text, where};
+  // transformers has a default for every key, but one that disagrees with the checkpoint only
+  // shows as a weight-shape mismatch later; the keys that fix tensor shapes (and that
+  // save_pretrained always writes) are required here, named when missing.
+  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                          "num_attention_heads", "num_key_value_heads", "head_dim"})
+    if (!r.get(key)) fail(where, ": required key '", key, "' is missing");
   c.vocab_size = r.integer("vocab_size", c.vocab_size, 1);
   c.hidden_size = r.integer("hidden_size", c.hidden_size, 1);
   c.intermediate_size = r.integer("intermediate_size", c.intermediate_size, 1);
@@ -134,7 +144,14 @@ Config parse_config(const json& root, const std::string& source) {
   c.num_kv_shared_layers = r.integer("num_kv_shared_layers", 0, 0);
   c.use_double_wide_mlp = r.boolean("use_double_wide_mlp", false);
   c.enable_moe_block = r.boolean("enable_moe_block", false);
-  c.tie_word_embeddings = r.boolean("tie_word_embeddings", root.value("tie_word_embeddings", true));
+  // Tying follows the config of the model class that is loaded (PreTrainedModel.
+  // get_expanded_tied_weights_keys reads self.config): for the nested form that is the top-level
+  // Gemma4Config, whose default is true; text_config.tie_word_embeddings is then not read.
+  if (text == &root) {
+    c.tie_word_embeddings = r.boolean("tie_word_embeddings", true);
+  } else {
+    c.tie_word_embeddings = Reader{root, source}.boolean("tie_word_embeddings", true);
+  }
   c.max_position_embeddings = r.integer("max_position_embeddings", c.max_position_embeddings, 1);
   c.pad_token_id = r.integer("pad_token_id", 0);
   c.bos_token_id = r.integer("bos_token_id", 2);
@@ -192,65 +209,43 @@ Config parse_config(const json& root, const std::string& source) {
   }
   c.layer_types.back() = LayerType::kFull;
 
+  // rope_parameters: absent or null means Gemma4TextConfig's defaults; given, it replaces them
+  // whole, and every layer type in use needs its entry (HF indexes rope_parameters[layer_type]).
+  // Keys that are not layer types are ignored, as HF's nested_rope_parameter_keys does.
   c.rope_sliding = RopeConfig{"default", 10000.0, 1.0, 1.0};
   c.rope_full = RopeConfig{"proportional", 1000000.0, 0.25, 1.0};
   if (const json* rp = r.get("rope_parameters")) {
     if (!rp->is_object()) r.bad("rope_parameters", "an object keyed by layer type");
-    for (auto it = rp->begin(); it != rp->end(); ++it) {
-      const std::string w = where + ": rope_parameters." + it.key();
-      const LayerType t = parse_layer_type(it.key(), where + ": rope_parameters");
-      RopeConfig& dst = t == LayerType::kFull ? c.rope_full : c.rope_sliding;
-      dst = parse_rope(it.value(), w, dst);
+    for (LayerType t : {LayerType::kSliding, LayerType::kFull}) {
+      const char* name = layer_type_name(t);
+      if (std::find(c.layer_types.begin(), c.layer_types.end(), t) == c.layer_types.end()) continue;
+      const std::string w = where + ": rope_parameters." + name;
+      auto it = rp->find(name);
+      if (it == rp->end() || it->is_null())
+        fail(where, ": rope_parameters has no '", name, "' entry (layer_types uses it)");
+      (t == LayerType::kFull ? c.rope_full : c.rope_sliding) = parse_rope(*it, w, r);
     }
   }
 
-  // Per-layer geometry. Flat keys first, then per_layer_config overrides (>= 5.15 form, keyed by
-  // layer index or by layer type).
+  // Per-layer geometry, as Gemma4TextConfig.__post_init__ builds it. Without a per_layer_config
+  // key, the flat keys make one: every full layer gets global_head_dim (default 512) and, only
+  // with attention_k_eq_v, num_global_key_value_heads. With the key present (even {} or null:
+  // transformers >= 5.15 writes {} when no layer differs), global_head_dim and
+  // num_global_key_value_heads are ignored and every layer starts from head_dim and
+  // num_key_value_heads; the entries, keyed by layer index, override that.
   c.layers.resize(L);
+  const bool has_plc = text->contains("per_layer_config");
   for (int i = 0; i < L; ++i) {
     LayerSpec& s = c.layers[i];
     s.type = c.layer_types[i];
-    const bool full = s.type == LayerType::kFull;
+    const bool full = s.type == LayerType::kFull && !has_plc;
     s.head_dim = full ? c.global_head_dim : c.head_dim;
     s.num_kv_heads = c.num_key_value_heads;
-    // HF honours num_global_key_value_heads only when attention_k_eq_v is set.
     if (full && c.attention_k_eq_v && c.num_global_key_value_heads)
       s.num_kv_heads = *c.num_global_key_value_heads;
   }
-  if (const json* plc = r.get("per_layer_config")) {
-    if (!plc->is_object()) r.bad("per_layer_config", "an object keyed by layer index");
-    for (auto it = plc->begin(); it != plc->end(); ++it) {
-      const std::string w = where + ": per_layer_config." + it.key();
-      if (!it.value().is_object()) fail(w, " must be an object");
-      std::vector<int> targets;
-      if (it.key() == "sliding_attention" || it.key() == "full_attention") {
-        const LayerType t = parse_layer_type(it.key(), w);
-        for (int i = 0; i < L; ++i)
-          if (c.layer_types[i] == t) targets.push_back(i);
-      } else {
-        size_t used = 0;
-        int idx = -1;
-        try {
-          idx = std::stoi(it.key(), &used);
-        } catch (...) {
-        }
-        if (used != it.key().size() || idx < 0 || idx >= L)
-          fail(w, ": key is not a layer index in [0, ", L, ")");
-        targets.push_back(idx);
-      }
-      Reader lr{it.value(), w};
-      for (auto f = it.value().begin(); f != it.value().end(); ++f)
-        if (f.key() != "head_dim" && f.key() != "num_key_value_heads" &&
-            f.key() != "intermediate_size")
-          fail(w, ": unsupported per-layer key '", f.key(), "'");
-      for (int i : targets) {
-        c.layers[i].head_dim = lr.integer("head_dim", c.layers[i].head_dim, 2);
-        c.layers[i].num_kv_heads = lr.integer("num_key_value_heads", c.layers[i].num_kv_heads, 1);
-        if (lr.get("intermediate_size"))
-          c.layers[i].intermediate = lr.integer("intermediate_size", 0, 1);
-      }
-    }
-  }
+  if (const json* plc = r.get("per_layer_config"))
+    apply_per_layer_config(*plc, r, where + ": per_layer_config", c);
 
   // KV sharing (§5.6): the last num_kv_shared_layers layers read the last non-shared layer of
   // their own type.
@@ -293,14 +288,8 @@ Config parse_config(const json& root, const std::string& source) {
 
 Config load_config(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
-  std::ifstream f(path);
-  if (!f) fail(path, ": cannot open (is '", model_dir, "' a model directory?)");
-  json j;
-  try {
-    j = json::parse(f);
-  } catch (const json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  if (!std::ifstream(path)) fail(path, ": cannot open (is '", model_dir, "' a model directory?)");
+  const json j = read_json_file(path);
   Config c = parse_config(j, path);
   c.quant = quant::load_quant_config(model_dir, j);
   return c;

@@ -2,7 +2,8 @@
 // nested (`Gemma4ForConditionalGeneration`, text_config, tensors under `model.language_model.`)
 // or flat (`Gemma4ForCausalLM`, tensors under `model.`); global-layer geometry from the flat keys
 // (`global_head_dim`, `num_global_key_value_heads`, transformers <= 5.14) or from
-// `per_layer_config` (>= 5.15). Spec: ../shared/spec/gemma4-architecture.md §2, §5.1, §5.6.
+// `per_layer_config` (>= 5.15). Every key, its default and precedence, checked against
+// transformers 5.23: docs/config.md. Spec: ../shared/spec/gemma4-architecture.md §2, §5.1, §5.6.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include "model/gemma4/mm_config.h"
 #include "quant/quant_config.h"
 
 namespace fc::gemma4 {
@@ -68,6 +70,7 @@ struct Config {
   int max_position_embeddings = 131072;
   int pad_token_id = 0, bos_token_id = 2;
   std::vector<int> eos_token_ids;
+  MultimodalConfig mm;  // placeholder ids and the vision tower (conditional-generation configs)
 
   // Derived.
   std::vector<LayerSpec> layers;

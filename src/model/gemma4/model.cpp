@@ -1,5 +1,7 @@
 #include "model/gemma4/model.h"
+
 #include "backend/scratch.h"
+#include "model/gemma4/model_internal.h"
 
 #include <algorithm>
 #include <cmath>
@@ -23,11 +25,6 @@ std::vector<float> rope_inv_freq(const RopeConfig& r, int head_dim) {
     for (float& x : f) x /= static_cast<float>(r.factor);
   return f;
 }
-
-// Device buffers reused across forward calls; grown when a batch needs more.
-struct Model::Scratch : DeviceScratch {
-  using DeviceScratch::DeviceScratch;
-};
 
 Model::Model(Config config, std::shared_ptr<const Checkpoint> ckpt, Backend& backend,
              ModelOptions options)
@@ -74,79 +71,26 @@ Model::Model(Config config, std::shared_ptr<const Checkpoint> ckpt, Backend& bac
     inv_freq_dev_[t] = static_cast<float*>(be_.alloc(f.size() * sizeof(float)));
     be_.to_device(inv_freq_dev_[t], f.data(), f.size() * sizeof(float));
   }
-  scratch_ = std::make_unique<Scratch>(be_);
+  scratch_ = std::make_unique<DeviceScratch>(be_);
 }
 
 Model::~Model() {
+  if (graphs_)
+    for (auto& [key, e] : graphs_->entries)
+      if (e->graph) be_.drop_graph(e->graph);
   for (float* p : inv_freq_dev_)
     if (p) be_.free(p);
 }
 
-void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput& out) {
+Model::Outputs Model::compute(const Plan& p, const DeviceInputs& in, kv::KVStorage& kv,
+                              DeviceScratch& scratch, bool recording, ForwardOutput& out) {
   const Config& c = cfg_;
   const int64_t H = c.hidden_size, L = c.num_hidden_layers, P = c.hidden_size_per_layer_input;
   const int64_t Hq = c.num_attention_heads, V = c.vocab_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  const int n_groups = static_cast<int>(kv_layout_.size());
-  FC_CHECK(kv.groups().size() == kv_layout_.size(), "forward: KV storage has ", kv.groups().size(),
-           " groups, the model needs ", kv_layout_.size());
-
-  // ---- Host-side batch metadata: positions, per-group block tables and write slots. ----
-  const int n_seqs = static_cast<int>(batch.seqs.size());
-  std::vector<int32_t> ids, pos, q_begin, n_q, pos0;
-  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(n_groups)),
-      table_off(static_cast<size_t>(n_groups)), slots(static_cast<size_t>(n_groups));
-  std::vector<int32_t> logit_rows, hidden_rows;  // batch row indices
+  const int n_seqs = static_cast<int>(p.q_begin.size());  // padding sequences included
   const int B = kv.block_size();
-  for (const SeqInput& s : batch.seqs) {
-    FC_CHECK(s.n > 0, "forward: a sequence brings no tokens");
-    FC_CHECK(s.pos0 >= 0, "forward: negative position");
-    FC_CHECK(static_cast<int>(s.block_tables.size()) == n_groups, "forward: sequence has ",
-             s.block_tables.size(), " block tables, the model has ", n_groups, " KV groups");
-    const int32_t begin = static_cast<int32_t>(ids.size());
-    q_begin.push_back(begin);
-    n_q.push_back(s.n);
-    pos0.push_back(s.pos0);
-    for (int i = 0; i < s.n; ++i) {
-      FC_CHECK(s.tokens[i] >= 0 && s.tokens[i] < V, "forward: token id ", s.tokens[i],
-               " outside the vocabulary [0, ", V, ")");
-      ids.push_back(s.tokens[i]);
-      pos.push_back(s.pos0 + i);
-    }
-    for (int g = 0; g < n_groups; ++g) {
-      const std::vector<int32_t>& tb = *s.block_tables[static_cast<size_t>(g)];
-      FC_CHECK(static_cast<int64_t>(tb.size()) * B >= s.pos0 + s.n,
-               "forward: block table of group ", g, " covers ", tb.size() * B, " positions, need ",
-               s.pos0 + s.n);
-      table_off[static_cast<size_t>(g)].push_back(
-          static_cast<int32_t>(tables[static_cast<size_t>(g)].size()));
-      tables[static_cast<size_t>(g)].insert(tables[static_cast<size_t>(g)].end(), tb.begin(),
-                                            tb.end());
-      for (int i = 0; i < s.n; ++i) {
-        const int p = s.pos0 + i;
-        const int32_t blk = tb[static_cast<size_t>(p / B)];
-        FC_CHECK(blk >= 0, "forward: position ", p, " of group ", g, " has no block");
-        slots[static_cast<size_t>(g)].push_back(blk * B + p % B);
-      }
-      // Every position a query will read must still be resident.
-      const int w = kv_layout_[static_cast<size_t>(g)].sliding_window;
-      const int lo = w > 0 ? std::max(0, s.pos0 - w + 1) : 0;
-      for (int p = lo; p < s.pos0 + s.n; p += B)
-        FC_CHECK(tb[static_cast<size_t>(p / B)] >= 0, "forward: position ", p, " of group ", g,
-                 " was released but is still inside the attention window");
-    }
-    for (int r : s.logit_rows) {
-      FC_CHECK(r >= 0 && r < s.n, "forward: logit row ", r, " outside [0, ", s.n, ")");
-      logit_rows.push_back(begin + r);
-    }
-    for (int r : s.hidden_rows) {
-      FC_CHECK(r >= 0 && r < s.n, "forward: hidden row ", r, " outside [0, ", s.n, ")");
-      hidden_rows.push_back(begin + r);
-    }
-  }
-  for (int l : batch.capture_layers)
-    FC_CHECK(l >= 0 && l <= L, "forward: capture layer ", l, " outside [0, ", L, "]");
-  const int64_t T = static_cast<int64_t>(ids.size());
+  const int64_t T = p.T;
 
   // ---- Device buffers. ----
   int64_t max_q = 0, max_kv = 0, max_i = 0;
@@ -156,9 +100,7 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
     max_i = std::max<int64_t>(max_i, s.intermediate);
   }
   if (c.enable_moe_block) max_i = std::max<int64_t>(max_i, c.num_experts);
-  scratch_->reset();
-  auto buf = [&](int64_t n_floats) { return scratch_->next_f32(n_floats); };
-  auto ibuf = [&](const std::vector<int32_t>& host) { return scratch_->next_i32(host); };
+  auto buf = [&](int64_t n_floats) { return scratch.next_f32(n_floats); };
   float* h = buf(T * H);                          // residual stream [T, H]
   float* x = buf(T * H);                          // normed input [T, H]
   float* a = buf(T * H);                          // block output [T, H]
@@ -171,42 +113,48 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
   float* m2 = buf(T * H);                         // MoE branch [T, H]
   float* ple = P > 0 ? buf(T * L * P) : nullptr;  // per-layer inputs [T, L, P]
   float* ple_tmp = P > 0 ? buf(T * L * P) : nullptr;
-  int32_t* d_ids = ibuf(ids);
-  int32_t* d_pos = ibuf(pos);
-  int32_t* d_qb = ibuf(q_begin);
-  int32_t* d_nq = ibuf(n_q);
-  int32_t* d_p0 = ibuf(pos0);
-  std::vector<int32_t*> d_tables, d_toff, d_slots;
-  for (int g = 0; g < n_groups; ++g) {
-    d_tables.push_back(ibuf(tables[static_cast<size_t>(g)]));
-    d_toff.push_back(ibuf(table_off[static_cast<size_t>(g)]));
-    d_slots.push_back(ibuf(slots[static_cast<size_t>(g)]));
-  }
   int32_t* moe_idx = nullptr;
   float* moe_w = nullptr;
   if (c.enable_moe_block) {
-    moe_idx = scratch_->next_i32(T * c.top_k_experts);
+    moe_idx = scratch.next_i32(T * c.top_k_experts);
     moe_w = buf(T * c.top_k_experts);
   }
-
-  out.n_hidden_rows = static_cast<int>(hidden_rows.size());
-  out.captured.assign(batch.capture_layers.size(), {});
-  auto capture = [&](const float* src, std::vector<float>& dst) {
-    dst.resize(hidden_rows.size() * static_cast<size_t>(H));
-    for (size_t r = 0; r < hidden_rows.size(); ++r)
-      be_.to_host(dst.data() + r * static_cast<size_t>(H), src + hidden_rows[r] * H,
-                  static_cast<size_t>(H) * 4);
-  };
+  Outputs o;
+  o.h = h;
+  // Captured residuals: recorded steps copy the whole [T, H] state on the device (read back after
+  // the replay); eager steps copy the hidden rows to the host at once.
+  if (recording)
+    for (size_t ci = 0; ci < p.capture_layers.size(); ++ci) o.captured.push_back(buf(T * H));
+  else
+    out.captured.assign(p.capture_layers.size(), {});
   auto capture_layer = [&](int layer, const float* src) {
-    for (size_t ci = 0; ci < batch.capture_layers.size(); ++ci)
-      if (batch.capture_layers[ci] == layer) capture(src, out.captured[ci]);
+    for (size_t ci = 0; ci < p.capture_layers.size(); ++ci) {
+      if (p.capture_layers[ci] != layer) continue;
+      if (recording) {
+        be_.copy(o.captured[ci], src, static_cast<size_t>(T * H) * 4);
+        continue;
+      }
+      std::vector<float>& dst = out.captured[ci];
+      dst.resize(p.hidden_rows.size() * static_cast<size_t>(H));
+      for (size_t r = 0; r < p.hidden_rows.size(); ++r)
+        be_.to_host(dst.data() + r * static_cast<size_t>(H), src + p.hidden_rows[r] * H,
+                    static_cast<size_t>(H) * 4);
+    }
   };
+  int32_t* d_ids = in.ids;
+  int32_t* d_pos = in.pos;
 
   // ---- Embeddings (§4.1): e = E[id] * sqrt(H), the scale cast as HF's run dtype would. ----
   auto embed_scale = [&](double s) {
     return opt_.bf16_embed_scale ? round_bf16(static_cast<float>(s)) : static_cast<float>(s);
   };
   be_.embed(w_.embed_tokens, d_ids, T, embed_scale(std::sqrt(static_cast<double>(H))), h, H);
+  // Multimodal merge (§4.3): soft tokens replace their rows, unscaled (device-to-device from the
+  // uploaded encoder output); the context part of PLE below then reads the merged rows, the
+  // token part the pad id that make_plan put in place of each placeholder.
+  for (const Plan::SoftRows& sr : p.soft)
+    be_.copy(h + sr.row * H, in.soft_embeds + sr.offset * H,
+             static_cast<size_t>(sr.n) * static_cast<size_t>(H) * sizeof(float));
 
   // ---- Per-layer embeddings (§4.2). ple[t, l] = (RMSNorm(e W_plmp^T / sqrt(H))[l] +
   //      E_ple[id][l] * sqrt(P)) / sqrt(2). ----
@@ -248,7 +196,7 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
       be_.rmsnorm(k, T * Hkv, D, D, &lw.k_norm, eps, k, D);
       be_.rope(k, T, kvd, Hkv, D, d_pos, inv_freq_dev_[ti]);
       be_.rmsnorm(v, T * Hkv, D, D, nullptr, eps, v, D);
-      be_.kv_write(k, kvd, v, kvd, T, kvd, d_slots[static_cast<size_t>(g)],
+      be_.kv_write(k, kvd, v, kvd, T, kvd, in.slots[static_cast<size_t>(g)],
                    kv.k(static_cast<int>(i)), kv.v(static_cast<int>(i)), kv.dtype(), lw.k_scale,
                    lw.v_scale);
     }
@@ -269,11 +217,15 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
     aa.scale = 1.0f;  // Gemma 4: q_norm/k_norm carry the scale
     aa.sliding_window = s.type == LayerType::kSliding ? c.sliding_window : 0;
     aa.n_seqs = n_seqs;
-    aa.q_begin = d_qb;
-    aa.n_q = d_nq;
-    aa.pos0 = d_p0;
-    aa.block_tables = d_tables[static_cast<size_t>(g)];
-    aa.table_offset = d_toff[static_cast<size_t>(g)];
+    aa.q_begin = in.q_begin;
+    aa.n_q = in.n_q;
+    aa.pos0 = in.pos0;
+    aa.block_tables = in.tables[static_cast<size_t>(g)];
+    aa.table_offset = in.table_off[static_cast<size_t>(g)];
+    aa.max_q_per_seq = p.max_q;
+    aa.max_keys = p.max_keys;
+    // Image blocks see ahead on sliding layers only; full layers stay causal (HF after #46850).
+    aa.kv_limit = s.type == LayerType::kSliding ? in.kv_limit : nullptr;
     be_.attention(aa);
     be_.linear(att, T, qd, lw.o_proj, a, H);
     be_.rmsnorm(a, T, H, H, &lw.post_attention_layernorm, eps, a, H);
@@ -317,21 +269,26 @@ void Model::forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput&
   // ---- Final norm, logits at the requested rows, softcap (§7). ----
   be_.rmsnorm(h, T, H, H, &w_.norm, eps, h, H);
   capture_layer(static_cast<int>(L), h);
-  if (batch.want_final_hidden) capture(h, out.final_hidden);
-  out.n_logit_rows = static_cast<int>(logit_rows.size());
-  out.logits.resize(logit_rows.size() * static_cast<size_t>(V));
-  if (!logit_rows.empty()) {
-    const int64_t R = static_cast<int64_t>(logit_rows.size());
-    float* rows = buf(R * H);
-    for (int64_t r = 0; r < R; ++r)
-      be_.copy(rows + r * H, h + logit_rows[static_cast<size_t>(r)] * H,
-               static_cast<size_t>(H) * 4);
+  // Recorded steps: logits of every row (the rows wanted change from step to step); eager: the
+  // logit rows gathered first.
+  const int64_t R = recording ? T : static_cast<int64_t>(p.logit_rows.size());
+  o.logits_all_rows = recording;
+  if (R > 0) {
+    const float* rows = h;
+    if (!recording) {
+      float* g = buf(R * H);
+      for (int64_t r = 0; r < R; ++r)
+        be_.copy(g + r * H, h + p.logit_rows[static_cast<size_t>(r)] * H,
+                 static_cast<size_t>(H) * 4);
+      rows = g;
+    }
     float* logits = buf(R * V);
     be_.linear(rows, R, H, w_.lm_head, logits, V);
     if (c.final_logit_softcapping)
       be_.softcap(logits, V, R, V, static_cast<float>(*c.final_logit_softcapping));
-    be_.to_host(out.logits.data(), logits, static_cast<size_t>(R * V) * 4);
+    o.logits = logits;
   }
+  return o;
 }
 
 }  // namespace fc::gemma4

@@ -9,9 +9,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/scratch.h"
 #include "io/safetensors.h"
 #include "kv/kv_storage.h"
 #include "model/gemma4/config.h"
@@ -27,7 +29,26 @@ struct ModelOptions {
   LoadOptions load;  // how bad quantization scales are treated
   // The LM head as stored, or re-quantized at load time (lm_head.h; changes the logits).
   LmHeadDType lm_head_dtype = LmHeadDType::kCheckpoint;
+  // Decode and verification steps (every sequence at most kGraphMaxTokens new tokens) run as
+  // recorded op sequences (CUDA graphs) on backends that support them, the batch padded to a
+  // bucket (graph_bucket()). No effect on other backends or on MoE models (their expert
+  // dispatch reads the routing back to the host); steps carrying media (soft tokens, image-block
+  // masks) always run eagerly.
+  bool graphs = true;
+  // Run every eligible step in the padded bucket layout even without graphs (the test that the
+  // padded layout computes what the plain one does).
+  bool pad_batches = false;
 };
+
+// Graph buckets: sequences rounded up to kGraphSeqBuckets, tokens per sequence to a power of
+// two up to kGraphMaxTokens (k + 1 for k <= 7 speculative drafts), at most kGraphMaxRows rows.
+constexpr int kGraphMaxTokens = 8;
+constexpr int kGraphMaxRows = 512;
+struct GraphBucket {
+  int seqs = 0, tokens = 0;  // 0: not eligible
+  bool operator==(const GraphBucket&) const = default;
+};
+GraphBucket graph_bucket(int n_seqs, int max_tokens_per_seq);
 
 // One sequence's part of a forward batch.
 struct SeqInput {
@@ -38,6 +59,17 @@ struct SeqInput {
   std::vector<const std::vector<int32_t>*> block_tables;
   std::vector<int> logit_rows;   // indices into [0, n) whose logits are returned
   std::vector<int> hidden_rows;  // indices into [0, n) whose hidden states are returned
+  // Multimodal soft tokens among the new tokens: rows [pos, pos + n) of the sequence get these
+  // embeddings (host memory, [n, H], not scaled by sqrt(H)) instead of their token's.
+  struct SoftTokens {
+    int pos = 0, n = 0;
+    const float* embeds = nullptr;
+  };
+  std::vector<SoftTokens> soft_tokens;
+  // Image / video-frame blocks [begin, end) (positions) that attend bidirectionally on sliding
+  // layers when the config says use_bidirectional_attention "vision" (26B/31B); every block that
+  // intersects the new tokens must end within them (its later keys are written this step).
+  std::vector<std::pair<int, int>> bidi_blocks;
 };
 
 struct ForwardBatch {
@@ -69,9 +101,26 @@ class Model {
   const std::vector<kv::GroupLayout>& kv_layout() const { return kv_layout_; }
 
   void forward(const ForwardBatch& batch, kv::KVStorage& kv, ForwardOutput& out);
+  // Steps run in the padded bucket layout, recordings made and steps replayed from them so far.
+  struct GraphStats {
+    int64_t padded_steps = 0, captures = 0, replays = 0;
+  };
+  GraphStats graph_stats() const;
 
  private:
-  struct Scratch;
+  struct Plan;          // one batch in the kernels' layout (model_batch.cpp)
+  struct DeviceInputs;  // device copies of a plan's index arrays
+  struct Outputs;       // device buffers the kernel sequence leaves its results in
+  struct Graphs;        // recorded steps by bucket (model_batch.cpp)
+  Plan make_plan(const ForwardBatch& batch, const kv::KVStorage& kv, GraphBucket pad) const;
+  // The kernel sequence of one forward, embeddings to logits: reads only device memory, so it can
+  // be recorded. recording: captures go to device buffers (read back after the run).
+  Outputs compute(const Plan& p, const DeviceInputs& in, kv::KVStorage& kv, DeviceScratch& scratch,
+                  bool recording, ForwardOutput& out);
+  void read_outputs(const Plan& p, const Outputs& o, ForwardOutput& out);
+  bool graphs_usable() const;
+  // Soft tokens or an image block among the new tokens: the step runs eagerly (model_batch.cpp).
+  bool has_media(const ForwardBatch& batch) const;
   Config cfg_;
   std::shared_ptr<const Checkpoint> ckpt_;
   Backend& be_;
@@ -80,7 +129,8 @@ class Model {
   std::vector<kv::GroupLayout> kv_layout_;
   std::vector<float> inv_freq_sliding_, inv_freq_full_;  // [D/2] per layer type (host)
   float* inv_freq_dev_[2] = {nullptr, nullptr};
-  std::unique_ptr<Scratch> scratch_;
+  std::unique_ptr<DeviceScratch> scratch_;  // eager steps' buffers
+  std::unique_ptr<Graphs> graphs_;
 };
 
 // Inverse RoPE frequencies [D/2] as HF computes them in fp32 (§3.4): default: theta^(-2j/D);

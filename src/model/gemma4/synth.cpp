@@ -7,8 +7,11 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "model/gemma4/config.h"
+#include "model/gemma4/synth_audio.h"
+#include "model/gemma4/synth_vision.h"
 
 namespace fc::gemma4 {
 
@@ -109,7 +112,11 @@ json shape_config(const std::string& shape) {
   root["architectures"] = json::array({"Gemma4ForConditionalGeneration"});
   root["model_type"] = "gemma4";
   root["text_config"] = t;
+  root["vision_config"] = synth_vision_config(shape);
+  root["audio_config"] = nullptr;
+  add_multimodal_ids(root);
   root["tie_word_embeddings"] = true;
+  if (shape == "e2b" || shape == "e4b") add_audio_config(root);  // E models carry the audio tower
   return root;
 }
 
@@ -347,6 +354,8 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
         norm(p + n + ".weight", H);
     }
   }
+  params += add_synth_vision(c, opt.weight_std, salt, ts);  // BF16: excluded from NVFP4
+  params += add_audio_tensors(config, c.hidden_size, opt.weight_std, salt, ts);
   std::filesystem::create_directories(dir);
   json written = config;
   if (quant) add_quant_config(written, dir, opt, dense);
@@ -364,6 +373,24 @@ int64_t write_synthetic(const json& config, const std::string& dir, const SynthO
              .dump(2)
       << "\n";
     if (!f || !g) fail("synth: cannot write config files in ", dir);
+  }
+  // Every fill here is a pure function of (tensor, byte offset) (synth_mix counters), so each
+  // chunk the writer asks for is filled by several threads at once, in 1 MiB pieces (a multiple
+  // of every element and block size).
+  if (opt.threads > 1) {
+    auto pool = std::make_shared<ThreadPool>(opt.threads);
+    for (TensorSource& t : ts) {
+      t.fill = [pool, inner = t.fill](uint8_t* dst, uint64_t off, uint64_t len) {
+        constexpr uint64_t kPiece = uint64_t{1} << 20;
+        const int64_t pieces = static_cast<int64_t>((len + kPiece - 1) / kPiece);
+        pool->parallel_for(pieces, 1, [&](int64_t b, int64_t e, int) {
+          for (int64_t i = b; i < e; ++i) {
+            const uint64_t o = static_cast<uint64_t>(i) * kPiece;
+            inner(dst + o, off + o, std::min(kPiece, len - o));
+          }
+        });
+      };
+    }
   }
   write_checkpoint(dir, ts, opt.max_shard_bytes, {{"format", "pt"}, {"fourcast_synth", "1"}});
   return params;

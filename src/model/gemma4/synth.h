@@ -13,7 +13,8 @@
 namespace fc::gemma4 {
 
 // The config.json of a named shape ("e2b", "e4b", "26b-a4b", "31b"), nested
-// Gemma4ForConditionalGeneration form as Google ships it. Throws for unknown names.
+// Gemma4ForConditionalGeneration form as Google ships it, with its vision tower (and, for E2B/E4B,
+// the audio tower: synth_audio.h). Throws for unknown names.
 nlohmann::json shape_config(const std::string& shape);
 
 struct SynthOptions {
@@ -30,11 +31,13 @@ struct SynthOptions {
   enum class Quant { kNone, kModelOpt, kCompressedTensors } quant = Quant::kNone;
   bool quantize_attention = true;
   bool input_scales = true;  // W4A4 checkpoint (static activation scales); false: W4A16
+  int threads = 1;           // threads filling the tensors (the output does not depend on it)
 };
 
 // Writes DIR/config.json, DIR/generation_config.json and BF16 (or NVFP4, see SynthOptions)
-// safetensors shards for the given config document (text model only). Returns the number of
-// parameters written (logical elements).
+// safetensors shards for the given config document (the text model, the vision tower when the
+// config has a vision_config: synth_vision.h, and the audio tower when it has an audio_config:
+// synth_audio.h). Returns the number of parameters written (logical elements).
 int64_t write_synthetic(const nlohmann::json& config, const std::string& dir,
                         const SynthOptions& opt);
 

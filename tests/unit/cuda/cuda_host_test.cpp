@@ -156,5 +156,40 @@ TEST(CudaPlan, WorkspaceSizes) {
   EXPECT_GE(moe_ws_bytes(3, 2, 64, 32, 1000), 3u * 64 * 4 * 2 + 3 * 64 * 4 + 3 * 32 * 4 + 1000);
 }
 
+TEST(CudaPlan, Nvfp4DequantChunks) {
+  // Small weights in one chunk; large ones in 128-row multiples near kDequantElems elements.
+  EXPECT_EQ(nvfp4_dequant_chunk_rows(8192, 5376), (kDequantElems / 5376) / 128 * 128);
+  EXPECT_EQ(nvfp4_dequant_chunk_rows(100, 64), 100);
+  EXPECT_EQ(nvfp4_dequant_chunk_rows(0, 64), 0);
+  // A very wide row still gets one 128-row chunk (never fewer rows than 128 unless N is).
+  EXPECT_EQ(nvfp4_dequant_chunk_rows(1000, int64_t{1} << 20), 128);
+  EXPECT_EQ(nvfp4_dequant_chunk_rows(50, int64_t{1} << 20), 50);
+  for (int64_t N : {1, 127, 128, 5376, 21504, 262144})
+    for (int64_t K : {16, 5376, 21504}) {
+      const int64_t r = nvfp4_dequant_chunk_rows(N, K);
+      EXPECT_GE(r, 1);
+      EXPECT_LE(r, N);
+      EXPECT_TRUE(r == N || r % 128 == 0) << N << "x" << K;
+      EXPECT_LE(r * K, std::max<int64_t>(kDequantElems, 128 * K));
+    }
+  EXPECT_EQ(nvfp4_dequant_ws_bytes(3, 100, 64, false),
+            ws_align(3 * 64 * 2) + ws_align(100 * 64 * 2));
+  EXPECT_EQ(nvfp4_dequant_ws_bytes(3, 100, 64, true),
+            ws_align(3 * 64 * 4) + ws_align(3 * 64 * 2) + ws_align(100 * 64 * 2));
+}
+
+TEST(CudaPlan, AttentionKeySplits) {
+  // One sequence, 16 KV heads x 1 head chunk, 1024 keys: at most 1024/128 = 8 splits.
+  EXPECT_EQ(attention_key_splits(1, 16, 1024), 8);
+  // 4096 keys, 4 KV heads x 2 head chunks = 8 blocks per split: 512/8 = 64 splits wanted, 32 by
+  // keys.
+  EXPECT_EQ(attention_key_splits(1, 8, 4096), 32);
+  // A large batch fills the GPU without splitting.
+  EXPECT_EQ(attention_key_splits(64, 16, 4096), 1);
+  EXPECT_EQ(attention_key_splits(1, 1, 1 << 20), kAttnMaxSplits);
+  EXPECT_EQ(attention_key_splits(1, 1, 5), 1);
+  EXPECT_EQ(attention_split_ws_bytes(2, 32, 256, 8), ws_align(2 * 32 * 8 * 4 * 258 * 4));
+}
+
 }  // namespace
 }  // namespace fc::cuda

@@ -152,6 +152,12 @@ TEST_F(IoTest, RejectsBadHeaders) {
       {"leading_space", " {}", 0, {"does not start with '{'"}},
       {"only_spaces", "        ", 0, {"does not start with '{'"}},
       {"trailing_garbage", "{} x", 0, {"invalid JSON"}},
+      // 16 levels are allowed (the header is level 1); the 17th, or 10^5, are refused.
+      {"too_deep",
+       "{\"w\": " + std::string(16, '[') + std::string(16, ']') + "}",
+       0,
+       {"JSON nested deeper than 16 levels (the limit) at byte 21"}},
+      {"far_too_deep", "{\"w\": " + std::string(100'000, '['), 0, {"nested deeper than 16 levels"}},
       {"dup_tensor",
        "{\"w\": " + w4 + ", \"w\": " + entry("U8", "[4]", "[4, 8]") + "}",
        8,

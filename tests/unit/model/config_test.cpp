@@ -82,7 +82,9 @@ TEST(Config, NestedFormUsesLanguageModelPrefix) {
 }
 
 TEST(Config, Defaults) {
-  json j = {{"num_hidden_layers", 7}, {"num_attention_heads", 8}, {"num_key_value_heads", 4}};
+  json j = {{"vocab_size", 512},      {"hidden_size", 64},        {"intermediate_size", 96},
+            {"num_hidden_layers", 7}, {"num_attention_heads", 8}, {"num_key_value_heads", 4},
+            {"head_dim", 256}};
   const Config c = parse_config(j, "cfg.json");
   // Every 6th layer full, and the last layer forced to full.
   EXPECT_EQ(c.layer_types[5], LayerType::kFull);
@@ -124,7 +126,9 @@ TEST(Config, ErrorsNameTheKey) {
        json::array({"sliding_attention", "full_attention", "local", "full_attention",
                     "sliding_attention", "full_attention"}),
        "layer_types[2]"},
-      {"rope_parameters", json{{"full_attention", {{"rope_type", "yarn"}}}},
+      {"rope_parameters",
+       json{{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 1e4}}},
+            {"full_attention", {{"rope_type", "yarn"}, {"rope_theta", 1e6}}}},
        "rope_parameters.full_attention"},
       {"hidden_activation", "silu", "hidden_activation"},
       {"attention_bias", true, "attention_bias"},
@@ -134,6 +138,15 @@ TEST(Config, ErrorsNameTheKey) {
       {"use_bidirectional_attention", "all", "use_bidirectional_attention"},
       {"per_layer_config", json{{"9", {{"head_dim", 32}}}}, "per_layer_config.9"},
       {"per_layer_config", json{{"1", {{"sliding_window", 32}}}}, "sliding_window"},
+      {"per_layer_config", json{{"1", {{"intermediate_size", 32}}}}, "intermediate_size"},
+      {"per_layer_config", json{{"full_attention", {{"head_dim", 32}}}}, "not a layer index"},
+      {"per_layer_config", json{{"-1", {{"head_dim", 32}}}}, "not a layer index"},
+      {"rope_parameters", json{{"full_attention", {{"rope_type", "default"}, {"rope_theta", 1e4}}}},
+       "no 'sliding_attention' entry"},
+      {"rope_parameters",
+       json{{"sliding_attention", {{"rope_type", "default"}}},
+            {"full_attention", {{"rope_type", "default"}, {"rope_theta", 1e4}}}},
+       "rope_parameters.sliding_attention: required key 'rope_theta'"},
       {"model_type", "llama", "model_type 'llama'"},
       {"eos_token_id", "x", "eos_token_id"},
   };
@@ -149,6 +162,93 @@ TEST(Config, ErrorsNameTheKey) {
   j["layer_types"] = {"sliding_attention", "sliding_attention", "sliding_attention",
                       "sliding_attention", "full_attention",    "full_attention"};
   EXPECT_NE(error_of(j).find("no earlier non-shared layer"), std::string::npos) << error_of(j);
+}
+
+TEST(Config, RequiredKeysAreNamed) {
+  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                          "num_attention_heads", "num_key_value_heads", "head_dim"}) {
+    json j = kitchen_sink();
+    j.erase(key);
+    EXPECT_NE(error_of(j).find(std::string("required key '") + key + "' is missing"),
+              std::string::npos)
+        << key << ": " << error_of(j);
+    // null counts as missing (transformers writes null for unset optionals).
+    j[key] = nullptr;
+    EXPECT_NE(error_of(j).find(key), std::string::npos) << key;
+    // Nested form: the error names text_config.
+    json n = {{"model_type", "gemma4"}, {"text_config", kitchen_sink()}};
+    n["text_config"].erase(key);
+    EXPECT_NE(error_of(n).find("text_config: required key"), std::string::npos) << error_of(n);
+  }
+}
+
+// transformers 5.23 ties on the config of the class it loads: for Gemma4ForConditionalGeneration
+// that is the top-level value (text_config's, which it writes as true, is not read).
+TEST(Config, TieWordEmbeddingsFollowsTheLoadedClass) {
+  json n = {{"model_type", "gemma4"}, {"text_config", kitchen_sink()}};
+  n["text_config"]["tie_word_embeddings"] = true;
+  n["tie_word_embeddings"] = false;
+  EXPECT_FALSE(parse_config(n, "cfg.json").tie_word_embeddings);
+  n["text_config"]["tie_word_embeddings"] = false;
+  n["tie_word_embeddings"] = true;
+  EXPECT_TRUE(parse_config(n, "cfg.json").tie_word_embeddings);
+  n.erase("tie_word_embeddings");  // Gemma4Config's default
+  EXPECT_TRUE(parse_config(n, "cfg.json").tie_word_embeddings);
+  json f = kitchen_sink();  // flat: its own key
+  f["tie_word_embeddings"] = false;
+  EXPECT_FALSE(parse_config(f, "cfg.json").tie_word_embeddings);
+}
+
+TEST(Config, RopeEntriesAsTransformersReadsThem) {
+  json j = kitchen_sink();
+  // Proportional without partial_rotary_factor rotates everything (HF's .get(..., 1.0)).
+  j["rope_parameters"]["full_attention"].erase("partial_rotary_factor");
+  EXPECT_DOUBLE_EQ(parse_config(j, "cfg.json").rope_full.partial_rotary_factor, 1.0);
+  // A top-level partial_rotary_factor / rope_theta fills entries that lack them.
+  j["partial_rotary_factor"] = 0.5;
+  EXPECT_DOUBLE_EQ(parse_config(j, "cfg.json").rope_full.partial_rotary_factor, 0.5);
+  j["rope_parameters"]["sliding_attention"].erase("rope_theta");
+  j["rope_theta"] = 12345.0;
+  EXPECT_DOUBLE_EQ(parse_config(j, "cfg.json").rope_sliding.theta, 12345.0);
+  // The legacy "type" key, and a default-type entry ignores partial_rotary_factor.
+  j = kitchen_sink();
+  j["rope_parameters"]["full_attention"] = {{"type", "proportional"}, {"rope_theta", 1e6}};
+  EXPECT_EQ(parse_config(j, "cfg.json").rope_full.type, "proportional");
+  j["rope_parameters"]["sliding_attention"]["partial_rotary_factor"] = 0.5;
+  EXPECT_DOUBLE_EQ(parse_config(j, "cfg.json").rope_sliding.partial_rotary_factor, 1.0);
+  // Absent or null: Gemma4TextConfig's defaults.
+  j["rope_parameters"] = nullptr;
+  EXPECT_DOUBLE_EQ(parse_config(j, "cfg.json").rope_full.partial_rotary_factor, 0.25);
+  EXPECT_DOUBLE_EQ(parse_config(j, "cfg.json").rope_full.theta, 1e6);
+}
+
+// With a per_layer_config key present, the flat global keys are ignored (transformers pops them
+// and builds nothing): {} means every layer uses head_dim / num_key_value_heads.
+TEST(Config, PerLayerConfigPresenceReplacesTheFlatKeys) {
+  json j = kitchen_sink();  // head_dim 16, global_head_dim 32, 2 KV heads, 1 global, k_eq_v
+  j["per_layer_config"] = json::object();
+  Config c = parse_config(j, "cfg.json");
+  for (const LayerSpec& s : c.layers) {
+    EXPECT_EQ(s.head_dim, 16);
+    EXPECT_EQ(s.num_kv_heads, 2);
+  }
+  j["per_layer_config"] = nullptr;
+  EXPECT_EQ(parse_config(j, "cfg.json").layers[1].head_dim, 16);
+  // Entries with only the KV heads keep head_dim; zero-padded keys name the layer.
+  const json kv1 = {{"num_key_value_heads", 1}};
+  j["per_layer_config"] = {{"01", kv1}, {"3", kv1}, {"5", kv1}};
+  c = parse_config(j, "cfg.json");
+  EXPECT_EQ(c.layers[1].head_dim, 16);
+  EXPECT_EQ(c.layers[1].num_kv_heads, 1);
+  EXPECT_EQ(c.layers[0].num_kv_heads, 2);
+  const json hd32 = {{"head_dim", 32}};
+  j["per_layer_config"] = {{"1", hd32}, {"3", hd32}, {"5", hd32}};
+  c = parse_config(j, "cfg.json");
+  EXPECT_EQ(c.layers[3].head_dim, 32);
+  EXPECT_EQ(c.layers[3].num_kv_heads, 2);
+  // An override equal to the global value is dropped, as transformers does.
+  j["per_layer_config"] = {{"1", {{"intermediate_size", 96}, {"sliding_window", 4}}}};
+  EXPECT_EQ(parse_config(j, "cfg.json").layers[1].intermediate, 96);
 }
 
 TEST(Config, MissingFile) {

@@ -1,172 +1,160 @@
-// JSON mode: JsonMachine against hand-picked valid and invalid documents, byte by byte; and
-// JsonObjectConstraint driving random sampling over a toy vocabulary: every finished output
-// parses as a JSON object (nlohmann's parser as the reference).
+// GrammarConstraint in the sampler: random sampling over a toy vocabulary always yields output
+// the constraint describes (checked with nlohmann's parser and by hand), choice outputs are
+// exactly one choice, the Gemma 4 thought block is left unconstrained, and the constraint wins
+// over min_tokens when together they would allow nothing (vLLM #53665).
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "grammar/compiler.h"
 #include "sample/constraints.h"
 #include "sample/sampler.h"
 
 namespace fc {
 namespace {
 
-// Feeds s; returns the number of bytes accepted (s.size() when all were).
-size_t accepted(JsonMachine& m, const std::string& s) {
-  for (size_t i = 0; i < s.size(); ++i)
-    if (!m.feed(static_cast<uint8_t>(s[i]))) return i;
-  return s.size();
+constexpr int32_t kEos = 0, kOpen = 1, kClose = 2;
+
+struct Toy {
+  std::vector<std::string> pieces;
+  std::shared_ptr<grammar::ConstraintCompiler> cc;
+};
+
+Toy toy() {
+  Toy t;
+  t.pieces = {"<eos>", "<|channel>", "<channel|>", "{",      "}",        "[",    "]",    ":",
+              ",",     "\"",         "\"a\"",      "\"bc",   "d\"",      " ",    "\n",   "1",
+              "-",     "0.",         "5",          "e-",     "true",     "nul",  "l",    "{\"",
+              "\":",   "}}",         "x",          "\\n",    "\\",       "\xc3", "\xa9", "\":\"",
+              "\"}",   "]}",         "@",          "fals",   "e",        "Pa",   "ris",  "Paris",
+              "Lon",   "don",        "P",          "\"n\":", "\"s\":\"", "a"};
+  // Byte fallback: every byte is a token too (ids 46..301), as in the Gemma vocabulary.
+  for (int b = 0; b < 256; ++b) t.pieces.push_back(std::string(1, static_cast<char>(b)));
+  std::vector<uint8_t> special(t.pieces.size(), 0);
+  special[0] = special[1] = special[2] = 1;
+  auto vocab = std::make_shared<const grammar::Vocab>(t.pieces, special,
+                                                      static_cast<int32_t>(t.pieces.size()));
+  t.cc = std::make_shared<grammar::ConstraintCompiler>(
+      vocab, [](const std::string&) { return -1; }, grammar::GemmaToolIds{});
+  return t;
 }
 
-TEST(JsonMachine, AcceptsValidObjects) {
-  for (const std::string doc : {
-           R"({})",
-           R"({"a":1})",
-           R"({ "a" : [1, -2.5e+3, 0, 0.25, 1E9, true, false, null], "b": {"c": {}}, "d": []})",
-           R"({"s":"esc \" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE00"})",
-           "{\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}",
-           "{\n  \"k\": [\n    {\"x\": -0}\n  ]\n}",
-       }) {
-    JsonMachine m;
-    EXPECT_EQ(accepted(m, doc), doc.size()) << doc;
-    EXPECT_TRUE(m.complete()) << doc;
-    EXPECT_TRUE(nlohmann::json::accept(doc)) << doc;  // the reference agrees
-  }
+std::shared_ptr<const grammar::CompiledConstraint> compile(Toy& t, grammar::ConstraintSpec::Kind k,
+                                                           const std::string& text) {
+  grammar::ConstraintSpec s;
+  s.kind = k;
+  s.text = text;
+  return t.cc->compile(s);
 }
 
-TEST(JsonMachine, RefusesWhereTheSyntaxEnds) {
-  // (document, bytes accepted before the first refused one)
-  const std::vector<std::pair<std::string, size_t>> cases = {
-      {" {}", 0},               // the output starts with the object
-      {"[1]", 0},               // an object, not any value
-      {"{\"a\":01}", 6},        // no leading zeros
-      {"{\"a\":1.}", 7},        // a digit after the point
-      {"{\"a\":1,}", 7},        // no trailing comma
-      {"{a:1}", 1},             // keys are strings
-      {"{\"a\" 1}", 5},         // the colon
-      {"{\"a\":tru}", 8},       // literals spelled out
-      {"{\"a\":\"x\ny\"}", 7},  // raw control characters in strings
-      {"{\"a\":\"\\x\"}", 7},   // unknown escape
-      {"{\"a\":\"\\u12g4\"}", 10},
-      {"{} ", 2},  // nothing after the object
-      {"{}}", 2},
-      {"{\"a\":\"\xff\"}", 6},  // not a UTF-8 lead byte
+// Samples up to max_steps tokens at T=1 from noisy logits; returns (text, stopped).
+std::pair<std::string, bool> run(Toy& t, std::shared_ptr<const grammar::CompiledConstraint> c,
+                                 uint64_t seed, std::mt19937& rng, GrammarConstraintOptions o = {},
+                                 int min_tokens = 0, int max_steps = 60) {
+  SamplingParams p;
+  p.seed = seed;
+  p.min_tokens = min_tokens;
+  p.min_tokens_stop_ids = {kEos};
+  if (o.stop_ids.empty()) o.stop_ids = {kEos};
+  p.make_constraint = [c, o] {
+    return std::unique_ptr<TokenConstraint>(new GrammarConstraint(c, o));
   };
-  for (const auto& [doc, n] : cases) {
-    JsonMachine m;
-    EXPECT_EQ(accepted(m, doc), n) << doc;
+  const int32_t V = static_cast<int32_t>(t.pieces.size());
+  SamplerState st(p, {}, V);
+  SamplerScratch sc;
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::string out;
+  for (int step = 0; step < max_steps; ++step) {
+    std::vector<float> logits(static_cast<size_t>(V));
+    for (float& l : logits) l = nd(rng);
+    logits[kEos] += 1.5f;
+    const int32_t tok = sample(logits, st, sc).token;
+    st.accept(tok);
+    if (tok == kEos) return {out, true};
+    out += t.pieces[static_cast<size_t>(tok)];
   }
-  // Whitespace runs are capped (no endless spaces).
-  JsonMachine m;
-  ASSERT_TRUE(m.feed('{'));
-  for (int i = 0; i < JsonMachine::kMaxSpaceRun; ++i) ASSERT_TRUE(m.feed(' '));
-  EXPECT_FALSE(m.feed(' '));
-  EXPECT_TRUE(m.feed('}'));
-  EXPECT_TRUE(m.complete());
-  // Nesting is capped.
-  JsonMachine d;
-  std::string deep = "{\"a\":";
-  for (int i = 1; i < JsonMachine::kMaxDepth; ++i) deep += "[";
-  EXPECT_EQ(accepted(d, deep + "["), deep.size());
+  return {out, false};
 }
 
-TEST(JsonObjectConstraint, RandomSamplingAlwaysGivesAnObject) {
-  // A toy vocabulary with multi-byte tokens, pieces that are invalid anywhere, and a special
-  // stop token (id 0).
-  auto vocab = std::make_shared<TokenBytes>();
-  const std::vector<std::string> pieces = {
-      "<eos>", "{",  "}", "[",   "]",  ":",    ",",    "\"",    "\"a\"", "\"bc", "d\"",
-      " ",     "\n", "1", "-",   "0.", "5",    "e-",   "true",  "nul",   "l",    "{\"",
-      "\":",   "}}", "x", "\\n", "\\", "\xc3", "\xa9", "\":\"", "\"}",   "]}",   "@"};
-  for (const std::string& p : pieces) {
-    vocab->bytes.push_back(p);
-    vocab->special.push_back(p == "<eos>");
-  }
-  index_token_bytes(*vocab);
-  EXPECT_TRUE(vocab->string_safe[20]);   // "l"
-  EXPECT_FALSE(vocab->string_safe[7]);   // "\""
-  EXPECT_FALSE(vocab->string_safe[27]);  // a lone UTF-8 lead byte
-  EXPECT_FALSE(vocab->string_safe[0]);   // special
-  const int32_t V = static_cast<int32_t>(pieces.size());
-  std::mt19937 rng(11);
-  std::normal_distribution<float> nd(0.0f, 2.0f);
+TEST(GrammarConstraint, SampledJsonSchemaOutputsValidate) {
+  Toy t = toy();
+  auto c = compile(t, grammar::ConstraintSpec::Kind::kJsonSchema,
+                   R"({"type":"object","properties":{"n":{"type":"integer"},"s":{"type":"string"}},
+                       "required":["n"],"additionalProperties":false})");
+  std::mt19937 rng(5);
   int finished = 0;
-  for (int trial = 0; trial < 300; ++trial) {
-    SamplingParams p;
-    p.temperature = 1.0f;
-    p.seed = static_cast<uint64_t>(trial);
-    p.make_constraint = [vocab] {
-      return std::unique_ptr<TokenConstraint>(new JsonObjectConstraint(vocab, {0}));
-    };
-    SamplerState st(p, {}, V);
-    SamplerScratch sc;
-    std::string out;
-    for (int step = 0; step < 200; ++step) {
-      std::vector<float> logits(static_cast<size_t>(V));
-      for (float& l : logits) l = nd(rng);
-      logits[0] += 1.0f;  // the stop token, so many outputs end
-      const int32_t t = sample(logits, st, sc).token;
-      st.accept(t);
-      if (t == 0) break;
-      out += pieces[static_cast<size_t>(t)];
-    }
-    JsonMachine check;
-    ASSERT_EQ(accepted(check, out), out.size()) << out;  // always a valid prefix
-    if (check.complete()) {
-      ++finished;
-      // The reference's syntax check (its full parse also refuses numbers beyond double range,
-      // which JSON syntax allows and JSON mode does not police).
-      EXPECT_TRUE(nlohmann::json::accept(out)) << out;
-      EXPECT_EQ(out.front(), '{') << out;
-    }
+  for (int trial = 0; trial < 200; ++trial) {
+    auto [out, stopped] = run(t, c, static_cast<uint64_t>(trial), rng);
+    if (!stopped) continue;
+    ++finished;
+    ASSERT_TRUE(nlohmann::json::accept(out)) << out;
+    const auto j = nlohmann::json::parse(out);
+    // JSON Schema counts 5.0 as an integer.
+    ASSERT_TRUE(j.is_object() && j.contains("n") && j["n"].is_number() &&
+                j["n"].get<double>() ==
+                    static_cast<double>(static_cast<int64_t>(j["n"].get<double>())))
+        << out;
+    for (auto it = j.begin(); it != j.end(); ++it)
+      EXPECT_TRUE(it.key() == "n" || it.key() == "s") << out;
   }
-  EXPECT_GT(finished, 100);
+  EXPECT_GT(finished, 50);
 }
 
-TEST(ChoiceConstraint, OutputIsExactlyOneChoice) {
-  auto vocab = std::make_shared<TokenBytes>();
-  const std::vector<std::string> pieces = {"<eos>", "Pa", "ris", "Paris", "Lon", "don",    "P",
-                                           "x",     " ",  "a",   "r",     "is",  "London!"};
-  for (const std::string& p : pieces) {
-    vocab->bytes.push_back(p);
-    vocab->special.push_back(p == "<eos>");
-  }
-  const int32_t V = static_cast<int32_t>(pieces.size());
-  const std::vector<std::string> choices = {"Paris", "London", "Par"};
+TEST(GrammarConstraint, ChoiceOutputsAreExactlyOneChoice) {
+  Toy t = toy();
+  auto c = compile(t, grammar::ConstraintSpec::Kind::kChoice, R"(["Paris","London","Pa"])");
   std::mt19937 rng(3);
-  std::normal_distribution<float> nd(0.0f, 2.0f);
   std::map<std::string, int> seen;
-  for (int trial = 0; trial < 300; ++trial) {
-    SamplingParams p;
-    p.seed = static_cast<uint64_t>(trial);
-    p.make_constraint = [&] {
-      return std::unique_ptr<TokenConstraint>(new ChoiceConstraint(vocab, choices, {0}));
-    };
-    SamplerState st(p, {}, V);
-    SamplerScratch sc;
-    std::string out;
-    bool stopped = false;
-    for (int step = 0; step < 10 && !stopped; ++step) {
-      std::vector<float> logits(static_cast<size_t>(V));
-      for (float& l : logits) l = nd(rng);
-      const int32_t t = sample(logits, st, sc).token;
-      st.accept(t);
-      if (t == 0) {
-        stopped = true;
-      } else {
-        out += pieces[static_cast<size_t>(t)];
-      }
-    }
-    ASSERT_TRUE(stopped) << out;  // every choice is reachable and ends
-    ASSERT_TRUE(std::find(choices.begin(), choices.end(), out) != choices.end()) << out;
+  for (int trial = 0; trial < 200; ++trial) {
+    auto [out, stopped] = run(t, c, static_cast<uint64_t>(trial), rng);
+    ASSERT_TRUE(stopped) << out;
+    ASSERT_TRUE(out == "Paris" || out == "London" || out == "Pa") << out;
     ++seen[out];
   }
-  EXPECT_EQ(seen.size(), 3u);  // "Par" is a prefix of "Paris": both reachable
+  EXPECT_EQ(seen.size(), 3u);
+}
+
+TEST(GrammarConstraint, ThoughtBlockIsUnconstrained) {
+  Toy t = toy();
+  auto c = compile(t, grammar::ConstraintSpec::Kind::kChoice, R"(["Paris"])");
+  GrammarConstraintOptions o;
+  o.stop_ids = {kEos};
+  o.thought_open = kOpen;
+  o.thought_close = kClose;
+  GrammarConstraint g(c, o);
+  auto allowed = [&](int32_t tok) {
+    return ((g.row()[static_cast<size_t>(tok) >> 5] >> (tok & 31)) & 1) != 0;
+  };
+  EXPECT_TRUE(allowed(kOpen));  // a thought block may come first
+  EXPECT_TRUE(allowed(37));     // "Pa"
+  EXPECT_FALSE(allowed(26));    // "x"
+  const int32_t draft[] = {kOpen, 26, 34, kClose, 37, 38, kEos, 26};
+  EXPECT_EQ(g.valid_prefix(draft), 7u);  // free inside the block, then "Paris", then stop
+  g.accept(kOpen);
+  EXPECT_TRUE(g.row().empty());  // unconstrained
+  g.accept(26);
+  g.accept(kClose);
+  EXPECT_FALSE(allowed(kOpen));
+  EXPECT_TRUE(allowed(39));  // "Paris"
+  EXPECT_FALSE(allowed(kEos));
+  g.accept(39);
+  EXPECT_TRUE(allowed(kEos));
+  EXPECT_FALSE(g.violated());
+}
+
+TEST(GrammarConstraint, WinsOverMinTokensWhenNothingElseIsLeft) {
+  Toy t = toy();
+  auto c = compile(t, grammar::ConstraintSpec::Kind::kJsonSchema, R"({"type":"boolean"})");
+  std::mt19937 rng(9);
+  for (int trial = 0; trial < 20; ++trial) {
+    auto [out, stopped] = run(t, c, static_cast<uint64_t>(trial), rng, {}, /*min_tokens=*/64);
+    EXPECT_TRUE(stopped) << out;
+    EXPECT_TRUE(out == "true" || out == "false") << out;
+  }
 }
 
 }  // namespace
