@@ -2,7 +2,7 @@
 // the real geometry), with the weight bytes each decode step reads, the achieved bytes/s, and the
 // machine's read bandwidth measured in the same run. Not a test: it prints figures.
 //   bench_model --model DIR [--model DIR2 ...] [--threads N] [--prompt-len 256] [--decode-tokens
-//   16] [--reps 2]
+//   16] [--reps 2] [--nvfp4-isa auto|avx512-bf16|avx512|avx2-i16|avx2|scalar]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/nvfp4_matmul.h"
 #include "bench/bench_util.h"
 #include "bench/model_bytes.h"
 #include "core/dtype.h"
@@ -119,9 +120,20 @@ int main(int argc, char** argv) {
   const int prompt_len = std::atoi(flag(argc, argv, "--prompt-len", "256"));
   const int decode_tokens = std::atoi(flag(argc, argv, "--decode-tokens", "16"));
   const int reps = std::atoi(flag(argc, argv, "--reps", "2"));
+  const std::string isa_name = flag(argc, argv, "--nvfp4-isa", "auto");
+  bool known = false;
+  cpu::CpuOptions co;
+  co.nvfp4_isa = bench::isa_from_name(isa_name, &known);
+  if (!known || !cpu::matmul_isa_supported(co.nvfp4_isa)) {
+    std::fprintf(stderr, "bench_model: --nvfp4-isa %s is unknown or not supported here\n",
+                 isa_name.c_str());
+    return 2;
+  }
   try {
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
-    cpu::CpuBackend be(pool);
+    cpu::CpuBackend be(pool, co);
+    std::printf("nvfp4 kernels: %s\n",
+                co.nvfp4_isa == cpu::MatmulIsa::kAuto ? cpu::nvfp4_matmul_isa() : isa_name.c_str());
     bench::BandwidthProbe probe(pool, size_t{1} << 30);
     std::vector<Result> results;
     double bw = 0;

@@ -23,13 +23,63 @@ namespace {
 const std::string kTiny = std::string(FC_SOURCE_DIR) + "/models/tiny-gemma4";
 
 TEST(LmHead, ParsesTheFlag) {
+  EXPECT_EQ(parse_lm_head_dtype("checkpoint"), LmHeadDType::kCheckpoint);
   EXPECT_EQ(parse_lm_head_dtype("auto"), LmHeadDType::kCheckpoint);
+  EXPECT_EQ(parse_lm_head_dtype("bf16"), LmHeadDType::kBf16);
   EXPECT_EQ(parse_lm_head_dtype("nvfp4"), LmHeadDType::kNvfp4);
-  try {
-    parse_lm_head_dtype("fp8");
-    FAIL() << "fp8 accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--lm-head-dtype"), std::string::npos) << e.what();
+  for (LmHeadDType d : {LmHeadDType::kCheckpoint, LmHeadDType::kBf16, LmHeadDType::kNvfp4})
+    EXPECT_EQ(parse_lm_head_dtype(lm_head_dtype_name(d)), d);
+  for (const char* bad : {"fp8", "", "NVFP4", "int4"}) {
+    try {
+      parse_lm_head_dtype(bad);
+      FAIL() << bad << " accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("--lm-head-dtype"), std::string::npos) << m;
+      EXPECT_NE(m.find("checkpoint, bf16, nvfp4"), std::string::npos) << m;
+    }
+  }
+}
+
+// An F32 head rounded to BF16 element by element (nearest even); a BF16 head kept as it is.
+TEST(LmHead, Bf16HeadRoundsAnF32HeadAndKeepsABf16One) {
+  ThreadPool pool(1);
+  cpu::CpuBackend be(pool);
+  const Config cfg = load_config(kTiny);
+  std::shared_ptr<const Checkpoint> ck = Checkpoint::open_dir(kTiny);
+  Model model(cfg, ck, be, {});
+  const Weight& head = model.weights().lm_head;
+  ASSERT_EQ(head.dtype, DType::kBF16);
+  std::vector<std::vector<uint8_t>> owned;
+  const Weight same = make_lm_head(LmHeadDType::kBf16, head, *ck, be, owned);
+  EXPECT_EQ(same.data, head.data);
+  EXPECT_TRUE(owned.empty());
+  EXPECT_EQ(make_lm_head(LmHeadDType::kCheckpoint, head, *ck, be, owned).data, head.data);
+
+  // A 3 x 32 F32 tensor with values that round up, down and to even, in a one-tensor checkpoint.
+  const int64_t V = 3, H = 32;
+  std::vector<float> f(static_cast<size_t>(V * H));
+  for (size_t i = 0; i < f.size(); ++i)
+    f[i] = std::ldexp(1.0f + static_cast<float>(i) * 0x1p-12f, static_cast<int>(i % 5) - 2);
+  const std::string path = ::testing::TempDir() + "/lm_head_f32.safetensors";
+  write_safetensors(path, {tensor_from_memory("lm_head.weight", DType::kF32, {V, H}, f.data())});
+  std::shared_ptr<const Checkpoint> fake = Checkpoint::open_files({path});
+  const TensorInfo& t = fake->get("lm_head.weight");
+  Weight w;
+  w.name = t.name;
+  w.data = t.data;
+  w.dtype = DType::kF32;
+  w.rows = V;
+  w.cols = H;
+  w.ld = H;
+  const Weight b = make_lm_head(LmHeadDType::kBf16, w, *fake, be, owned);
+  ASSERT_EQ(b.dtype, DType::kBF16);
+  ASSERT_EQ(b.ld, H);
+  ASSERT_EQ(owned.size(), 1u);
+  for (size_t i = 0; i < f.size(); ++i) {
+    uint16_t h;
+    std::memcpy(&h, static_cast<const uint8_t*>(b.data) + 2 * i, 2);
+    ASSERT_EQ(h, f32_to_bf16(f[i])) << i;
   }
 }
 
