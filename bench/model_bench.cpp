@@ -3,6 +3,7 @@
 // machine's read bandwidth measured in the same run. Not a test: it prints figures.
 //   bench_model --model DIR [--model DIR2 ...] [--threads N] [--prompt-len 256] [--decode-tokens
 //   16] [--reps 2] [--nvfp4-isa auto|avx512-bf16|avx512|avx2-i16|avx2|scalar]
+//   [--lm-head-dtype checkpoint|bf16|nvfp4]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -45,11 +46,12 @@ struct Result {
 // second, so a decode window is compared with the bandwidth measured right around it.
 Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool& pool,
                  fc::bench::BandwidthProbe& probe, int prompt_len, int decode_tokens, int reps,
-                 double& bw) {
+                 fc::gemma4::LmHeadDType head, double& bw) {
   using namespace fc;
   const auto t_load = bench::Clock::now();
   gemma4::ModelOptions mo;
   mo.bf16_embed_scale = true;
+  mo.lm_head_dtype = head;
   gemma4::Model model(gemma4::load_config(dir), Checkpoint::open_dir(dir), be, mo);
   const double load_s = bench::seconds_since(t_load);
   Result res;
@@ -130,6 +132,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    const gemma4::LmHeadDType head =
+        gemma4::parse_lm_head_dtype(flag(argc, argv, "--lm-head-dtype", "checkpoint"));
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
     cpu::CpuBackend be(pool, co);
     std::printf("nvfp4 kernels: %s\n",
@@ -138,7 +142,7 @@ int main(int argc, char** argv) {
     std::vector<Result> results;
     double bw = 0;
     for (const std::string& dir : dirs)
-      results.push_back(bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, bw));
+      results.push_back(bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, head, bw));
     std::printf("\nmemory read bandwidth (1 GiB, %d threads, best of the run): %.2f GB/s\n",
                 pool.size(), bw / 1e9);
     std::printf(

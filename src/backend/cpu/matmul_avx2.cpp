@@ -171,7 +171,6 @@ KernelSet kernels_avx2() {
   ks.name = "avx2";
   fill_all_tiles<Tile, kMR, kNR>(ks);
   ks.widen = &widen;
-  ks.packed_prefill = true;
   return ks;
 }
 

@@ -37,8 +37,6 @@ struct KernelSet {
   int nr = 1;                                        // weight rows per tile (<= kMaxTile)
   TileFn tile[kNumWKinds][kMaxTile][kMaxTile] = {};  // [kind][mr-1][nr-1]
   WidenFn widen = nullptr;
-  // The blocked (prefill) path runs packed_gemm_avx2 (gemm_avx2.h) instead of the tiles.
-  bool packed_prefill = false;
 };
 
 // Fills table[i][j] with &Kernel<W, i+1, j+1>::run for every i < MR, j < NR.

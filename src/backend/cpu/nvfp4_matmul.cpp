@@ -18,7 +18,6 @@
 #include <memory>
 #include <vector>
 
-#include "backend/cpu/gemm_avx2.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "backend/cpu/nvfp4_kernels.h"
 #include "core/error.h"
@@ -115,20 +114,31 @@ struct Kernels {
   KernelSet dense;
 };
 
-Kernels kernels_for(MatmulIsa isa) {
+// The tables are built once per family (immutable after; a decode step makes hundreds of calls).
+const Kernels& kernels_for(MatmulIsa isa) {
   isa = resolve(isa);
   FC_CHECK(matmul_isa_supported(isa), "nvfp4_matmul: this CPU does not support the requested ISA");
   switch (isa) {
-    case MatmulIsa::kAvx512Bf16:
-      return {detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512()};
-    case MatmulIsa::kAvx512:
-      return {detail::nvfp4_kernels_avx512(), detail::kernels_avx512()};
-    case MatmulIsa::kAvx2I16:
-      return {detail::nvfp4_kernels_avx2_i16(), detail::kernels_avx2()};
-    case MatmulIsa::kAvx2:
-      return {detail::nvfp4_kernels_avx2(), detail::kernels_avx2()};
-    default:
-      return {detail::nvfp4_kernels_scalar(), detail::kernels_scalar()};
+    case MatmulIsa::kAvx512Bf16: {
+      static const Kernels k{detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512()};
+      return k;
+    }
+    case MatmulIsa::kAvx512: {
+      static const Kernels k{detail::nvfp4_kernels_avx512(), detail::kernels_avx512()};
+      return k;
+    }
+    case MatmulIsa::kAvx2I16: {
+      static const Kernels k{detail::nvfp4_kernels_avx2_i16(), detail::kernels_avx2()};
+      return k;
+    }
+    case MatmulIsa::kAvx2: {
+      static const Kernels k{detail::nvfp4_kernels_avx2(), detail::kernels_avx2()};
+      return k;
+    }
+    default: {
+      static const Kernels k{detail::nvfp4_kernels_scalar(), detail::kernels_scalar()};
+      return k;
+    }
   }
 }
 
@@ -251,25 +261,6 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     return;
   }
 
-  if (ks.dense.packed_prefill) {
-    // Panels dequantized exactly (the set's dequant, [rows][kc] in scratch), then transposed.
-    struct Nvfp4Packer final : detail::PanelPacker {
-      const Kernels& ks;
-      const quant::Nvfp4Matrix& w;
-      Nvfp4Packer(const Kernels& k, const quant::Nvfp4Matrix& m) : ks(k), w(m) {}
-      int64_t scratch_floats(int64_t kc) const override { return 16 * kc; }
-      void pack(int64_t n0, int64_t rows, int64_t k0, int64_t kc, float* dst,
-                float* scratch) const override {
-        ks.q.dequant(w.packed + n0 * w.ld, w.ld, w.scales + n0 * w.scale_ld, w.scale_ld, rows, k0,
-                     kc, w.global_scale, scratch, kc);
-        detail::pack_panel_avx2(scratch, detail::WKind::kF32, kc, rows, kc, dst);
-      }
-    };
-    detail::packed_gemm_avx2(pool, p.x, T, p.ldx, N, K, Nvfp4Packer(ks, p.w), p.y, p.ldy,
-                             p.accumulate);
-    return;
-  }
-
   // K blocks of near-equal size, multiples of 32 columns (whole chunks; scratch rows stay 64-byte
   // aligned), at most kMaxKBlock unless K itself needs rounding up.
   const int64_t n_kblocks = (K + kMaxKBlock - 1) / kMaxKBlock;
@@ -310,7 +301,7 @@ void nvfp4_matmul_with_isa(MatmulIsa isa, ThreadPool& pool, const float* x, int6
                            const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate,
                            MatmulPath path) {
   check_args(x, T, ldx, w, y, ldy);
-  const Kernels ks = kernels_for(isa);
+  const Kernels& ks = kernels_for(isa);
   if (T == 0 || w.rows == 0) return;
   if (w.cols == 0) {  // empty sums
     if (!accumulate) {

@@ -111,10 +111,12 @@ bool default_is_fixed16() {
 TEST(Nvfp4Matmul, MatchesReferenceEveryIsaPathShapeAndStride) {
   std::mt19937 rng(7);
   ThreadPool pool1(1), pool3(3);
-  for (int64_t K : {16, 48, 272, 512, 1040}) {
+  // K % 64 = 16, 48, 32, 16, 16 (a partial last group of 1, 3, 2 scale blocks for the 64-column
+  // kernels), N odd and not a multiple of any tile, T across both tile heights and both paths.
+  for (int64_t K : {16, 48, 96, 272, 1040}) {
     for (int64_t N : {1, 17, 33, 257}) {
       const Nvfp4Weights w(N, K, rng);
-      for (int64_t T : {1, 2, 3, 17, 64}) {
+      for (int64_t T : {1, 2, 3, 5, 17, 33, 64}) {
         // x at an odd offset with a padded row stride; y likewise, padding holds a sentinel.
         const int64_t ldx = K + 3, ldy = N + 5;
         const std::vector<float> xbuf = random_vec(static_cast<size_t>(T * ldx + 1), rng);
@@ -317,6 +319,26 @@ TEST(Nvfp4Linear, CpuBackendDispatchesNvfp4Weights) {
     const std::vector<float> tol =
         tolerances(prepared.data(), T, 96, c.q.m, default_is_fixed16() && !emulate);
     for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], tol[i]) << emulate;
+  }
+}
+
+// CpuOptions::nvfp4_isa picks the kernel family of W4A16 linears: the backend's result is the
+// chosen family's, bit for bit (same pool, same split), for every family this CPU has.
+TEST(Nvfp4Linear, CpuBackendRunsTheChosenFamily) {
+  std::mt19937 rng(11);
+  ThreadPool pool(2);
+  LinearCase c(37, 208, DType::kU8, 0.0f, rng);
+  for (int64_t T : {1, 2, 5}) {
+    const std::vector<float> x = random_vec(static_cast<size_t>(T * 208), rng);
+    for (MatmulIsa isa : supported_isas()) {
+      CpuOptions o;
+      o.nvfp4_isa = isa;
+      CpuBackend be(pool, o);
+      std::vector<float> y(static_cast<size_t>(T * 37)), want(y.size());
+      be.linear(x.data(), T, 208, c.w, y.data(), 37, false);
+      nvfp4_matmul_with_isa(isa, pool, x.data(), T, 208, c.q.m, want.data(), 37);
+      for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], want[i]) << isa_name(isa) << " " << i;
+    }
   }
 }
 
