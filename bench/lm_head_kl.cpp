@@ -1,14 +1,13 @@
 // What `--lm-head-dtype` costs in quality and saves in bytes: one checkpoint loaded twice (the
 // exact head as stored, and the head re-made at load time), the same token sequence run through
 // both, and per position KL(p_exact ‖ p_head) of the next-token distributions (full vocabulary,
-// fp32 logits after the softcap, sums in double), its max, top-1 agreement, and the decode
-// weight bytes per token of each (bench/model_bytes.h). Not a test: figures only.
+// fp32 logits after the softcap; quantizer::compare_logits), its max, top-1 agreement, and the
+// decode weight bytes per token of each (bench/model_bytes.h). Not a test: figures only.
 //   bench_lm_head_kl --model DIR [--lm-head-dtype nvfp4|bf16] [--tokens 256] [--threads N]
 //                    [--text FILE]
 // Tokens: the tokenizer of DIR on FILE, or on the built-in held-out evaluation text
 // (quantizer/calib.h), BOS first; cut to --tokens.
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +23,7 @@
 #include "model/gemma4/lm_head.h"
 #include "model/gemma4/model.h"
 #include "quantizer/calib.h"
+#include "quantizer/eval.h"
 #include "spec/session.h"
 #include "tokenizer/tokenizer.h"
 
@@ -108,33 +108,12 @@ int main(int argc, char** argv) {
     const std::vector<float> q = all_logits(dir, ck, d, be, ids, &b_head);
     const int64_t V = cfg.vocab_size, T = static_cast<int64_t>(ids.size());
     FC_CHECK(static_cast<int64_t>(p.size()) == T * V && q.size() == p.size(), "logit counts");
-    double sum = 0, worst = 0;
-    int64_t agree = 0;
-    for (int64_t t = 0; t < T; ++t) {
-      const float* pr = p.data() + t * V;
-      const float* qr = q.data() + t * V;
-      const float pm = *std::max_element(pr, pr + V), qm = *std::max_element(qr, qr + V);
-      double zp = 0, zq = 0;
-      for (int64_t i = 0; i < V; ++i) {
-        zp += std::exp(static_cast<double>(pr[i]) - pm);
-        zq += std::exp(static_cast<double>(qr[i]) - qm);
-      }
-      const double lzp = std::log(zp) + pm, lzq = std::log(zq) + qm;
-      double kl = 0;
-      for (int64_t i = 0; i < V; ++i) {
-        const double lp = pr[i] - lzp;
-        kl += std::exp(lp) * (lp - (qr[i] - lzq));
-      }
-      sum += kl;
-      worst = std::max(worst, kl);
-      agree += (std::max_element(pr, pr + V) - pr) == (std::max_element(qr, qr + V) - qr);
-    }
+    const quantizer::KlResult r = quantizer::compare_logits(p.data(), q.data(), T, V);
     std::printf(
         "%s, --lm-head-dtype %s, %lld positions: KL(exact || head) mean %.6f nats/token, max "
         "%.6f, top-1 agreement %.4f; decode weight bytes/token %.4f -> %.4f GB (%.1f%%)\n",
-        dir.c_str(), gemma4::lm_head_dtype_name(d), static_cast<long long>(T),
-        sum / static_cast<double>(T), worst, static_cast<double>(agree) / static_cast<double>(T),
-        static_cast<double>(b_exact) / 1e9, static_cast<double>(b_head) / 1e9,
+        dir.c_str(), gemma4::lm_head_dtype_name(d), static_cast<long long>(T), r.mean_kl, r.max_kl,
+        r.top1_agree, static_cast<double>(b_exact) / 1e9, static_cast<double>(b_head) / 1e9,
         100.0 * static_cast<double>(b_head - b_exact) / static_cast<double>(b_exact));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_lm_head_kl: %s\n", e.what());

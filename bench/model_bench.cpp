@@ -64,6 +64,17 @@ Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool
       static_cast<long long>(model.weights().nvfp4_linears), load_s, cpu::matmul_isa(),
       pool.size());
   std::printf("weight bytes read per decode token: %.3f GB\n", res.wbytes / 1e9);
+  const bench::DecodeBytes parts = bench::decode_bytes_by_part(model);
+  const std::string head_format = model.weights().lm_head.nvfp4()
+                                      ? std::string("NVFP4")
+                                      : std::string(dtype_name(model.weights().lm_head.dtype));
+  std::printf(
+      "  of which: LM head %.1f MB (%s), layer linears %.1f MB, PLE projection %.1f MB, embedding "
+      "rows %.3f MB; not counted: norm vectors %.3f MB, KV %.3f MB at context %d (fp32 cache)\n",
+      parts.lm_head / 1e6, head_format.c_str(), parts.linears / 1e6, parts.ple_projection / 1e6,
+      parts.embedding_rows / 1e6, parts.norms / 1e6,
+      bench::decode_kv_bytes(model, prompt_len + decode_tokens, DType::kF32) / 1e6,
+      prompt_len + decode_tokens);
   SessionOptions so;
   so.max_seqs = 1;
   so.max_tokens = prompt_len + decode_tokens + 16;
