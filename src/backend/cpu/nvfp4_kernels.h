@@ -24,10 +24,10 @@ inline constexpr int kNvfp4MaxTile = 4;
 // buffer, so ldxd is the same): hi then lo, each as 4 vectors s of 32 lanes w holding
 // x[i, g*128 + 4w + s] (nvfp4_matmul_avx512bf16.cpp), zeros for columns >= K.
 //
-// Kernels that multiply in integers (Nvfp4XLayout::kI16Planes) take each activation as 16-bit
-// fixed point per 16-column block, 192 bytes (48 floats of the buffer) per group of 64 columns:
-// int8 planes, int32 corrections and fp32 block scales (nvfp4_matmul_avx2i16.cpp); ldxd is then
-// 48 floats per group (nvfp4_x_row_floats).
+// Kernels that multiply in integers (Nvfp4XLayout::kI16Planes: vpmaddubsw's int16 sums) take
+// each activation as 24-bit fixed point per 16-column block, 256 bytes (64 floats of the buffer)
+// per group of 64 columns: three int8 planes, int32 corrections and fp32 block scales
+// (nvfp4_matmul_avx2i16.cpp); ldxd is then 64 floats per group (nvfp4_x_row_floats).
 //
 // Direct tile: for i < mr, j < nr (fixed per table entry),
 //   s[i][j] = Σ_{k < K} x[i, k] · W[j, k],  W[j, k] = e2m1(code) · e4m3(scale) · gs
@@ -95,7 +95,7 @@ inline int64_t nvfp4_x_group(const Nvfp4KernelSet& ks) {
 // Floats of the arranged activation buffer per row of K columns (ldxd, a multiple of 16).
 inline int64_t nvfp4_x_row_floats(const Nvfp4KernelSet& ks, int64_t K) {
   const int64_t G = nvfp4_x_group(ks), groups = (K + G - 1) / G;
-  return ks.x_layout == Nvfp4XLayout::kI16Planes ? 48 * groups : G * groups;
+  return ks.x_layout == Nvfp4XLayout::kI16Planes ? 64 * groups : G * groups;
 }
 
 }  // namespace fc::cpu::detail

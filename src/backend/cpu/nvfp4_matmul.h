@@ -28,7 +28,7 @@ void nvfp4_matmul_with_isa(MatmulIsa isa, ThreadPool& pool, const float* x, int6
 
 // The fastest kernel family that multiplies the fp32 activations as they are (every family but
 // kAvx512Bf16, which splits them into bf16 hi + lo parts, within 2⁻¹⁸ relative, and kAvx2I16,
-// which holds them as 16-bit fixed point per 16-column block, within 2⁻¹⁶ of the block's largest
+// which holds them as 24-bit fixed point per 16-column block, within 2⁻²² of the block's largest
 // |x|). W4A4 emulation uses it: its 4-bit activation rounding turns such differences into visible
 // ones.
 MatmulIsa nvfp4_fp32_isa();

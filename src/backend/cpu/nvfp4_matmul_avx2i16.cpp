@@ -1,22 +1,26 @@
 // AVX2 NVFP4 direct (decode) kernels that multiply in integers: the weight codes decoded to bytes
 // with one vpshufb per 32 codes and multiplied with vpmaddubsw against the activations held as
-// 16-bit fixed point per 16-column block.
+// 24-bit fixed point per 16-column block (three int8 planes).
 //
 // Why: AVX2 has no bf16 dot product, and decoding codes to fp32 (nvfp4_matmul_avx2.cpp: a
 // vpermps + 4 shift/logic ops per 8 weights, or bf16 bytes through pshufb + unpacks) is bound
 // by the two shuffle/shift pipes of Zen 3 at ~20 cycles per 64 weights, ~5 GB/s of packed
 // weights per core, a quarter of what two cores stream from DRAM. Here 64 weights take 2
-// vpshufb, 4 vpmaddubsw, 2 vpmaddwd and a few adds (~8 cycles on Zen 3, bench_nvfp4 in-cache).
+// vpshufb, 6 vpmaddubsw, 3 vpmaddwd and a few adds per activation row (docs/benchmarks.md).
 //
-// Numerics. Activations: per 16-column block b of a row, as_b = max_b |x| / 32512 and
-// q = rint(x / as_b), |q| <= 32512, split as q = 256 h + l with h = (q + 128) >> 8 in [-127, 127]
-// and l in [-128, 127] (both int8). So each x is represented as as_b · q with
-// |x - as_b · q| <= as_b / 2 = max_b |x| · 2⁻¹⁶ (1.54e-5 of its block's largest magnitude); the
-// products and sums are exact integers, and block scales (weight e4m3 · activation as_b · gs) are
+// Numerics. Activations: per 16-column block b of a row, as_b = max_b |x| / 8323072 and
+// q = rint(x / as_b), |q| <= 8323072 (+1 from the rounding of x · (1 / as_b)), split into three
+// int8 planes q = 65536 h + 256 m + l: l = q - 256 H with H = (q + 128) >> 8, m = H - 256 h with
+// h = (H + 128) >> 8, so l, m in [-128, 127] and h in [-127, 127]. Each x is represented as
+// as_b · q with |x - as_b · q| <= 1.5 as_b < max_b |x| · 2⁻²² (x · (1 / as_b) is rounded twice in
+// fp32 before the rounding to an integer); 16 bits (two planes, 2⁻¹⁶) moved the golden NVFP4
+// logits by up to 1.4e-3 of their largest value, 4x the bound of those tests. The
+// products and sums are exact integers; block scales (weight e4m3 · activation as_b · gs) are
 // applied in fp32 once per 8 columns. Weights: u = 2·e2m1(code) + 12 in [0, 24] (unsigned, as
 // vpmaddubsw wants), Σ w·x = (Σ u·q - 12 Σ q) / 2 per block, with 12 Σ q precomputed per
 // activation row. No intermediate can overflow: a vpmaddubsw pair is <= 2·24·128 = 6144, two of
-// them added <= 12288 < 2¹⁵; a dword lane sums 8 columns, |Σ u·q| <= 8·24·32512 < 2²³.
+// them added <= 12288 < 2¹⁵; a dword lane sums 8 columns, |Σ u·q| <= 8·24·8323073 < 2³¹ and
+// |12 Σ q| < 2³⁰; the dword is exact, its conversion to fp32 rounds once (2⁻²⁴ relative).
 // Non-finite activations give a NaN block scale, so the outputs they touch are NaN.
 //
 // Decoding 64 columns (32 packed bytes) of a weight row: lo = d & 0xF (column 2i of byte i),
@@ -24,11 +28,12 @@
 // vpmaddubsw(u, a) adds bytes 2m, 2m+1 into int16 lane m, vpmaddwd adds int16 lanes 2n, 2n+1
 // into dword n: dword n sums bytes 4n .. 4n+3, columns 8n .. 8n+7, all in scale block n/2; so the
 // dword lanes take scales [s0 s0 s1 s1 s2 s2 s3 s3], as in the fp32 kernels.
-// Activation layout (nvfp4_kernels.h, Nvfp4XLayout::kI16Planes): per 64-column group 192 bytes:
+// Activation layout (nvfp4_kernels.h, Nvfp4XLayout::kI16Planes): per 64-column group 256 bytes:
 //   [0, 32)    h of columns 0, 2, .., 62     [32, 64)   h of columns 1, 3, .., 63
-//   [64, 96)   l of columns 0, 2, .., 62     [96, 128)  l of columns 1, 3, .., 63
-//   [128, 160) int32 c[n] = 12 Σ_{k<8} q[8n + k]
-//   [160, 192) fp32  a[n] = 128 · as_{n/2} (256 undoes the e4m3-as-fp16 placement, 1/2 the 2·e2m1)
+//   [64, 96)   m of columns 0, 2, .., 62     [96, 128)  m of columns 1, 3, .., 63
+//   [128, 160) l of columns 0, 2, .., 62     [160, 192) l of columns 1, 3, .., 63
+//   [192, 224) int32 c[n] = 12 Σ_{k<8} q[8n + k]
+//   [224, 256) fp32  a[n] = 128 · as_{n/2} (256 undoes the e4m3-as-fp16 placement, 1/2 the 2·e2m1)
 // zeros past K.
 #include <immintrin.h>
 
@@ -46,8 +51,8 @@ namespace fc::cpu::detail {
 namespace {
 
 constexpr int64_t kGroup = 64;        // columns per decode group
-constexpr int64_t kGroupBytes = 192;  // arranged activation bytes per group and row
-constexpr float kQMax = 32512.0f;     // 127 · 256: keeps h = (q + 128) >> 8 within int8
+constexpr int64_t kGroupBytes = 256;  // arranged activation bytes per group and row
+constexpr float kQMax = 8323072.0f;   // 32512 · 256: keeps h within [-127, 127] (above)
 // 2 activation rows × 4 weight rows: 8 accumulators, the rest of the 16 registers for decode.
 constexpr int kMR = 2, kNR = 4;
 // Software prefetch distance, at least (bytes), as in the other decode kernels.
@@ -102,13 +107,17 @@ FC_AVX2_INLINE void group_dot(__m256i d, uint32_t sv, const uint8_t* const (&a)[
     __asm__("" : "+r"(ai));
     const __m256i sh = _mm256_add_epi16(_mm256_maddubs_epi16(ul, ld32(ai, 0)),
                                         _mm256_maddubs_epi16(uh, ld32(ai, 32)));
-    const __m256i sl = _mm256_add_epi16(_mm256_maddubs_epi16(ul, ld32(ai, 64)),
+    const __m256i sm = _mm256_add_epi16(_mm256_maddubs_epi16(ul, ld32(ai, 64)),
                                         _mm256_maddubs_epi16(uh, ld32(ai, 96)));
-    const __m256i s32 =
-        _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(sh, _mm256_set1_epi16(256)),
-                                          _mm256_madd_epi16(sl, _mm256_set1_epi16(1))),
-                         ld32(ai, 128));
-    const __m256 sc = _mm256_mul_ps(ws, _mm256_load_ps(reinterpret_cast<const float*>(ai + 160)));
+    const __m256i sl = _mm256_add_epi16(_mm256_maddubs_epi16(ul, ld32(ai, 128)),
+                                        _mm256_maddubs_epi16(uh, ld32(ai, 160)));
+    // Σ u·q = 256 · (256 Σ u·h + Σ u·m) + Σ u·l, per dword (8 columns).
+    const __m256i hm = _mm256_add_epi32(_mm256_madd_epi16(sh, _mm256_set1_epi16(256)),
+                                        _mm256_madd_epi16(sm, _mm256_set1_epi16(1)));
+    const __m256i s32 = _mm256_sub_epi32(
+        _mm256_add_epi32(_mm256_slli_epi32(hm, 8), _mm256_madd_epi16(sl, _mm256_set1_epi16(1))),
+        ld32(ai, 192));
+    const __m256 sc = _mm256_mul_ps(ws, _mm256_load_ps(reinterpret_cast<const float*>(ai + 224)));
     acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), sc, acc[i]);
   }
 }
@@ -214,7 +223,7 @@ FC_AVX2 void arrange(const float* x, int64_t T, int64_t ldx, int64_t K, float* x
           inv = kQMax / mx;
         }
         const __m256 iv = _mm256_set1_ps(inv);
-        // vcvtps2dq rounds to nearest even; |x · inv| <= 32512 up to one rounding, so |q| <= 32512.
+        // vcvtps2dq rounds to nearest even; |x · inv| <= kQMax up to one rounding (+1).
         _mm256_store_si256(
             reinterpret_cast<__m256i*>(q + 16 * b),
             _mm256_cvtps_epi32(_mm256_mul_ps(finite ? v0 : _mm256_setzero_ps(), iv)));
@@ -233,13 +242,15 @@ FC_AVX2 void arrange(const float* x, int64_t T, int64_t ldx, int64_t K, float* x
       for (int i = 0; i < 32; ++i) {
         for (int par = 0; par < 2; ++par) {
           const int32_t qq = q[2 * i + par];
-          const int32_t h = (qq + 128) >> 8;  // arithmetic shift: floor
+          const int32_t H = (qq + 128) >> 8;  // arithmetic shifts: floor
+          const int32_t h = (H + 128) >> 8;
           o[32 * par + i] = static_cast<uint8_t>(static_cast<int8_t>(h));
-          o[64 + 32 * par + i] = static_cast<uint8_t>(static_cast<int8_t>(qq - 256 * h));
+          o[64 + 32 * par + i] = static_cast<uint8_t>(static_cast<int8_t>(H - 256 * h));
+          o[128 + 32 * par + i] = static_cast<uint8_t>(static_cast<int8_t>(qq - 256 * H));
         }
       }
-      std::memcpy(o + 128, corr, sizeof(corr));
-      std::memcpy(o + 160, ascale, sizeof(ascale));
+      std::memcpy(o + 192, corr, sizeof(corr));
+      std::memcpy(o + 224, ascale, sizeof(ascale));
     }
   }
 }

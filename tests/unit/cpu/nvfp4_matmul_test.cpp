@@ -77,8 +77,8 @@ std::vector<float> random_vec(size_t n, std::mt19937& rng) {
 }
 
 // |Σ x·w| error allowed: fp32 summation-order error, relative to Σ|x||w|. fixed16: the kernels
-// hold each activation as 16-bit fixed point per 16-column block (kAvx2I16's direct path), within
-// 2⁻¹⁶ · max_block |x| of it, so the bound adds 2⁻¹⁶ · Σ_blocks max_block |x| · Σ_block |w|.
+// hold each activation as fixed point per 16-column block (kAvx2I16's direct path, 24 bits),
+// within 2⁻²² · max_block |x| of it, so the bound adds 2⁻²² · Σ_blocks max_block |x| · Σ_block |w|.
 std::vector<float> tolerances(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w,
                               bool fixed16 = false) {
   std::vector<float> tol(static_cast<size_t>(T * w.rows));
@@ -96,7 +96,7 @@ std::vector<float> tolerances(const float* x, int64_t T, int64_t ldx, const quan
         }
         q += mx * sw;
       }
-      const double fx = fixed16 ? 1.01 * std::ldexp(q, -16) : 0.0;
+      const double fx = fixed16 ? std::ldexp(q, -22) : 0.0;
       tol[static_cast<size_t>(t * w.rows + n)] = static_cast<float>(1e-5 * s + fx + 1e-30);
     }
   }
