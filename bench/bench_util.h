@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "backend/cpu/matmul.h"
 #include "core/thread_pool.h"
 
 namespace fc::bench {
@@ -87,5 +89,19 @@ class BandwidthProbe {
   std::vector<uint64_t> buf_;
   std::vector<uint64_t> partial_;
 };
+
+// --isa / --nvfp4-isa values: the kernel family names nvfp4_matmul_isa() prints; "auto" (or
+// anything unknown, which the caller reports) is kAuto. *ok is false for an unknown name.
+inline cpu::MatmulIsa isa_from_name(const std::string& s, bool* ok) {
+  using cpu::MatmulIsa;
+  *ok = true;
+  if (s == "avx512-bf16") return MatmulIsa::kAvx512Bf16;
+  if (s == "avx512") return MatmulIsa::kAvx512;
+  if (s == "avx2-i16") return MatmulIsa::kAvx2I16;
+  if (s == "avx2") return MatmulIsa::kAvx2;
+  if (s == "scalar") return MatmulIsa::kScalar;
+  *ok = s == "auto";
+  return MatmulIsa::kAuto;
+}
 
 }  // namespace fc::bench

@@ -2,7 +2,8 @@
 // the real geometry), with the weight bytes each decode step reads, the achieved bytes/s, and the
 // machine's read bandwidth measured in the same run. Not a test: it prints figures.
 //   bench_model --model DIR [--model DIR2 ...] [--threads N] [--prompt-len 256] [--decode-tokens
-//   16] [--reps 2]
+//   16] [--reps 2] [--nvfp4-isa auto|avx512-bf16|avx512|avx2-i16|avx2|scalar]
+//   [--lm-head-dtype checkpoint|bf16|nvfp4]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/nvfp4_matmul.h"
 #include "bench/bench_util.h"
 #include "bench/model_bytes.h"
 #include "core/dtype.h"
@@ -44,11 +46,12 @@ struct Result {
 // second, so a decode window is compared with the bandwidth measured right around it.
 Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool& pool,
                  fc::bench::BandwidthProbe& probe, int prompt_len, int decode_tokens, int reps,
-                 double& bw) {
+                 fc::gemma4::LmHeadDType head, double& bw) {
   using namespace fc;
   const auto t_load = bench::Clock::now();
   gemma4::ModelOptions mo;
   mo.bf16_embed_scale = true;
+  mo.lm_head_dtype = head;
   gemma4::Model model(gemma4::load_config(dir), Checkpoint::open_dir(dir), be, mo);
   const double load_s = bench::seconds_since(t_load);
   Result res;
@@ -61,6 +64,17 @@ Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool
       static_cast<long long>(model.weights().nvfp4_linears), load_s, cpu::matmul_isa(),
       pool.size());
   std::printf("weight bytes read per decode token: %.3f GB\n", res.wbytes / 1e9);
+  const bench::DecodeBytes parts = bench::decode_bytes_by_part(model);
+  const std::string head_format = model.weights().lm_head.nvfp4()
+                                      ? std::string("NVFP4")
+                                      : std::string(dtype_name(model.weights().lm_head.dtype));
+  std::printf(
+      "  of which: LM head %.1f MB (%s), layer linears %.1f MB, PLE projection %.1f MB, embedding "
+      "rows %.3f MB; not counted: norm vectors %.3f MB, KV %.3f MB at context %d (fp32 cache)\n",
+      parts.lm_head / 1e6, head_format.c_str(), parts.linears / 1e6, parts.ple_projection / 1e6,
+      parts.embedding_rows / 1e6, parts.norms / 1e6,
+      bench::decode_kv_bytes(model, prompt_len + decode_tokens, DType::kF32) / 1e6,
+      prompt_len + decode_tokens);
   SessionOptions so;
   so.max_seqs = 1;
   so.max_tokens = prompt_len + decode_tokens + 16;
@@ -119,14 +133,27 @@ int main(int argc, char** argv) {
   const int prompt_len = std::atoi(flag(argc, argv, "--prompt-len", "256"));
   const int decode_tokens = std::atoi(flag(argc, argv, "--decode-tokens", "16"));
   const int reps = std::atoi(flag(argc, argv, "--reps", "2"));
+  const std::string isa_name = flag(argc, argv, "--nvfp4-isa", "auto");
+  bool known = false;
+  cpu::CpuOptions co;
+  co.nvfp4_isa = bench::isa_from_name(isa_name, &known);
+  if (!known || !cpu::matmul_isa_supported(co.nvfp4_isa)) {
+    std::fprintf(stderr, "bench_model: --nvfp4-isa %s is unknown or not supported here\n",
+                 isa_name.c_str());
+    return 2;
+  }
   try {
+    const gemma4::LmHeadDType head =
+        gemma4::parse_lm_head_dtype(flag(argc, argv, "--lm-head-dtype", "checkpoint"));
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
-    cpu::CpuBackend be(pool);
+    cpu::CpuBackend be(pool, co);
+    std::printf("nvfp4 kernels: %s\n",
+                co.nvfp4_isa == cpu::MatmulIsa::kAuto ? cpu::nvfp4_matmul_isa() : isa_name.c_str());
     bench::BandwidthProbe probe(pool, size_t{1} << 30);
     std::vector<Result> results;
     double bw = 0;
     for (const std::string& dir : dirs)
-      results.push_back(bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, bw));
+      results.push_back(bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, head, bw));
     std::printf("\nmemory read bandwidth (1 GiB, %d threads, best of the run): %.2f GB/s\n",
                 pool.size(), bw / 1e9);
     std::printf(

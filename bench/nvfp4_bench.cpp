@@ -2,8 +2,8 @@
 // matmul of the same shapes and the memory read bandwidth, all measured in the same run. Weight
 // GB/s counts the bytes a pass reads (NVFP4: codes + block scales; BF16: 2 bytes per weight).
 // Not a test: figures only.
-//   bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2|scalar] [--reps R]   (default: 2
-//   threads)
+//   bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R] (default:
+//   2 threads)
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -54,17 +54,19 @@ int main(int argc, char** argv) {
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr,
-                   "usage: bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2|scalar]\n");
+      std::fprintf(
+          stderr,
+          "usage: bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar]\n");
       return 2;
     }
   }
   using fc::cpu::MatmulIsa;
-  const MatmulIsa isa = isa_name == "avx512-bf16" ? MatmulIsa::kAvx512Bf16
-                        : isa_name == "avx512"    ? MatmulIsa::kAvx512
-                        : isa_name == "avx2"      ? MatmulIsa::kAvx2
-                        : isa_name == "scalar"    ? MatmulIsa::kScalar
-                                                  : MatmulIsa::kAuto;
+  bool known = false;
+  const MatmulIsa isa = fc::bench::isa_from_name(isa_name, &known);
+  if (!known) {
+    std::fprintf(stderr, "bench_nvfp4: unknown --isa %s\n", isa_name.c_str());
+    return 2;
+  }
   if (!fc::cpu::matmul_isa_supported(isa)) {
     std::fprintf(stderr, "isa %s not supported here\n", isa_name.c_str());
     return 1;

@@ -30,7 +30,7 @@ int cmd_generate(int argc, char** argv) {
   Args a(argc, argv, 2,
          {"--model", "--prompt-ids", "--max-tokens", "--temperature", "--top-k", "--top-p",
           "--min-p", "--seed", "--threads", "--prefill-chunk", "--repetition-penalty",
-          "--kv-cache-dtype", "--nvfp4-mode", "--device"},
+          "--kv-cache-dtype", "--nvfp4-mode", "--device", "--lm-head-dtype"},
          {"--ignore-eos", "--zero-nan-scales"});
   const std::string dir = a.require("--model");
   const std::vector<int32_t> prompt = parse_id_list(a.require("--prompt-ids"), "--prompt-ids");
@@ -47,6 +47,7 @@ int cmd_generate(int argc, char** argv) {
   // Serve as HF would at the checkpoint's dtype: bf16 checkpoints round the embedding scale.
   const TensorInfo* emb = ckpt->find(cfg.tensor_prefix + "embed_tokens.weight");
   mo.bf16_embed_scale = emb && emb->dtype == DType::kBF16;
+  mo.lm_head_dtype = gemma4::parse_lm_head_dtype(a.get("--lm-head-dtype").value_or("checkpoint"));
   gemma4::Model model(cfg, ckpt, be, mo);
 
   GenerationConfig gen;

@@ -12,7 +12,8 @@ const std::map<std::string, std::string>& texts() {
        "usage: fourcast generate --model DIR --prompt-ids 2,105,... [flags]\n"
        "Greedy or sampled generation from token ids on one sequence; prints the ids and speed.\n"
        "Sampling flags take vLLM's meaning; --kv-cache-dtype auto|bfloat16|fp8; --nvfp4-mode\n"
-       "w4a16|w4a4; --device cpu|cuda; --ignore-eos keeps going past EOS.\n"},
+       "w4a16|w4a4; --device cpu|cuda; --ignore-eos keeps going past EOS; --lm-head-dtype\n"
+       "checkpoint|bf16|nvfp4 re-makes the LM head at load time (changes the logits).\n"},
       {"inspect",
        "usage: fourcast inspect --model DIR\n"
        "Config summary, tensor table, dtypes, parameter count and KV bytes per token.\n"},
@@ -32,7 +33,8 @@ const std::map<std::string, std::string>& texts() {
        "budget; --max-num-seqs caps concurrent sequences (it reserves nothing). HTTP limits:\n"
        "--max-request-bytes, --max-connections (more get 503), --http-head-timeout and\n"
        "--http-body-timeout (seconds), --http-workers. SIGTERM drains for --shutdown-timeout\n"
-       "seconds; a second signal exits at once. --enforce-eager: no CUDA graphs.\n"},
+       "seconds; a second signal exits at once. --enforce-eager: no CUDA graphs.\n"
+       "--lm-head-dtype checkpoint|bf16|nvfp4: the LM head re-made at load time (opt-in).\n"},
       {"tokenize",
        "usage: fourcast tokenize --tokenizer FILE (--text STR | --ids 1,2,3) [--json]\n"
        "                         [--text-specials]\n"

@@ -112,6 +112,7 @@ int cmd_serve(int argc, char** argv) {
   mo.bf16_embed_scale = emb && emb->dtype == DType::kBF16;
   mo.load.zero_bad_scales = o.zero_nan_scales;
   mo.graphs = !o.enforce_eager;
+  mo.lm_head_dtype = gemma4::parse_lm_head_dtype(o.lm_head_dtype);
   gemma4::Model model(cfg, ckpt, be, mo);
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(o.model + "/tokenizer.json");
   if (tokenizer.id_bound() > cfg.vocab_size)

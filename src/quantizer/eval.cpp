@@ -191,14 +191,19 @@ KlResult kl_divergence(const std::string& base_dir, const std::string& quant_dir
     gemma4::Model model(cfg, base, ov, model_options(cfg, *base));
     q_logits = all_logits(model, ov, seqs, opt.progress, "eval quantized");
   }
-  const int64_t V = cfg.vocab_size;
-  KlResult r;
-  r.tokens = static_cast<int64_t>(p_logits.size()) / V;
   FC_CHECK(q_logits.size() == p_logits.size(), "eval: logit counts differ");
+  const int64_t V = cfg.vocab_size;
+  return compare_logits(p_logits.data(), q_logits.data(), static_cast<int64_t>(p_logits.size()) / V,
+                        V);
+}
+
+KlResult compare_logits(const float* p_logits, const float* q_logits, int64_t tokens, int64_t V) {
+  KlResult r;
+  r.tokens = tokens;
   int64_t agree = 0;
   for (int64_t t = 0; t < r.tokens; ++t) {
-    const float* p = p_logits.data() + t * V;
-    const float* q = q_logits.data() + t * V;
+    const float* p = p_logits + t * V;
+    const float* q = q_logits + t * V;
     const float pm = *std::max_element(p, p + V), qm = *std::max_element(q, q + V);
     double zp = 0.0, zq = 0.0;
     for (int64_t i = 0; i < V; ++i) {

@@ -35,4 +35,9 @@ KlResult kl_divergence(const std::string& base_dir, const std::string& quant_dir
                        const std::vector<std::vector<int32_t>>& seqs, ThreadPool& pool,
                        const KlOptions& opt);
 
+// The same figures for two [tokens, V] arrays of logits (row t of each: the next-token logits of
+// one position): KL(softmax p_t ‖ softmax q_t) in double, mean and max over rows, top-1
+// agreement.
+KlResult compare_logits(const float* p_logits, const float* q_logits, int64_t tokens, int64_t V);
+
 }  // namespace fc::quantizer

@@ -41,6 +41,7 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--gpu-memory-utilization",
        [&](auto& f, auto& v) { o.gpu_memory_utilization = to_double(f, v); }},
       {"--kv-cache-dtype", [&](auto&, auto& v) { o.kv_cache_dtype = v; }},
+      {"--lm-head-dtype", [&](auto&, auto& v) { o.lm_head_dtype = v; }},
       {"--tool-call-parser", [&](auto&, auto& v) { o.tool_call_parser = v; }},
       {"--reasoning-parser", [&](auto&, auto& v) { o.reasoning_parser = v; }},
       {"--chat-template", [&](auto&, auto& v) { o.chat_template = v; }},

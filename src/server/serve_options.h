@@ -19,7 +19,8 @@ struct ServeOptions {
   int max_num_seqs = 8;
   std::optional<int> max_num_batched_tokens;
   double gpu_memory_utilization = 0.9;
-  std::string kv_cache_dtype = "auto";  // auto | bfloat16 | fp8 | fp8_e4m3
+  std::string kv_cache_dtype = "auto";       // auto | bfloat16 | fp8 | fp8_e4m3
+  std::string lm_head_dtype = "checkpoint";  // checkpoint | bf16 | nvfp4 (gemma4/lm_head.h)
   bool enable_prefix_caching = true;
   bool enable_chunked_prefill = true;
   bool enable_auto_tool_choice = false;

@@ -50,7 +50,7 @@ FLAGS = {
     "generate": ["--model", "--prompt-ids", "--max-tokens", "--temperature", "--top-k", "--top-p",
                  "--min-p", "--seed", "--threads", "--prefill-chunk", "--repetition-penalty",
                  "--kv-cache-dtype", "--nvfp4-mode", "--device", "--ignore-eos",
-                 "--zero-nan-scales"],
+                 "--zero-nan-scales", "--lm-head-dtype"],
     "synth": ["--shape", "--out", "--seed", "--shard-gb", "--tokenizer", "--quant", "--copy-of",
               "--noise", "--eagle3-for", "--assistant-for", "--draft-vocab", "--centroids",
               "--centroid-top-k", "--attn-bf16", "--w4a16"],
@@ -60,7 +60,8 @@ FLAGS = {
               "--reasoning-parser", "--chat-template", "--default-chat-template-kwargs",
               "--generation-config", "--speculative-config", "--api-key", "--cpu-kv-cache-gb",
               "--gpu-memory-utilization", "--quantization", "--device", "--threads",
-              "--max-request-bytes", "--trust-remote-code", "--seed", "--host", "--port"],
+              "--max-request-bytes", "--trust-remote-code", "--seed", "--host", "--port",
+              "--lm-head-dtype"],
     "tokenize": ["--tokenizer", "--text", "--ids", "--json", "--text-specials"],
     "template": ["--model", "--template", "--messages", "--tools", "--kwargs",
                  "--no-generation-prompt"],
@@ -153,6 +154,23 @@ def test_unknown_speculative_config_key_lists_the_accepted_ones():
     assert p.returncode == 1, p.stderr
     assert 'unknown key "num_spec_tokens"' in p.stderr, p.stderr
     assert "accepted: method, model, num_speculative_tokens" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "generate"])
+def test_bad_lm_head_dtype_names_the_choices(command):
+    args = ([command, str(TINY), "--port", "0"] if command == "serve"
+            else [command, "--model", str(TINY), "--prompt-ids", "2,105"])
+    p = run(args + ["--lm-head-dtype", "fp4"])
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert "--lm-head-dtype: 'fp4' is not one of checkpoint, bf16, nvfp4" in p.stderr, p.stderr
+
+
+def test_generate_with_an_nvfp4_head_runs():
+    p = run(["generate", "--model", str(TINY), "--prompt-ids", "2,105,2364", "--max-tokens", "3",
+             "--lm-head-dtype", "nvfp4", "--threads", "1"])
+    assert p.returncode == 0, p.stderr
+    ids = [int(t) for t in p.stdout.strip().split(",")]
+    assert len(ids) == 3 and all(0 <= t < 16320 for t in ids), p.stdout
 
 
 def test_zero_kv_budget_is_about_the_budget():

@@ -89,7 +89,8 @@ void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
 void CpuBackend::linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,
                         int64_t ldy, bool accumulate) {
   if (w.nvfp4()) {
-    nvfp4_linear(pool_, nvfp4_scratch_, x, T, ldx, w, y, ldy, accumulate, opts_.emulate_w4a4);
+    nvfp4_linear(pool_, nvfp4_scratch_, x, T, ldx, w, y, ldy, accumulate, opts_.emulate_w4a4,
+                 opts_.nvfp4_isa);
   } else {
     matmul(pool_, x, T, ldx, mat(w), y, ldy, accumulate);
   }

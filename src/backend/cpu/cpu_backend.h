@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/matmul.h"
 #include "core/thread_pool.h"
 
 namespace fc::cpu {
@@ -13,6 +14,9 @@ struct CpuOptions {
   // NVFP4 weights with an input_scale: put activations through the W4A4 quantize-dequantize
   // first (vLLM's NVFP4 emulation), instead of W4A16 (fp32 activations).
   bool emulate_w4a4 = false;
+  // NVFP4 W4A16 kernel family (kAuto: the best this CPU has; others for benchmarks and tests,
+  // e.g. kAvx2 to compare the fp32 decode kernels with kAvx2I16). Must be supported here.
+  MatmulIsa nvfp4_isa = MatmulIsa::kAuto;
 };
 
 class CpuBackend final : public Backend {

@@ -128,10 +128,15 @@ bool cpu_has_avx512_bf16() {
 
 // F16C is CPUID leaf 1, ECX bit 29. Asked through cpuid.h because clang before 15 does not
 // know "f16c" as a __builtin_cpu_supports feature (a compile error in the clang sanitizer builds).
+// Asked once: every matmul call checks its ISA, and CPUID traps to the hypervisor in a VM
+// (bench_nvfp4's kv-proj decode shape spent ~2% of its time in it).
 bool cpu_has_f16c() {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
-  return (ecx & (1u << 29)) != 0;
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+    return (ecx & (1u << 29)) != 0;
+  }();
+  return has;
 }
 
 bool cpu_has_avx2() {
@@ -146,19 +151,27 @@ MatmulIsa resolve(MatmulIsa isa) {
   return MatmulIsa::kScalar;
 }
 
-KernelSet kernels_for(MatmulIsa isa) {
+// Built once per family (immutable after; a decode step makes hundreds of calls).
+const KernelSet& kernels_for(MatmulIsa isa) {
   switch (resolve(isa)) {
     case MatmulIsa::kAvx512Bf16:
       FC_CHECK(cpu_has_avx512_bf16(), "matmul: this CPU does not support AVX512_BF16");
-      return detail::kernels_avx512();
-    case MatmulIsa::kAvx512:
+      [[fallthrough]];
+    case MatmulIsa::kAvx512: {
       FC_CHECK(cpu_has_avx512(), "matmul: this CPU does not support AVX-512 (F/BW/VL)");
-      return detail::kernels_avx512();
-    case MatmulIsa::kAvx2:
+      static const KernelSet k = detail::kernels_avx512();
+      return k;
+    }
+    case MatmulIsa::kAvx2I16:
+    case MatmulIsa::kAvx2: {
       FC_CHECK(cpu_has_avx2(), "matmul: this CPU does not support AVX2/FMA/F16C");
-      return detail::kernels_avx2();
-    default:
-      return detail::kernels_scalar();
+      static const KernelSet k = detail::kernels_avx2();
+      return k;
+    }
+    default: {
+      static const KernelSet k = detail::kernels_scalar();
+      return k;
+    }
   }
 }
 
@@ -317,7 +330,7 @@ void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath pat
 void matmul_with_isa(MatmulIsa isa, ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
                      const MatView& w, float* y, int64_t ldy, bool accumulate, MatmulPath path) {
   check_args(x, T, ldx, w, y, ldy);
-  const KernelSet ks = kernels_for(isa);
+  const KernelSet& ks = kernels_for(isa);
   if (T == 0 || w.rows == 0) return;
   if (w.cols == 0) {  // empty sums
     if (!accumulate) {
@@ -392,6 +405,7 @@ bool matmul_isa_supported(MatmulIsa isa) {
       return cpu_has_avx512_bf16();
     case MatmulIsa::kAvx512:
       return cpu_has_avx512();
+    case MatmulIsa::kAvx2I16:
     case MatmulIsa::kAvx2:
       return cpu_has_avx2();
     default:

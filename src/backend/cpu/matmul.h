@@ -34,8 +34,9 @@ const char* matmul_isa();
 
 // Kernel families matmul can run; kAuto is the best one this CPU supports (what matmul uses).
 // kAvx512Bf16 (AVX-512 + AVX512_BF16) differs from kAvx512 only in the NVFP4 decode kernels
-// (nvfp4_matmul.h); dense matmul runs the kAvx512 kernels for it.
-enum class MatmulIsa { kAuto, kAvx512Bf16, kAvx512, kAvx2, kScalar };
+// (nvfp4_matmul.h); dense matmul runs the kAvx512 kernels for it. Likewise kAvx2I16 (AVX2 + FMA
+// + F16C, NVFP4 decode in integers) runs the kAvx2 dense kernels.
+enum class MatmulIsa { kAuto, kAvx512Bf16, kAvx512, kAvx2I16, kAvx2, kScalar };
 
 bool matmul_isa_supported(MatmulIsa isa);
 

@@ -24,6 +24,11 @@ inline constexpr int kNvfp4MaxTile = 4;
 // buffer, so ldxd is the same): hi then lo, each as 4 vectors s of 32 lanes w holding
 // x[i, g*128 + 4w + s] (nvfp4_matmul_avx512bf16.cpp), zeros for columns >= K.
 //
+// Kernels that multiply in integers (Nvfp4XLayout::kI16Planes: vpmaddubsw's int16 sums) take
+// each activation as 24-bit fixed point per 16-column block, 256 bytes (64 floats of the buffer)
+// per group of 64 columns: three int8 planes, int32 corrections and fp32 block scales
+// (nvfp4_matmul_avx2i16.cpp); ldxd is then 64 floats per group (nvfp4_x_row_floats).
+//
 // Direct tile: for i < mr, j < nr (fixed per table entry),
 //   s[i][j] = Σ_{k < K} x[i, k] · W[j, k],  W[j, k] = e2m1(code) · e4m3(scale) · gs
 //   y[i*ldy + j] = add ? y[i*ldy + j] + s[i][j] : s[i][j]
@@ -42,7 +47,7 @@ using Nvfp4DequantFn = void (*)(const uint8_t* codes, int64_t ld, const uint8_t*
 using Nvfp4ArrangeFn = void (*)(const float* x, int64_t T, int64_t ldx, int64_t K, float* xd,
                                 int64_t ldxd);
 
-enum class Nvfp4XLayout { kF32Lanes, kBf16HiLo };
+enum class Nvfp4XLayout { kF32Lanes, kBf16HiLo, kI16Planes };
 
 struct Nvfp4KernelSet {
   const char* name = "";
@@ -72,11 +77,25 @@ void fill_nvfp4_tiles(Nvfp4KernelSet& ks) {
 // The SIMD sets must only be used when the CPU supports them (the driver checks).
 Nvfp4KernelSet nvfp4_kernels_scalar();
 Nvfp4KernelSet nvfp4_kernels_avx2();         // AVX2 + FMA + F16C
+Nvfp4KernelSet nvfp4_kernels_avx2_i16();     // the same, direct tiles in integers (vpmaddubsw)
 Nvfp4KernelSet nvfp4_kernels_avx512();       // AVX-512 F/BW/VL + FMA
 Nvfp4KernelSet nvfp4_kernels_avx512_bf16();  // the same + AVX512_BF16 (direct tiles in bf16)
-// Columns per activation group of a set's direct-kernel layout (ldxd is a multiple of it).
+// Columns per activation group of a set's direct-kernel layout.
 inline int64_t nvfp4_x_group(const Nvfp4KernelSet& ks) {
-  return ks.x_layout == Nvfp4XLayout::kBf16HiLo ? 128 : 8 * int64_t{ks.x_lanes};
+  switch (ks.x_layout) {
+    case Nvfp4XLayout::kBf16HiLo:
+      return 128;
+    case Nvfp4XLayout::kI16Planes:
+      return 64;
+    default:
+      return 8 * int64_t{ks.x_lanes};
+  }
+}
+
+// Floats of the arranged activation buffer per row of K columns (ldxd, a multiple of 16).
+inline int64_t nvfp4_x_row_floats(const Nvfp4KernelSet& ks, int64_t K) {
+  const int64_t G = nvfp4_x_group(ks), groups = (K + G - 1) / G;
+  return ks.x_layout == Nvfp4XLayout::kI16Planes ? 64 * groups : G * groups;
 }
 
 }  // namespace fc::cpu::detail

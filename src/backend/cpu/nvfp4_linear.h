@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/matmul.h"
 #include "core/thread_pool.h"
 #include "quant/nvfp4.h"
 
@@ -26,10 +27,11 @@ const float* nvfp4_prepare_activations(ThreadPool& pool, std::vector<float>& scr
                                        bool emulate_w4a4, int64_t* ld_out);
 
 // y[T, w.rows] (+)= prepare(x) · Wᵀ with W = the NVFP4 weight w. scratch: caller-owned buffer for
-// the prepared activations (holds them on return when pqs / QDQ applied).
+// the prepared activations (holds them on return when pqs / QDQ applied). isa: the kernel family
+// for W4A16 (kAuto: nvfp4_matmul's choice); W4A4 emulation always runs nvfp4_fp32_isa().
 void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
                   int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate,
-                  bool emulate_w4a4);
+                  bool emulate_w4a4, MatmulIsa isa = MatmulIsa::kAuto);
 
 // Scalar reference of nvfp4_linear: single-threaded preparation, then nvfp4_matmul_ref. If
 // prepared is not null it receives the prepared activations [T, w.cols] (always, even when

@@ -104,7 +104,7 @@ MatmulIsa resolve(MatmulIsa isa) {
   if (isa != MatmulIsa::kAuto) return isa;
   if (matmul_isa_supported(MatmulIsa::kAvx512Bf16)) return MatmulIsa::kAvx512Bf16;
   if (matmul_isa_supported(MatmulIsa::kAvx512)) return MatmulIsa::kAvx512;
-  if (matmul_isa_supported(MatmulIsa::kAvx2)) return MatmulIsa::kAvx2;
+  if (matmul_isa_supported(MatmulIsa::kAvx2I16)) return MatmulIsa::kAvx2I16;
   return MatmulIsa::kScalar;
 }
 
@@ -114,18 +114,31 @@ struct Kernels {
   KernelSet dense;
 };
 
-Kernels kernels_for(MatmulIsa isa) {
+// The tables are built once per family (immutable after; a decode step makes hundreds of calls).
+const Kernels& kernels_for(MatmulIsa isa) {
   isa = resolve(isa);
   FC_CHECK(matmul_isa_supported(isa), "nvfp4_matmul: this CPU does not support the requested ISA");
   switch (isa) {
-    case MatmulIsa::kAvx512Bf16:
-      return {detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512()};
-    case MatmulIsa::kAvx512:
-      return {detail::nvfp4_kernels_avx512(), detail::kernels_avx512()};
-    case MatmulIsa::kAvx2:
-      return {detail::nvfp4_kernels_avx2(), detail::kernels_avx2()};
-    default:
-      return {detail::nvfp4_kernels_scalar(), detail::kernels_scalar()};
+    case MatmulIsa::kAvx512Bf16: {
+      static const Kernels k{detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512()};
+      return k;
+    }
+    case MatmulIsa::kAvx512: {
+      static const Kernels k{detail::nvfp4_kernels_avx512(), detail::kernels_avx512()};
+      return k;
+    }
+    case MatmulIsa::kAvx2I16: {
+      static const Kernels k{detail::nvfp4_kernels_avx2_i16(), detail::kernels_avx2()};
+      return k;
+    }
+    case MatmulIsa::kAvx2: {
+      static const Kernels k{detail::nvfp4_kernels_avx2(), detail::kernels_avx2()};
+      return k;
+    }
+    default: {
+      static const Kernels k{detail::nvfp4_kernels_scalar(), detail::kernels_scalar()};
+      return k;
+    }
   }
 }
 
@@ -234,8 +247,7 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     // The re-arranged activations: per call, reused by every row group (L1/L2 resident). A
     // thread_local buffer of the calling thread avoids an allocation per decode step.
     thread_local std::vector<float> xd_buf;
-    const int64_t G = detail::nvfp4_x_group(ks.q);
-    const int64_t ldxd = (K + G - 1) / G * G;
+    const int64_t ldxd = detail::nvfp4_x_row_floats(ks.q, K);
     if (xd_buf.size() < static_cast<size_t>(T * ldxd + 16)) {
       xd_buf.resize(static_cast<size_t>(T * ldxd + 16));
     }
@@ -289,7 +301,7 @@ void nvfp4_matmul_with_isa(MatmulIsa isa, ThreadPool& pool, const float* x, int6
                            const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate,
                            MatmulPath path) {
   check_args(x, T, ldx, w, y, ldy);
-  const Kernels ks = kernels_for(isa);
+  const Kernels& ks = kernels_for(isa);
   if (T == 0 || w.rows == 0) return;
   if (w.cols == 0) {  // empty sums
     if (!accumulate) {
@@ -315,7 +327,9 @@ void nvfp4_matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
 
 MatmulIsa nvfp4_fp32_isa() {
   const MatmulIsa isa = resolve(MatmulIsa::kAuto);
-  return isa == MatmulIsa::kAvx512Bf16 ? MatmulIsa::kAvx512 : isa;
+  if (isa == MatmulIsa::kAvx512Bf16) return MatmulIsa::kAvx512;
+  if (isa == MatmulIsa::kAvx2I16) return MatmulIsa::kAvx2;
+  return isa;
 }
 
 const char* nvfp4_matmul_isa() {

@@ -30,6 +30,7 @@ Model::Model(Config config, std::shared_ptr<const Checkpoint> ckpt, Backend& bac
              ModelOptions options)
     : cfg_(std::move(config)), ckpt_(std::move(ckpt)), be_(backend), opt_(options) {
   w_ = bind_weights(cfg_, *ckpt_, be_, opt_.load);
+  w_.lm_head = make_lm_head(opt_.lm_head_dtype, w_.lm_head, *ckpt_, be_, w_.owned);
   for (LayerType t : {LayerType::kSliding, LayerType::kFull}) {
     kv::GroupLayout g;
     g.sliding_window = t == LayerType::kSliding ? cfg_.sliding_window : 0;

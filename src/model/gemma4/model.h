@@ -17,6 +17,7 @@
 #include "io/safetensors.h"
 #include "kv/kv_storage.h"
 #include "model/gemma4/config.h"
+#include "model/gemma4/lm_head.h"
 #include "model/gemma4/weights.h"
 
 namespace fc::gemma4 {
@@ -26,6 +27,8 @@ struct ModelOptions {
   // runs in: bf16 when served in bf16 (73.5 for the 31B), exact in fp32. true = round to bf16.
   bool bf16_embed_scale = false;
   LoadOptions load;  // how bad quantization scales are treated
+  // The LM head as stored, or re-quantized at load time (lm_head.h; changes the logits).
+  LmHeadDType lm_head_dtype = LmHeadDType::kCheckpoint;
   // Decode and verification steps (every sequence at most kGraphMaxTokens new tokens) run as
   // recorded op sequences (CUDA graphs) on backends that support them, the batch padded to a
   // bucket (graph_bucket()). No effect on other backends or on MoE models (their expert

@@ -4,6 +4,7 @@
 // scalar weight accessors on NVFP4 weights.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -25,8 +26,8 @@ constexpr float kPad = 12345.0f;  // sentinel in output padding that must not be
 
 std::vector<MatmulIsa> supported_isas() {
   std::vector<MatmulIsa> out;
-  for (MatmulIsa i :
-       {MatmulIsa::kAvx512Bf16, MatmulIsa::kAvx512, MatmulIsa::kAvx2, MatmulIsa::kScalar}) {
+  for (MatmulIsa i : {MatmulIsa::kAvx512Bf16, MatmulIsa::kAvx512, MatmulIsa::kAvx2I16,
+                      MatmulIsa::kAvx2, MatmulIsa::kScalar}) {
     if (matmul_isa_supported(i)) out.push_back(i);
   }
   return out;
@@ -35,6 +36,7 @@ std::vector<MatmulIsa> supported_isas() {
 const char* isa_name(MatmulIsa i) {
   return i == MatmulIsa::kAvx512Bf16 ? "avx512-bf16"
          : i == MatmulIsa::kAvx512   ? "avx512"
+         : i == MatmulIsa::kAvx2I16  ? "avx2-i16"
          : i == MatmulIsa::kAvx2     ? "avx2"
                                      : "scalar";
 }
@@ -74,34 +76,54 @@ std::vector<float> random_vec(size_t n, std::mt19937& rng) {
   return v;
 }
 
-// |Σ x·w| error allowed: fp32 summation-order error, relative to Σ|x||w|.
-std::vector<float> tolerances(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w) {
+// |Σ x·w| error allowed: fp32 summation-order error, relative to Σ|x||w|. fixed16: the kernels
+// hold each activation as fixed point per 16-column block (kAvx2I16's direct path, 24 bits),
+// within 2⁻²² · max_block |x| of it, so the bound adds 2⁻²² · Σ_blocks max_block |x| · Σ_block |w|.
+std::vector<float> tolerances(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w,
+                              bool fixed16 = false) {
   std::vector<float> tol(static_cast<size_t>(T * w.rows));
   std::vector<float> row(static_cast<size_t>(w.cols));
   for (int64_t n = 0; n < w.rows; ++n) {
     quant::dequantize_row(w, n, row.data());
     for (int64_t t = 0; t < T; ++t) {
-      double s = 0;
-      for (int64_t k = 0; k < w.cols; ++k) s += std::fabs(x[t * ldx + k] * row[k]);
-      tol[static_cast<size_t>(t * w.rows + n)] = static_cast<float>(1e-5 * s + 1e-30);
+      double s = 0, q = 0;
+      for (int64_t b = 0; b < w.cols; b += 16) {
+        double mx = 0, sw = 0;
+        for (int64_t k = b; k < b + 16; ++k) {
+          s += std::fabs(x[t * ldx + k] * row[k]);
+          mx = std::max(mx, static_cast<double>(std::fabs(x[t * ldx + k])));
+          sw += std::fabs(row[k]);
+        }
+        q += mx * sw;
+      }
+      const double fx = fixed16 ? std::ldexp(q, -22) : 0.0;
+      tol[static_cast<size_t>(t * w.rows + n)] = static_cast<float>(1e-5 * s + fx + 1e-30);
     }
   }
   return tol;
 }
 
+// Whether nvfp4_matmul's own choice on this CPU is the fixed-point family (its direct path).
+bool default_is_fixed16() {
+  return std::string(nvfp4_matmul_isa()) == "avx2-i16";
+}
+
 TEST(Nvfp4Matmul, MatchesReferenceEveryIsaPathShapeAndStride) {
   std::mt19937 rng(7);
   ThreadPool pool1(1), pool3(3);
-  for (int64_t K : {16, 48, 272, 512, 1040}) {
+  // K % 64 = 16, 48, 32, 16, 16 (a partial last group of 1, 3, 2 scale blocks for the 64-column
+  // kernels), N odd and not a multiple of any tile, T across both tile heights and both paths.
+  for (int64_t K : {16, 48, 96, 272, 1040}) {
     for (int64_t N : {1, 17, 33, 257}) {
       const Nvfp4Weights w(N, K, rng);
-      for (int64_t T : {1, 2, 3, 17, 64}) {
+      for (int64_t T : {1, 2, 3, 5, 17, 33, 64}) {
         // x at an odd offset with a padded row stride; y likewise, padding holds a sentinel.
         const int64_t ldx = K + 3, ldy = N + 5;
         const std::vector<float> xbuf = random_vec(static_cast<size_t>(T * ldx + 1), rng);
         const float* x = xbuf.data() + 1;
         const std::vector<float> y0 = random_vec(static_cast<size_t>(T * ldy + 1), rng);
         const std::vector<float> tol = tolerances(x, T, ldx, w.m);
+        const std::vector<float> tol16 = tolerances(x, T, ldx, w.m, true);
         for (bool acc : {false, true}) {
           std::vector<float> ref = y0;
           nvfp4_matmul_ref(x, T, ldx, w.m, ref.data() + 1, ldy, acc);
@@ -128,8 +150,12 @@ TEST(Nvfp4Matmul, MatchesReferenceEveryIsaPathShapeAndStride) {
                     }
                     const float want = ref[static_cast<size_t>(1 + t * ldy + n)];
                     const float extra = acc ? 1e-6f * std::fabs(y0[1 + t * ldy + n]) : 0.0f;
-                    ASSERT_NEAR(got, want, tol[static_cast<size_t>(t * N + n)] + extra)
-                        << where << " t=" << t << " n=" << n;
+                    // kAvx2I16's blocked path (kAuto beyond 32 rows) is the exact fp32 one.
+                    const bool fixed16 =
+                        isa == MatmulIsa::kAvx2I16 &&
+                        (path == MatmulPath::kDirect || (path == MatmulPath::kAuto && T <= 32));
+                    const float t_n = (fixed16 ? tol16 : tol)[static_cast<size_t>(t * N + n)];
+                    ASSERT_NEAR(got, want, t_n + extra) << where << " t=" << t << " n=" << n;
                   }
                 }
               }
@@ -246,7 +272,8 @@ TEST(Nvfp4Linear, PreQuantScaleAndW4A4MatchReference) {
             int64_t ld = 0;
             const float* xp =
                 nvfp4_prepare_activations(pool, scratch, x.data(), T, ldx, c.w, emulate, &ld);
-            const bool applied = pqs != DType::kU8 || (emulate && input_scale > 0.0f);
+            const bool applied_w4a4 = emulate && input_scale > 0.0f;  // exact fp32 kernels
+            const bool applied = pqs != DType::kU8 || applied_w4a4;
             ASSERT_EQ(xp == x.data(), !applied) << where;
             for (int64_t t = 0; t < T; ++t) {
               for (int64_t k = 0; k < K; ++k) {
@@ -262,7 +289,8 @@ TEST(Nvfp4Linear, PreQuantScaleAndW4A4MatchReference) {
               }
               EXPECT_GT(changed, K / 4) << where;
             }
-            const std::vector<float> tol = tolerances(prepared.data(), T, K, c.q.m);
+            const std::vector<float> tol =
+                tolerances(prepared.data(), T, K, c.q.m, default_is_fixed16() && !applied_w4a4);
             for (int64_t t = 0; t < T; ++t) {
               for (int64_t n = 0; n < N; ++n) {
                 const size_t i = static_cast<size_t>(t * ldy + n);
@@ -288,8 +316,29 @@ TEST(Nvfp4Linear, CpuBackendDispatchesNvfp4Weights) {
     std::vector<float> y(static_cast<size_t>(T * 40)), ref(y.size()), prepared;
     be.linear(x.data(), T, 96, c.w, y.data(), 40, false);
     nvfp4_linear_ref(x.data(), T, 96, c.w, ref.data(), 40, false, emulate, &prepared);
-    const std::vector<float> tol = tolerances(prepared.data(), T, 96, c.q.m);
+    const std::vector<float> tol =
+        tolerances(prepared.data(), T, 96, c.q.m, default_is_fixed16() && !emulate);
     for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], tol[i]) << emulate;
+  }
+}
+
+// CpuOptions::nvfp4_isa picks the kernel family of W4A16 linears: the backend's result is the
+// chosen family's, bit for bit (same pool, same split), for every family this CPU has.
+TEST(Nvfp4Linear, CpuBackendRunsTheChosenFamily) {
+  std::mt19937 rng(11);
+  ThreadPool pool(2);
+  LinearCase c(37, 208, DType::kU8, 0.0f, rng);
+  for (int64_t T : {1, 2, 5}) {
+    const std::vector<float> x = random_vec(static_cast<size_t>(T * 208), rng);
+    for (MatmulIsa isa : supported_isas()) {
+      CpuOptions o;
+      o.nvfp4_isa = isa;
+      CpuBackend be(pool, o);
+      std::vector<float> y(static_cast<size_t>(T * 37)), want(y.size());
+      be.linear(x.data(), T, 208, c.w, y.data(), 37, false);
+      nvfp4_matmul_with_isa(isa, pool, x.data(), T, 208, c.q.m, want.data(), 37);
+      for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], want[i]) << isa_name(isa) << " " << i;
+    }
   }
 }
 
