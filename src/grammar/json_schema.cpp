@@ -644,7 +644,11 @@ class Compiler {
     const int32_t sep = gemma() ? g_.byte(',') : punct(',');
     int32_t extra = -1;  // one additional member
     if (addl != false) {
-      extra = g_.seq({other_key(names), colon, g_.ref(rule_for(addl, "additional", depth + 1))});
+      // The other-key string is a leaf rule of its own: its positions' masks are then plain DFA
+      // walks (about 10x cheaper than walks with parse stacks inside the object's rule).
+      const int32_t key = g_.add_rule(g_.fresh_name("key"));
+      g_.define(key, other_key(names));
+      extra = g_.seq({g_.ref(key), colon, g_.ref(rule_for(addl, "additional", depth + 1))});
     }
     // Members in order: required ones must appear; after the first written member every member
     // is preceded by a separator.
