@@ -14,7 +14,8 @@ namespace fc::grammar {
 namespace {
 
 struct NfaEdge {
-  enum Kind : uint8_t { kClasses, kCall, kSpecial } kind;
+  enum Kind : uint8_t { kClasses, kCall, kSpecial };
+  Kind kind = kClasses;
   ByteSet classes;   // kClasses: the byte classes taking the edge
   int32_t arg = -1;  // rule or token
   int32_t to = -1;
@@ -35,98 +36,99 @@ struct Nfa {
   }
 };
 
-struct Frag {
-  int32_t in, out;
-};
-
+// Thompson construction with continuations: build(id, next) returns the entry state of an NFA
+// for node `id` whose only exit is `next`. Such a fragment depends on (id, next) alone, so it is
+// memoized: an IR node shared by several parents (the IR is a DAG: JSON Schema's whitespace,
+// separators, an object's tail of optional members) is built once per continuation instead of
+// once per use, which keeps the NFA (and the subsets of the DFA) linear in the IR.
 class NfaBuilder {
  public:
-  NfaBuilder(const Grammar& g, const std::vector<ByteSet>& class_of_set_cache,
-             const std::array<uint8_t, 256>& byte_class, Nfa& nfa)
-      : g_(g), byte_class_(byte_class), nfa_(nfa) {
-    (void)class_of_set_cache;
+  NfaBuilder(const Grammar& g, const std::array<uint8_t, 256>& byte_class, Nfa& nfa)
+      : g_(g), byte_class_(byte_class), nfa_(nfa) {}
+
+  int32_t build(int32_t id, int32_t next, int depth = 0) {
+    FC_CHECK(depth < 2000, "grammar: expression nested too deeply");
+    const uint64_t key =
+        (static_cast<uint64_t>(static_cast<uint32_t>(id)) << 32) | static_cast<uint32_t>(next);
+    auto it = memo_.find(key);
+    if (it != memo_.end()) return it->second;
+    const int32_t s = make(id, next, depth);
+    memo_.emplace(key, s);
+    return s;
   }
 
-  Frag build(int32_t id, int depth = 0) {
-    FC_CHECK(depth < 2000, "grammar: expression nested too deeply");
+ private:
+  NfaState& at(int32_t s) { return nfa_.states[static_cast<size_t>(s)]; }
+  int32_t edge_state(NfaEdge e) {
+    const int32_t a = nfa_.add();
+    at(a).edges.push_back(e);
+    return a;
+  }
+
+  int32_t make(int32_t id, int32_t next, int depth) {
     const Node& n = g_.nodes[static_cast<size_t>(id)];
     switch (n.op) {
-      case Op::kEmpty: {
-        const int32_t s = nfa_.add();
-        return {s, s};
-      }
-      case Op::kNothing: {
-        return {nfa_.add(), nfa_.add()};
-      }
+      case Op::kEmpty:
+        return next;
+      case Op::kNothing:
+        return nfa_.add();  // no way out
       case Op::kBytes: {
-        const int32_t a = nfa_.add(), b = nfa_.add();
-        NfaEdge e{NfaEdge::kClasses};
+        NfaEdge e;
         for (int c = 0; c < 256; ++c)
           if (n.bytes.test(static_cast<size_t>(c)))
             e.classes.set(byte_class_[static_cast<size_t>(c)]);
-        e.to = b;
-        nfa_.states[static_cast<size_t>(a)].edges.push_back(e);
-        return {a, b};
+        e.to = next;
+        return edge_state(e);
       }
       case Op::kRef:
       case Op::kSpecial: {
-        const int32_t a = nfa_.add(), b = nfa_.add();
-        NfaEdge e{n.op == Op::kRef ? NfaEdge::kCall : NfaEdge::kSpecial};
+        NfaEdge e;
+        e.kind = n.op == Op::kRef ? NfaEdge::kCall : NfaEdge::kSpecial;
         e.arg = n.ref;
-        e.to = b;
-        nfa_.states[static_cast<size_t>(a)].edges.push_back(e);
-        return {a, b};
+        e.to = next;
+        return edge_state(e);
       }
       case Op::kSeq: {
-        Frag f = build(n.kids[0], depth + 1);
-        for (size_t i = 1; i < n.kids.size(); ++i) {
-          const Frag k = build(n.kids[i], depth + 1);
-          nfa_.states[static_cast<size_t>(f.out)].eps.push_back(k.in);
-          f.out = k.out;
-        }
-        return f;
+        int32_t cur = next;
+        for (size_t i = n.kids.size(); i-- > 0;) cur = build(n.kids[i], cur, depth + 1);
+        return cur;
       }
       case Op::kAlt: {
-        const int32_t a = nfa_.add(), b = nfa_.add();
+        const int32_t a = nfa_.add();
         for (int32_t k : n.kids) {
-          const Frag f = build(k, depth + 1);
-          nfa_.states[static_cast<size_t>(a)].eps.push_back(f.in);
-          nfa_.states[static_cast<size_t>(f.out)].eps.push_back(b);
+          const int32_t in = build(k, next, depth + 1);
+          at(a).eps.push_back(in);
         }
-        return {a, b};
+        return a;
       }
       case Op::kRepeat: {
-        const int32_t a = nfa_.add();
-        int32_t cur = a;
-        for (int i = 0; i < n.min; ++i) {
-          const Frag f = build(n.kids[0], depth + 1);
-          nfa_.states[static_cast<size_t>(cur)].eps.push_back(f.in);
-          cur = f.out;
-        }
-        const int32_t end = nfa_.add();
-        nfa_.states[static_cast<size_t>(cur)].eps.push_back(end);
-        if (n.max == -1) {
-          const Frag f = build(n.kids[0], depth + 1);
-          nfa_.states[static_cast<size_t>(cur)].eps.push_back(f.in);
-          nfa_.states[static_cast<size_t>(f.out)].eps.push_back(cur);
-        } else {
-          for (int i = n.min; i < n.max; ++i) {
-            const Frag f = build(n.kids[0], depth + 1);
-            nfa_.states[static_cast<size_t>(cur)].eps.push_back(f.in);
-            nfa_.states[static_cast<size_t>(f.out)].eps.push_back(end);
-            cur = f.out;
+        const int32_t kid = n.kids[0];
+        int32_t cur;
+        if (n.max == -1) {  // loop: L -> next | kid L
+          const int32_t loop = nfa_.add();
+          const int32_t body = build(kid, loop, depth + 1);
+          at(loop).eps = {next, body};
+          cur = loop;
+        } else {  // optional copies: T_0 = next, T_j = kid T_(j-1) | next
+          cur = next;
+          for (int32_t j = n.min; j < n.max; ++j) {
+            const int32_t t = nfa_.add();
+            const int32_t body = build(kid, cur, depth + 1);
+            at(t).eps = {body, next};
+            cur = t;
           }
         }
-        return {a, end};
+        for (int32_t i = 0; i < n.min; ++i) cur = build(kid, cur, depth + 1);
+        return cur;
       }
     }
     fail("grammar: unknown node");
   }
 
- private:
   const Grammar& g_;
   const std::array<uint8_t, 256>& byte_class_;
   Nfa& nfa_;
+  std::unordered_map<uint64_t, int32_t> memo_;
 };
 
 struct VecHash {
@@ -279,9 +281,10 @@ CompiledGrammar compile_grammar(const Grammar& g) {
   for (const Rule& r : g.rules) {
     Nfa nfa;
     nfa.budget = &nfa_budget;
-    NfaBuilder b(g, {}, cg.byte_class, nfa);
-    const Frag f = b.build(r.body);
-    dfas.push_back(determinize(nfa, f.in, f.out, cg.num_classes, dfa_budget));
+    NfaBuilder b(g, cg.byte_class, nfa);
+    const int32_t final_state = nfa.add();
+    const int32_t start = b.build(r.body, final_state);
+    dfas.push_back(determinize(nfa, start, final_state, cg.num_classes, dfa_budget));
   }
 
   // Global numbering: the states of rule r are contiguous.

@@ -7,7 +7,14 @@
 #include "core/error.h"
 
 namespace fc::grammar {
+
 namespace {
+// A node of kind `op` with every other field at its default.
+Node node_of(Op op) {
+  Node n;
+  n.op = op;
+  return n;
+}
 
 int utf8_len(char32_t c) {
   return c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
@@ -74,15 +81,15 @@ int32_t Grammar::add(Node n) {
 }
 
 int32_t Grammar::empty() {
-  return add(Node{Op::kEmpty});
+  return add(node_of(Op::kEmpty));
 }
 int32_t Grammar::nothing() {
-  return add(Node{Op::kNothing});
+  return add(node_of(Op::kNothing));
 }
 
 int32_t Grammar::bytes(const ByteSet& s) {
   if (s.none()) return nothing();
-  Node n{Op::kBytes};
+  Node n = node_of(Op::kBytes);
   n.bytes = s;
   return add(std::move(n));
 }
@@ -116,7 +123,7 @@ int32_t Grammar::seq(std::vector<int32_t> kids) {
   }
   if (flat.empty()) return empty();
   if (flat.size() == 1) return flat[0];
-  Node n{Op::kSeq};
+  Node n = node_of(Op::kSeq);
   n.kids = std::move(flat);
   return add(std::move(n));
 }
@@ -127,7 +134,7 @@ int32_t Grammar::alt(std::vector<int32_t> kids) {
     if (nodes[static_cast<size_t>(k)].op != Op::kNothing) keep.push_back(k);
   if (keep.empty()) return nothing();
   if (keep.size() == 1) return keep[0];
-  Node n{Op::kAlt};
+  Node n = node_of(Op::kAlt);
   n.kids = std::move(keep);
   return add(std::move(n));
 }
@@ -142,7 +149,7 @@ int32_t Grammar::repeat(int32_t x, int32_t min, int32_t max) {
   const Op op = nodes[static_cast<size_t>(x)].op;
   if (op == Op::kEmpty) return x;
   if (op == Op::kNothing) return min == 0 ? empty() : x;
-  Node n{Op::kRepeat};
+  Node n = node_of(Op::kRepeat);
   n.kids = {x};
   n.min = min;
   n.max = max;
@@ -150,13 +157,13 @@ int32_t Grammar::repeat(int32_t x, int32_t min, int32_t max) {
 }
 
 int32_t Grammar::ref(int32_t rule) {
-  Node n{Op::kRef};
+  Node n = node_of(Op::kRef);
   n.ref = rule;
   return add(std::move(n));
 }
 
 int32_t Grammar::special(int32_t token) {
-  Node n{Op::kSpecial};
+  Node n = node_of(Op::kSpecial);
   n.ref = token;
   return add(std::move(n));
 }

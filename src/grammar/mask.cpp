@@ -73,6 +73,14 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
   std::vector<std::pair<std::string_view, int32_t>> unc;
   auto& pops = sc.pops;
   pops.clear();
+  auto pm = std::make_shared<PositionMask>();
+  // The rule may end at node i (depth d): subtrees above kExitNodes nodes become exits.
+  constexpr uint32_t kExitNodes = 256;
+  auto push_pop = [&](size_t i, uint16_t d) {
+    const bool big = T.nodes[i].end - i > kExitNodes;
+    if (big) pm->exits.push_back(static_cast<uint32_t>(i));
+    pops.push_back(MaskScratch::Pop{d, big});
+  };
   // Tokens of nodes [i, end) died inside the rule; each is still possible through every point
   // on its path where the rule could have ended (pops), with the bytes after that point.
   auto emit_dead = [&](size_t i, size_t end) {
@@ -80,7 +88,8 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
     for (size_t j = i; j < end; ++j)
       for (uint32_t k = T.nodes[j].tok_begin; k < T.nodes[j].tok_end; ++k) {
         const std::string_view b = vocab_->bytes(T.toks[k]);
-        for (uint16_t p : pops) unc.emplace_back(b.substr(p), T.toks[k]);
+        for (const MaskScratch::Pop& p : pops)
+          if (!p.exit) unc.emplace_back(b.substr(p.depth), T.toks[k]);
       }
   };
   const int32_t r = g.state_rule[static_cast<size_t>(s)];
@@ -91,7 +100,7 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
     for (size_t i = 1; i < N;) {
       const TokenTrie::Node& nd = T.nodes[i];
       const uint16_t d = nd.depth;
-      while (!pops.empty() && pops.back() >= d) pops.pop_back();
+      while (!pops.empty() && pops.back().depth >= d) pops.pop_back();
       const int32_t t = g.step(st[d - 1], nd.byte);
       if (t < 0) {
         emit_dead(i, nd.end);
@@ -101,7 +110,7 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
       if (st.size() <= d) st.resize(d + 1u);
       st[d] = t;
       for (uint32_t k = nd.tok_begin; k < nd.tok_end; ++k) accepted.push_back(T.toks[k]);
-      if (g.accepting(t)) pops.push_back(d);
+      if (g.accepting(t)) push_pop(i, d);
       ++i;
     }
   } else {
@@ -112,7 +121,7 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
     for (size_t i = 1; i < N;) {
       const TokenTrie::Node& nd = T.nodes[i];
       const uint16_t d = nd.depth;
-      while (!pops.empty() && pops.back() >= d) pops.pop_back();
+      while (!pops.empty() && pops.back().depth >= d) pops.pop_back();
       step_byte(g, sets[d - 1], nd.byte, sc.work);
       if (sc.work.empty()) {
         emit_dead(i, nd.end);
@@ -128,7 +137,7 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
         continue;
       }
       for (uint32_t k = nd.tok_begin; k < nd.tok_end; ++k) accepted.push_back(T.toks[k]);
-      if (c.popped) pops.push_back(d);
+      if (c.popped) push_pop(i, d);
       if (sets[d].empty()) {  // the rule ended and cannot go on: the subtree depends on context
         emit_dead(i + 1, nd.end);
         i = nd.end;
@@ -137,7 +146,6 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
       ++i;
     }
   }
-  auto pm = std::make_shared<PositionMask>();
   if (accepted.size() * 32 > static_cast<size_t>(vocab_->size())) {
     pm->bits.assign(vocab_->words(), 0);
     for (int32_t t : accepted) pm->bits[static_cast<size_t>(t) >> 5] |= 1u << (t & 31);
@@ -149,16 +157,16 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
   return pm;
 }
 
-void GrammarMasks::walk_suffixes(const TokenTrie& T, const std::vector<Stack>& init,
-                                 const Matcher& m, uint32_t* row, MaskScratch& sc) const {
+void GrammarMasks::walk_suffixes(const TokenTrie& T, size_t begin, size_t end, uint16_t base,
+                                 const std::vector<Stack>& init, const Matcher& m, uint32_t* row,
+                                 MaskScratch& sc) const {
   const CompiledGrammar& g = *g_;
   auto& sets = sc.depth_sets;
   if (sets.size() < 2) sets.resize(2);
   sets[0] = init;
-  const size_t N = T.nodes.size();
-  for (size_t i = 1; i < N;) {
+  for (size_t i = begin; i < end;) {
     const TokenTrie::Node& nd = T.nodes[i];
-    const uint16_t d = nd.depth;
+    const uint16_t d = static_cast<uint16_t>(nd.depth - base);
     step_byte(g, sets[d - 1], nd.byte, sc.work);
     if (sc.work.empty()) {
       i = nd.end;
@@ -194,14 +202,20 @@ void GrammarMasks::fill(const Matcher& m, uint32_t* row, MaskScratch& sc) const 
       } else {
         for (int32_t t : pm->ids) row[static_cast<size_t>(t) >> 5] |= 1u << (t & 31);
       }
-      if (!pm->suffixes.empty()) {
+      if (!pm->suffixes.empty() || !pm->exits.empty()) {
         sc.work.clear();
         for (size_t k = a; k < b; ++k)
           if (st[k].parent < kBottomFrame) sc.work.push_back(m.arena().at(st[k].parent));
         if (!sc.work.empty()) {
           Closure c;
           close_stacks(*g_, m.arena(), sc.work, init, c, sc.seen);
-          if (!init.empty()) walk_suffixes(pm->suffixes, init, m, row, sc);
+          if (!init.empty()) {
+            if (!pm->suffixes.empty())
+              walk_suffixes(pm->suffixes, 1, pm->suffixes.nodes.size(), 0, init, m, row, sc);
+            const TokenTrie& V = vocab_->trie();
+            for (uint32_t x : pm->exits)
+              walk_suffixes(V, x + 1, V.nodes[x].end, V.nodes[x].depth, init, m, row, sc);
+          }
         }
       }
     }

@@ -31,7 +31,14 @@ struct PositionMask {
   std::vector<uint32_t> bits;  // dense accepted set (a full row), or empty
   std::vector<int32_t> ids;    // sparse accepted set, when bits is empty
   TokenTrie suffixes;          // uncertain tokens by their bytes left after the rule ended
-  size_t bytes_used() const { return bits.size() * 4 + ids.size() * 4 + suffixes.bytes_used(); }
+  // Exits with large subtrees: vocabulary-trie nodes where the rule may end; every token below
+  // one is uncertain with the bytes after that node (walked in the vocabulary trie itself, so
+  // e.g. the 170k tokens under "\n  " are not copied into `suffixes`). Tokens below that the
+  // rule accepts by itself are in the accepted set already, so walking them again is harmless.
+  std::vector<uint32_t> exits;
+  size_t bytes_used() const {
+    return bits.size() * 4 + ids.size() * 4 + suffixes.bytes_used() + exits.size() * 4;
+  }
 };
 
 // Positions of leaf rules, for every grammar on one vocabulary. Thread-safe.
@@ -55,7 +62,11 @@ struct MaskScratch {
   std::vector<std::vector<Stack>> depth_sets;
   std::vector<Stack> work, seen;
   std::vector<int32_t> depth_states;
-  std::vector<uint16_t> pops;
+  struct Pop {
+    uint16_t depth;
+    bool exit;  // exported as a PositionMask exit (its tokens are not copied)
+  };
+  std::vector<Pop> pops;
   StackArena arena;  // frames pushed in context-free walks
 };
 
@@ -79,8 +90,10 @@ class GrammarMasks {
 
  private:
   std::shared_ptr<PositionMask> compute(int32_t s, MaskScratch& scratch) const;
-  void walk_suffixes(const TokenTrie& t, const std::vector<Stack>& init, const Matcher& m,
-                     uint32_t* row, MaskScratch& scratch) const;
+  // Walks nodes [begin, end) of t (a subtree below a node of depth `base`) from `init`.
+  void walk_suffixes(const TokenTrie& t, size_t begin, size_t end, uint16_t base,
+                     const std::vector<Stack>& init, const Matcher& m, uint32_t* row,
+                     MaskScratch& scratch) const;
 
   std::shared_ptr<const CompiledGrammar> g_;
   std::shared_ptr<const Vocab> vocab_;
