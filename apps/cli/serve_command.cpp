@@ -21,6 +21,7 @@
 #include "engine/kv_budget.h"
 #include "engine/kv_plan.h"
 #include "io/safetensors.h"
+#include "model/gemma4/audio_encoder.h"
 #include "model/gemma4/model.h"
 #include "model/gemma4/vision.h"
 #include "server/http_server.h"
@@ -206,6 +207,17 @@ int cmd_serve(int argc, char** argv) {
     ec.encoders.push_back(vision.get());
     configure_encoder_budget(o, cfg, ec);
   }
+  // The audio tower as the audio encoder (server/audio_request.h; at most 750 soft tokens a clip).
+  std::unique_ptr<gemma4::AudioEncoder> audio;
+  if (gemma4::has_audio_tower(cfg, *ckpt)) {
+    audio = std::make_unique<gemma4::AudioEncoder>(o.model, cfg, ckpt, be, mo.load);
+    ec.encoders.push_back(audio.get());
+    if (!vision) {
+      ec.scheduler.encoder_compute_budget = std::max(ec.scheduler.max_num_batched_tokens, 1120);
+      ec.scheduler.encoder_cache_size =
+          std::max<int64_t>(ec.scheduler.encoder_compute_budget, o.mm_encoder_cache_tokens);
+    }
+  }
   DrafterSetup drafter;  // outlives the engine
   if (!o.speculative_config.is_null())
     setup_speculation(o.speculative_config, model, be, mo.bf16_embed_scale, kv_tokens,
@@ -214,7 +226,7 @@ int cmd_serve(int argc, char** argv) {
   Metrics metrics;
   ServingContext ctx{
       o, tokenizer, tmpl, tsrc, gen, engine, metrics, {}, o.served_model_names[0], max_len, {}, {}};
-  if (vision) ctx.media = std::make_shared<MediaContext>(o, cfg);
+  if (vision || audio) ctx.media = std::make_shared<MediaContext>(o, cfg);
   ctx.constraints = make_constraint_compiler(tokenizer, cfg.vocab_size);
   ctx.structured_config = parse_structured_outputs_config(o.structured_outputs_config);
   ctx.eos_ids = gen.eos_token_ids.empty()

@@ -10,6 +10,7 @@
 #include "media/gemma4_image.h"
 #include "media/image.h"
 #include "server/api_error.h"
+#include "server/audio_request.h"
 
 namespace fc {
 
@@ -27,7 +28,8 @@ uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Identity of an item: the client's uuid, else the bytes; both with what changes the output.
+}  // namespace
+
 uint64_t media_key(const json& part, const std::vector<uint8_t>& bytes, const std::string& salt) {
   uint64_t k;
   const std::string s = "fourcast-media:" + salt;
@@ -40,6 +42,8 @@ uint64_t media_key(const json& part, const std::vector<uint8_t>& bytes, const st
   }
   return k == 0 ? 1 : k;
 }
+
+namespace {
 
 int parse_limit(const json& v, const std::string& modality) {
   int n = -1;
@@ -87,7 +91,8 @@ std::string media_part_url(const json& part, const std::string& modality) {
                               "messages");
 }
 
-MediaContext::MediaContext(const ServeOptions& o, const gemma4::Config& cfg) : cfg_(cfg) {
+MediaContext::MediaContext(const ServeOptions& o, const gemma4::Config& cfg)
+    : cfg_(cfg), model_name_(o.model) {
   for (const std::string& d : o.allowed_media_domains) {
     std::string cur;
     for (char c : d + ",") {
@@ -117,6 +122,7 @@ MediaContext::MediaContext(const ServeOptions& o, const gemma4::Config& cfg) : c
   if (cfg.mm.vision) {
     add_loader("image", load_image);
   }
+  if (cfg.mm.has_audio) add_loader("audio", load_audio);  // server/audio_request.h
   if (!o.limit_mm_per_prompt.is_null()) {
     if (!o.limit_mm_per_prompt.is_object())
       fail("flag --limit-mm-per-prompt must be a JSON object, e.g. '{\"image\": 2}'");
@@ -204,6 +210,7 @@ void MediaContext::check_counts(const std::vector<chat::gemma4::MediaItem>& part
   std::map<std::string, int> count;
   for (const chat::gemma4::MediaItem& p : parts) ++count[p.modality];
   for (const auto& [modality, n] : count) {
+    if (modality == "audio" && !cfg_.mm.has_audio) throw no_audio_tower(model_name_);
     if (!supports(modality))
       throw ApiError::bad_request(modality + " input is not supported by this model", "messages");
     const int lim = limit(modality);

@@ -97,7 +97,13 @@ class MediaContext {
   std::map<std::string, MediaLoader> loaders_;
   nlohmann::json mm_kwargs_ = nlohmann::json::object();
   nlohmann::json io_kwargs_ = nlohmann::json::object();
+  std::string model_name_;  // --model: vLLM names it in the no-audio-tower message
 };
+
+// Identity of an item: XXH3-64 of the client's uuid, else of the bytes; both seeded with `salt`
+// (what else changes the encoder output). Never 0.
+uint64_t media_key(const nlohmann::json& part, const std::vector<uint8_t>& bytes,
+                   const std::string& salt);
 
 // The media part of a chat request loaded and placed (prepare_chat calls this after the chat
 // template and the tokenizer ran).
