@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 
 namespace fc::http {
 namespace {
@@ -171,7 +172,11 @@ size_t RequestParser::feed(std::string_view data) {
       }
       case State::kTrailers: {
         bool complete = false;
-        const size_t n = feed_line(rest, line_, limits_.max_head_bytes, complete);
+        // No per-line limit here: the trailer section's byte budget is the only one, so a long
+        // trailer line is a 431 however the bytes are split (a line limit gave 400 when the line
+        // arrived whole but 431 when the budget ran out first in pieces). feed_line takes at
+        // most this call's data, so line_ stays within the budget plus one read.
+        const size_t n = feed_line(rest, line_, SIZE_MAX, complete);
         used += n;
         trailer_bytes_ += n;
         if (state_ == State::kError) break;

@@ -134,6 +134,15 @@ TEST(HttpParser, LimitsGiveTheirStatusesAndNameTheLimit) {
   lim.max_head_bytes = 1024;
   EXPECT_EQ(parse("GET / HTTP/1.1\r\nX: " + std::string(2000, 'b') + "\r\n\r\n", lim).error, 431);
   EXPECT_EQ(parse("GET / HTTP/1.1\r\nX: " + std::string(2000, 'b'), lim).error, 431);  // unfinished
+  // Trailer fields over the budget: 431 whole and in pieces alike (a long trailer line was 400
+  // whole but 431 split; found by http_parser_fuzzer).
+  const std::string trailer =
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
+      "A: b\r\nT: " +
+      std::string(2000, 't') + "\r\n\r\n";
+  EXPECT_EQ(parse(trailer, lim).error, 431);
+  EXPECT_EQ(parse(trailer, lim, {7}).error, 431);
+  EXPECT_EQ(parse(trailer, lim, {1}).error, 431);
   lim = {};
   lim.max_headers = 3;
   EXPECT_EQ(parse("GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n", lim).error, 431);
