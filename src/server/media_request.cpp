@@ -10,6 +10,7 @@
 #include "media/gemma4_image.h"
 #include "media/image.h"
 #include "server/api_error.h"
+#include "server/media_video.h"
 
 namespace fc {
 
@@ -74,6 +75,11 @@ std::string mmss(double t) {
 
 }  // namespace
 
+uint64_t media_item_key(const json& part, const std::vector<uint8_t>& bytes,
+                        const std::string& salt) {
+  return media_key(part, bytes, salt);
+}
+
 std::string media_part_url(const json& part, const std::string& modality) {
   for (const char* key : {"image_url", "video_url", "audio_url"}) {
     auto it = part.find(key);
@@ -116,6 +122,7 @@ MediaContext::MediaContext(const ServeOptions& o, const gemma4::Config& cfg) : c
   }
   if (cfg.mm.vision) {
     add_loader("image", load_image);
+    add_loader("video", load_video);  // media_video.h
   }
   if (!o.limit_mm_per_prompt.is_null()) {
     if (!o.limit_mm_per_prompt.is_object())
