@@ -7,7 +7,7 @@ Gemma4ForConditionalGeneration of test_multimodal.py (its template renders video
 - --limit-mm-per-prompt for video with vLLM's message;
 - bad video requests (truncated, not a video, zero frames, 30000x30000 frames, too many videos,
   unsupported scheme, file:// outside the allowed path) -> 4xx, the server still serving;
-- file:// under --allowed-local-media-path;
+- file:// under --allowed-local-media-path; http:// from a loopback server (off the workers);
 - the same video twice: no frame encoded again, prefix-cache hits (/metrics).
 """
 import base64
@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from conftest import ROOT, start_server
-from test_multimodal import metric, mm_model  # noqa: F401  (the shared tiny model fixture)
+from test_multimodal import _Handler, http_media, metric, mm_model  # noqa: F401  (shared fixtures)
 
 CLIPS = ROOT / "tests" / "fixtures" / "video"
 SOFT = 63  # 64x48 frames at the 70-token budget: resized to 336x432 -> 7 x 9 pooled patches
@@ -155,6 +155,14 @@ def test_bad_videos_are_4xx_and_the_server_keeps_serving(srv, client):
 def test_file_url_under_the_allowed_path(srv, client):
     r = chat(client, video_msg("file://" + str(CLIPS / "mjpeg_5fps_2s.avi")))
     assert r.usage.prompt_tokens == expected(srv, ["00:00"] * 5 + ["00:01"] * 5)
+
+
+def test_http_fetch(srv, client, http_media):  # noqa: F811
+    _Handler.routes["/v.avi"] = clip("mjpeg_5fps_2s.avi")
+    r = chat(client, video_msg(http_media + "/v.avi"))
+    assert r.usage.prompt_tokens == expected(srv, ["00:00"] * 5 + ["00:01"] * 5)
+    r = post(srv, video_msg(http_media + "/missing.mp4"))
+    assert r.status_code == 422 and "Failed to fetch media from URL" in r.json()["error"]["message"]
 
 
 def test_same_video_twice_hits_encoder_and_prefix_caches(srv, client):
