@@ -11,6 +11,7 @@
 #include "media/image.h"
 #include "server/api_error.h"
 #include "server/audio_request.h"
+#include "server/media_video.h"
 
 namespace fc {
 
@@ -78,6 +79,11 @@ std::string mmss(double t) {
 
 }  // namespace
 
+uint64_t media_item_key(const json& part, const std::vector<uint8_t>& bytes,
+                        const std::string& salt) {
+  return media_key(part, bytes, salt);
+}
+
 std::string media_part_url(const json& part, const std::string& modality) {
   for (const char* key : {"image_url", "video_url", "audio_url"}) {
     auto it = part.find(key);
@@ -121,6 +127,7 @@ MediaContext::MediaContext(const ServeOptions& o, const gemma4::Config& cfg)
   }
   if (cfg.mm.vision) {
     add_loader("image", load_image);
+    add_loader("video", load_video);  // media_video.h
   }
   if (cfg.mm.has_audio) add_loader("audio", load_audio);  // server/audio_request.h
   if (!o.limit_mm_per_prompt.is_null()) {

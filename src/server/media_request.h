@@ -124,6 +124,12 @@ std::vector<std::string> remote_media_urls(const MediaContext* ctx, const nlohma
 LoadedMedia load_image(const MediaContext& ctx, const nlohmann::json& part,
                        const MediaRequestKwargs& kw);
 
+// An item's identity (the encoder-cache and prefix-cache key): the part's "uuid" when it has
+// one, else XXH3-64 of the bytes; both seeded with `salt` (the modality and the kwargs that
+// change the encoder input).
+uint64_t media_item_key(const nlohmann::json& part, const std::vector<uint8_t>& bytes,
+                        const std::string& salt);
+
 // The URL of a media part ({"image_url": {"url": U}} or {"image_url": U}, "input_image"'s
 // "image_url", "video_url"), or throws ApiError 400.
 std::string media_part_url(const nlohmann::json& part, const std::string& modality);

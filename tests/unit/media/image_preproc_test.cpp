@@ -16,30 +16,18 @@
 #include "media/gemma4_image.h"
 #include "media/image.h"
 #include "media/resize.h"
+#include "tests/unit/media/golden_fixture.h"
 
 namespace fc::media {
 namespace {
 
 const std::string kDir = std::string(FC_SOURCE_DIR) + "/tests/fixtures/vision-preproc/";
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f.good()) << path;
-  return {std::istreambuf_iterator<char>(f), {}};
-}
-
-struct Golden {
-  std::unique_ptr<SafetensorsFile> f = SafetensorsFile::open(kDir + "golden.safetensors");
-  nlohmann::json manifest = nlohmann::json::parse(f->metadata().at("manifest"));
-  const TensorInfo& t(const std::string& name) const {
-    const TensorInfo* p = f->find(name);
-    if (!p) throw std::runtime_error("golden tensor " + name + " missing");
-    return *p;
-  }
-};
+using testing::read_file;
+using Golden = testing::GoldenFixture;
 
 const Golden& golden() {
-  static Golden g;
+  static Golden g(kDir);
   return g;
 }
 
