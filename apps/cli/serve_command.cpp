@@ -225,7 +225,8 @@ int cmd_serve(int argc, char** argv) {
   Engine engine(model, be, ec);
   Metrics metrics;
   ServingContext ctx{
-      o, tokenizer, tmpl, tsrc, gen, engine, metrics, {}, o.served_model_names[0], max_len, {}, {}};
+      o,       tokenizer, tmpl, tsrc, gen, engine, metrics, {}, o.served_model_names[0],
+      max_len, {},        {},   {}};
   if (vision || audio) ctx.media = std::make_shared<MediaContext>(o, cfg);
   ctx.constraints = make_constraint_compiler(tokenizer, cfg.vocab_size);
   ctx.structured_config = parse_structured_outputs_config(o.structured_outputs_config);

@@ -64,8 +64,8 @@ struct Server {
     ec.scheduler.max_model_len = 1024;
     ec.scheduler.max_num_batched_tokens = 1024;
     engine = std::make_unique<fc::Engine>(*model, be, ec);
-    ctx = std::make_unique<fc::ServingContext>(
-        fc::ServingContext{opts, *tok, *tmpl, tsrc, gen, *engine, metrics, {}, "tiny", 1024, {}});
+    ctx = std::make_unique<fc::ServingContext>(fc::ServingContext{
+        opts, *tok, *tmpl, tsrc, gen, *engine, metrics, {}, "tiny", 1024, {}, {}, {}});
     ctx->constraints = fc::make_constraint_compiler(*tok, cfg.vocab_size);  // structured outputs
     ctx->eos_ids = {1, 106, 50};
   }
