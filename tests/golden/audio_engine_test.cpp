@@ -17,6 +17,7 @@
 #include "model/gemma4/audio_encoder.h"
 #include "server/audio_request.h"
 #include "tests/common/golden_io.h"
+#include "tests/common/stream_tokens.h"
 
 namespace fc {
 namespace {
@@ -52,21 +53,7 @@ std::vector<uint8_t> fixture_wav(const SafetensorsFile& g, const std::string& na
   return b;
 }
 
-std::vector<int32_t> collect(RequestStream& s) {
-  std::vector<int32_t> out;
-  for (;;) {
-    auto ev = s.next(60000);
-    if (!ev) {
-      ADD_FAILURE() << "timeout";
-      return out;
-    }
-    out.insert(out.end(), ev->tokens.begin(), ev->tokens.end());
-    if (ev->finished) {
-      EXPECT_NE(ev->finish_reason, "error") << ev->error;
-      return out;
-    }
-  }
-}
+using test::stream_tokens;
 
 TEST(AudioEngine, InputAudioReproducesReferenceGreedyTokens) {
   ThreadPool pool(2);
@@ -109,7 +96,7 @@ TEST(AudioEngine, InputAudioReproducesReferenceGreedyTokens) {
     m.key = 77;
     m.offset = first;
     r.media.push_back(m);
-    EXPECT_EQ(collect(*engine.submit(std::move(r))), greedy) << "repetition " << rep;
+    EXPECT_EQ(stream_tokens(*engine.submit(std::move(r))), greedy) << "repetition " << rep;
   }
   const EngineStats st = engine.stats();
   EXPECT_EQ(st.mm_items_encoded, 1);  // the second request reuses the first's audio (by key)

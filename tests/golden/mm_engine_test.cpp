@@ -6,6 +6,7 @@
 
 #include "tests/common/golden_io.h"
 #include "tests/common/mm_fixture.h"
+#include "tests/common/stream_tokens.h"
 
 #include <algorithm>
 #include <memory>
@@ -25,22 +26,7 @@ const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 
 using test::fixture_image;
 
-std::vector<int32_t> collect(RequestStream& s, RequestEvent* last = nullptr) {
-  std::vector<int32_t> out;
-  for (;;) {
-    auto ev = s.next(60000);
-    if (!ev) {
-      ADD_FAILURE() << "timeout";
-      return out;
-    }
-    out.insert(out.end(), ev->tokens.begin(), ev->tokens.end());
-    if (ev->finished) {
-      EXPECT_NE(ev->finish_reason, "error") << ev->error;
-      if (last) *last = *ev;
-      return out;
-    }
-  }
-}
+using test::stream_tokens;
 
 struct Case {
   const char* model;
@@ -97,7 +83,7 @@ TEST_P(MmEngine, ConcurrentImageRequestsReproduceReferenceTokens) {
       reqs.push_back({p, engine.submit(std::move(r))});
     }
   for (Req& r : reqs)
-    EXPECT_EQ(collect(*r.stream), test::read_ids(*g, r.prompt + ".greedy"))
+    EXPECT_EQ(stream_tokens(*r.stream), test::read_ids(*g, r.prompt + ".greedy"))
         << c.model << " budget " << c.budget << " " << r.prompt;
   const EngineStats st = engine.stats();
   EXPECT_LE(st.mm_items_encoded, st.encoder_cache_queries);
@@ -146,14 +132,14 @@ TEST_P(MmEngine, SecondIdenticalRequestHitsBothCaches) {
   };
   const std::vector<int32_t> want = test::read_ids(*g, "between.greedy");
   RequestEvent ev;
-  EXPECT_EQ(collect(*engine.submit(make(77)), &ev), want);
+  EXPECT_EQ(stream_tokens(*engine.submit(make(77)), &ev), want);
   EXPECT_EQ(ev.num_cached_tokens, 0);
-  EXPECT_EQ(collect(*engine.submit(make(77)), &ev), want);
+  EXPECT_EQ(stream_tokens(*engine.submit(make(77)), &ev), want);
   EXPECT_GT(ev.num_cached_tokens, 64);  // the prefix cache served the image block
   const EngineStats st = engine.stats();
   EXPECT_EQ(st.mm_items_encoded, 1);
   // Same tokens, another image identity: no prefix sharing past the text before the image.
-  const std::vector<int32_t> other = collect(*engine.submit(make(78)), &ev);
+  const std::vector<int32_t> other = stream_tokens(*engine.submit(make(78)), &ev);
   EXPECT_LE(ev.num_cached_tokens, 8);
   EXPECT_EQ(engine.stats().mm_items_encoded, 2);
   EXPECT_EQ(other, want);  // the same pixels, so the same tokens

@@ -8,6 +8,7 @@
 
 #include "tests/common/golden_io.h"
 #include "tests/common/mm_fixture.h"
+#include "tests/common/stream_tokens.h"
 
 #include <unistd.h>
 
@@ -75,21 +76,7 @@ struct MmSetup {
   }
 };
 
-std::vector<int32_t> collect(RequestStream& s) {
-  std::vector<int32_t> out;
-  for (;;) {
-    auto ev = s.next(60000);
-    if (!ev) {
-      ADD_FAILURE() << "timeout";
-      return out;
-    }
-    out.insert(out.end(), ev->tokens.begin(), ev->tokens.end());
-    if (ev->finished) {
-      EXPECT_NE(ev->finish_reason, "error") << ev->error;
-      return out;
-    }
-  }
-}
+using test::stream_tokens;
 
 // Runs the four image prompts with drafts of k = 3 and checks the greedy tokens.
 EngineStats run(MmSetup& s, std::function<std::unique_ptr<spec::Drafter>(const kv::KVStorage&)> f,
@@ -105,7 +92,7 @@ EngineStats run(MmSetup& s, std::function<std::unique_ptr<spec::Drafter>(const k
   ec.spec_policy.k_max = 3;
   Engine engine(*s.model, s.be, ec);
   for (const char* p : {"one", "two", "between", "chat"})
-    EXPECT_EQ(collect(*engine.submit(s.request(p, 3))),
+    EXPECT_EQ(stream_tokens(*engine.submit(s.request(p, 3))),
               test::read_ids(*s.g, std::string(p) + ".greedy"))
         << what << " " << p;
   const EngineStats st = engine.stats();
