@@ -276,3 +276,44 @@ def client(srv):
 @pytest.fixture(scope="module")
 def model(srv):
     return srv.model
+
+
+# The compact tokenizer's media markers (tools/refgen/make_tiny_model.py).
+TINY_MEDIA_IDS = {"boi_token_id": 16273, "boa_token_id": 16274, "image_token_id": 16275,
+                  "audio_token_id": 16276, "eoi_token_id": 16277, "eoa_token_index": 16278,
+                  "video_token_id": 16279}
+
+
+def synth_conditional_model(tmp_path_factory, name, towers, parts, text_overrides=None):
+    """A Gemma4ForConditionalGeneration checkpoint written by `fourcast synth`: the bundled tiny
+    text model's config (with text_overrides), the given tower configs (vision_config /
+    audio_config, None for an absent one), random weights, the tiny tokenizer, and its chat
+    template taught to render the content parts named in `parts` (type -> placeholder text)."""
+    tiny = ROOT / "models" / "tiny-gemma4"
+    if not (tiny / "config.json").is_file():
+        pytest.skip("models/tiny-gemma4 is missing")
+    binary = fourcast_bin()
+    if binary is None:
+        pytest.skip("fourcast binary not found")
+    d = tmp_path_factory.mktemp(name)
+    text = json.loads((tiny / "config.json").read_text())
+    text.pop("architectures", None)
+    text.update(text_overrides or {})
+    cfg = {"architectures": ["Gemma4ForConditionalGeneration"], "model_type": "gemma4",
+           "text_config": text, "tie_word_embeddings": True, **TINY_MEDIA_IDS, **towers}
+    (d / "shape.json").write_text(json.dumps(cfg))
+    out = d / "model"
+    r = subprocess.run([binary, "synth", "--shape", str(d / "shape.json"), "--out", str(out),
+                        "--tokenizer", str(tiny / "tokenizer.json")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    tpl = (tiny / "chat_template.jinja").read_text()
+    old = "{%- for p in content if p.type == 'text' -%}{{ p.text | trim }}{%- endfor -%}"
+    assert old in tpl
+    branches = "".join("{%%- elif p.type == '%s' -%%}%s" % (t, ph) for t, ph in parts.items())
+    tpl = tpl.replace(old, "{%- for p in content -%}{%- if p.type == 'text' -%}{{ p.text | trim }}"
+                           + branches + "{%- endif -%}{%- endfor -%}")
+    (out / "chat_template.jinja").write_text(tpl)
+    for f in ("tokenizer_config.json", "generation_config.json"):
+        (out / f).write_bytes((tiny / f).read_bytes())
+    return str(out)

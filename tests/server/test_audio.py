@@ -8,16 +8,13 @@ import base64
 import io
 import json
 import struct
-import subprocess
 import wave
 
 import openai
 import pytest
 import requests
 
-from conftest import ROOT, fourcast_bin, start_server
-
-TINY = ROOT / "models" / "tiny-gemma4"
+from conftest import start_server, synth_conditional_model
 
 
 def wav_bytes(n, rate=16000):
@@ -32,42 +29,18 @@ def wav_bytes(n, rate=16000):
 
 @pytest.fixture(scope="module")
 def audio_model(tmp_path_factory):
-    if not (TINY / "config.json").is_file():
-        pytest.skip("models/tiny-gemma4 is missing")
-    binary = fourcast_bin()
-    if binary is None:
-        pytest.skip("fourcast binary not found")
-    d = tmp_path_factory.mktemp("audio")
-    text = json.loads((TINY / "config.json").read_text())
-    text.pop("architectures", None)
-    cfg = {"architectures": ["Gemma4ForConditionalGeneration"], "model_type": "gemma4",
-           "text_config": text, "vision_config": None, "tie_word_embeddings": True,
-           "boi_token_id": 16273, "boa_token_id": 16274, "image_token_id": 16275,
-           "audio_token_id": 16276, "eoi_token_id": 16277, "eoa_token_index": 16278,
-           "video_token_id": 16279,
-           "audio_config": {"model_type": "gemma4_audio", "hidden_size": 32,
+    return synth_conditional_model(
+        tmp_path_factory, "audio",
+        {"vision_config": None,
+         "audio_config": {"model_type": "gemma4_audio", "hidden_size": 32,
                             "num_hidden_layers": 2, "num_attention_heads": 4,
                             "hidden_act": "silu", "subsampling_conv_channels": [128, 8],
                             "conv_kernel_size": 3, "residual_weight": 0.5,
                             "attention_chunk_size": 4, "attention_context_left": 5,
                             "attention_context_right": 0, "attention_logit_cap": 50.0,
                             "use_clipped_linears": True, "rms_norm_eps": 1e-6,
-                            "gradient_clipping": 1e10, "output_proj_dims": 32}}
-    (d / "shape.json").write_text(json.dumps(cfg))
-    out = d / "model"
-    r = subprocess.run([binary, "synth", "--shape", str(d / "shape.json"), "--out", str(out),
-                        "--tokenizer", str(TINY / "tokenizer.json")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    tpl = (TINY / "chat_template.jinja").read_text()
-    old = "{%- for p in content if p.type == 'text' -%}{{ p.text | trim }}{%- endfor -%}"
-    assert old in tpl
-    tpl = tpl.replace(old, "{%- for p in content -%}{%- if p.type == 'text' -%}{{ p.text | trim }}"
-                           "{%- elif p.type == 'audio' -%}<|audio|>{%- endif -%}{%- endfor -%}")
-    (out / "chat_template.jinja").write_text(tpl)
-    for f in ("tokenizer_config.json", "generation_config.json"):
-        (out / f).write_bytes((TINY / f).read_bytes())
-    return str(out)
+                            "gradient_clipping": 1e10, "output_proj_dims": 32}},
+        {"audio": "<|audio|>"})
 
 
 @pytest.fixture(scope="module")

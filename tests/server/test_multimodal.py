@@ -17,7 +17,6 @@ import io
 import json
 import re
 import struct
-import subprocess
 import threading
 import zlib
 from pathlib import Path
@@ -26,9 +25,7 @@ import openai
 import pytest
 import requests
 
-from conftest import ROOT, fourcast_bin, start_server
-
-TINY = ROOT / "models" / "tiny-gemma4"
+from conftest import start_server, synth_conditional_model
 
 
 def png_bytes(w, h, seed=0):
@@ -56,44 +53,18 @@ def image_msg(*urls, text="Describe the image."):
 
 @pytest.fixture(scope="module")
 def mm_model(tmp_path_factory):
-    if not (TINY / "config.json").is_file():
-        pytest.skip("models/tiny-gemma4 is missing")
-    binary = fourcast_bin()
-    if binary is None:
-        pytest.skip("fourcast binary not found")
-    d = tmp_path_factory.mktemp("mm")
-    text = json.loads((TINY / "config.json").read_text())
-    text.pop("architectures", None)
-    text["use_bidirectional_attention"] = "vision"
-    cfg = {"architectures": ["Gemma4ForConditionalGeneration"], "model_type": "gemma4",
-           "text_config": text, "audio_config": None, "tie_word_embeddings": True,
-           # the compact tokenizer's markers (tools/refgen/make_tiny_model.py)
-           "boi_token_id": 16273, "boa_token_id": 16274, "image_token_id": 16275,
-           "audio_token_id": 16276, "eoi_token_id": 16277, "eoa_token_index": 16278,
-           "video_token_id": 16279,
-           "vision_config": {"model_type": "gemma4_vision", "hidden_size": 32,
+    return synth_conditional_model(
+        tmp_path_factory, "mm",
+        {"audio_config": None,
+         "vision_config": {"model_type": "gemma4_vision", "hidden_size": 32,
                              "intermediate_size": 64, "num_hidden_layers": 2,
                              "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 8,
                              "patch_size": 16, "pooling_kernel_size": 3,
                              "position_embedding_size": 2048, "standardize": True,
                              "use_clipped_linears": False, "default_output_length": 70,
-                             "rope_parameters": {"rope_type": "default", "rope_theta": 100.0}}}
-    (d / "shape.json").write_text(json.dumps(cfg))
-    out = d / "model"
-    r = subprocess.run([binary, "synth", "--shape", str(d / "shape.json"), "--out", str(out),
-                        "--tokenizer", str(TINY / "tokenizer.json")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    tpl = (TINY / "chat_template.jinja").read_text()
-    old = "{%- for p in content if p.type == 'text' -%}{{ p.text | trim }}{%- endfor -%}"
-    assert old in tpl
-    tpl = tpl.replace(old, "{%- for p in content -%}{%- if p.type == 'text' -%}{{ p.text | trim }}"
-                           "{%- elif p.type == 'image' -%}<|image|>{%- elif p.type == 'video' -%}"
-                           "<|video|>{%- endif -%}{%- endfor -%}")
-    (out / "chat_template.jinja").write_text(tpl)
-    for f in ("tokenizer_config.json", "generation_config.json"):
-        (out / f).write_bytes((TINY / f).read_bytes())
-    return str(out)
+                             "rope_parameters": {"rope_type": "default", "rope_theta": 100.0}}},
+        {"image": "<|image|>", "video": "<|video|>"},
+        {"use_bidirectional_attention": "vision"})
 
 
 @pytest.fixture(scope="module")
