@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <sstream>
 
 #include "media/gemma4_image.h"
+#include "media/gemma4_video.h"
 #include "media/image.h"
 #include "server/api_error.h"
 #include "server/audio_request.h"
@@ -68,13 +68,6 @@ int budget_of(const json& kw, const char* where) {
     throw ApiError::bad_request(
         media::invalid_max_soft_tokens_message(v->is_number_integer() ? v->get<int>() : -1), where);
   return v->get<int>();
-}
-
-std::string mmss(double t) {
-  char buf[16];
-  const int s = static_cast<int>(t);
-  std::snprintf(buf, sizeof buf, "%02d:%02d", s / 60, s % 60);
-  return buf;
 }
 
 }  // namespace
@@ -313,7 +306,7 @@ std::vector<EngineMedia> MediaContext::expand(const tok::Tokenizer& tok, std::ve
     for (size_t f = 0; f < m.inputs.size(); ++f) {
       const bool video = m.modality == "video";
       if (video) {  // "mm:ss " before each frame, frames joined by " " (HF Gemma4Processor)
-        const std::string ts = (f ? " " : "") + mmss(m.timestamps[f]) + " ";
+        const std::string ts = (f ? " " : "") + media::timestamp_mmss(m.timestamps[f]) + " ";
         for (int32_t x : tok.encode(ts, eo)) out.push_back(x);
       }
       const bool audio = m.modality == "audio";
