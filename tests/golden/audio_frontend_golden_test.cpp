@@ -9,11 +9,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <memory>
 
 #include "audio/log_mel.h"
 #include "io/safetensors.h"
+#include "tests/common/audio_fixture.h"
 #include "tests/common/golden_io.h"
 
 namespace fc::audio {
@@ -28,17 +28,7 @@ const SafetensorsFile& golden() {
 }
 
 std::vector<float> signal(const std::string& name) {
-  const TensorInfo* t = golden().find("sig." + name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  EXPECT_EQ(t->dtype, DType::kI16);
-  std::vector<float> x(t->numel);
-  for (size_t i = 0; i < t->numel; ++i) {
-    int16_t v;
-    std::memcpy(&v, t->data + 2 * i, 2);
-    x[i] = static_cast<float>(v) / 32768.0f;  // what a WAV decoder gives for PCM_16
-  }
-  return x;
+  return test::fixture_signal(golden(), name);
 }
 
 std::vector<uint8_t> mask(const std::string& key) {

@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -20,6 +19,7 @@
 #include "io/safetensors.h"
 #include "model/gemma4/audio_tower.h"
 #include "model/gemma4/config.h"
+#include "tests/common/audio_fixture.h"
 #include "tests/common/golden_io.h"
 
 namespace fc::gemma4 {
@@ -114,14 +114,8 @@ TEST_F(Tower, MatchesTransformersFromItsFeatures) {
 
 TEST_F(Tower, MatchesTransformersEndToEnd) {
   for (const char* sig : {"sweep", "short", "noise"}) {
-    const TensorInfo* t = golden->find(std::string("sig.") + sig);
-    ASSERT_NE(t, nullptr);
-    std::vector<float> x(t->numel);
-    for (size_t i = 0; i < t->numel; ++i) {
-      int16_t v;
-      std::memcpy(&v, t->data + 2 * i, 2);
-      x[i] = static_cast<float>(v) / 32768.0f;
-    }
+    const std::vector<float> x = test::fixture_signal(*golden, sig);
+    ASSERT_FALSE(x.empty()) << sig;
     const audio::LogMel f = audio::log_mel(x.data(), static_cast<int64_t>(x.size()));
     const AudioEncoding e = tower->encode(f.data.data(), f.valid, true);
     EXPECT_EQ(e.n, audio::audio_soft_tokens(static_cast<int64_t>(x.size())));

@@ -7,10 +7,12 @@
 // Prompts: one image, two images, image between text, an image inside a multi-turn chat, and a
 // stray placeholder id with no image.
 //
-// Tolerances as golden_test.cpp: logits 1e-3 · max |logit|, embeddings 1e-4 · max(1, max |e|).
+// Tolerances as golden_test.cpp: logits 1e-3 · max |logit|, embeddings 1e-4 · max(1, max |e|)
+// (tests/common/mm_golden.h).
 #include <gtest/gtest.h>
 
 #include "tests/common/golden_io.h"
+#include "tests/common/mm_golden.h"
 
 #include <algorithm>
 #include <cmath>
@@ -28,17 +30,6 @@ namespace {
 
 const std::string kFixtures = std::string(FC_SOURCE_DIR) + "/tests/fixtures/";
 const char* kPrompts[] = {"one", "two", "between", "chat", "stray"};
-
-float max_abs(const float* a, size_t n) {
-  float m = 0;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i]));
-  return m;
-}
-float max_diff(const float* a, const float* b, size_t n) {
-  float m = 0;
-  for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
 
 struct MmFixture {
   std::string name;
@@ -78,47 +69,20 @@ struct MmFixture {
 
 struct MmPrompt {
   std::vector<int32_t> ids;
-  std::vector<std::pair<int, int>> runs;  // soft-token runs [begin, end)
-  std::vector<int> images;                // image index per run
+  std::vector<test::SoftRun> runs;  // each image's soft tokens (an image block on "vision")
 };
 
 MmPrompt load_prompt(const MmFixture& fx, const std::string& p) {
   MmPrompt m;
   m.ids = test::read_ids(*fx.golden, p + ".ids");
-  m.images = test::read_ids(*fx.golden, p + ".images");
-  const int img = fx.model->config().mm.image_token_id;
-  for (int t = 0; t < static_cast<int>(m.ids.size()); ++t) {
-    if (m.ids[t] != img) continue;
-    if (!m.runs.empty() && m.runs.back().second == t)
-      ++m.runs.back().second;
-    else
-      m.runs.emplace_back(t, t + 1);
-  }
-  if (m.images.empty()) m.runs.clear();  // the stray placeholder carries no image
+  const std::vector<int32_t> images = test::read_ids(*fx.golden, p + ".images");
+  if (images.empty()) return m;  // the stray placeholder carries no image
+  const auto runs = test::placeholder_runs(m.ids, fx.model->config().mm.image_token_id);
+  EXPECT_EQ(runs.size(), images.size()) << p;
+  for (size_t r = 0; r < runs.size() && r < images.size(); ++r)
+    m.runs.push_back({runs[r].first, runs[r].second,
+                      fx.image_embeds[static_cast<size_t>(images[r])].data(), true});
   return m;
-}
-
-// A step over [b, e) of the prompt and the soft tokens and blocks it holds.
-struct MmStep {
-  Session::Step step;
-  Session::StepMedia media;
-};
-MmStep step_of(const MmFixture& fx, const MmPrompt& m, int b, int e) {
-  MmStep ms;
-  Session::Step& st = ms.step;
-  Session::StepMedia& s = ms.media;
-  st.id = 1;
-  st.tokens.assign(m.ids.begin() + b, m.ids.begin() + e);
-  for (size_t r = 0; r < m.runs.size(); ++r) {
-    const auto [rb, re] = m.runs[r];
-    const int lo = std::max(rb, b), hi = std::min(re, e);
-    if (lo < hi)
-      s.soft_tokens.push_back({lo, hi - lo,
-                               fx.image_embeds[static_cast<size_t>(m.images[r])].data() +
-                                   static_cast<size_t>(lo - rb) * fx.H});
-    if (rb < e && re > b) s.bidi_blocks.emplace_back(rb, re);
-  }
-  return ms;
 }
 
 class MmGolden : public ::testing::TestWithParam<std::string> {};
@@ -127,44 +91,16 @@ TEST_P(MmGolden, MergedEmbeddingsLogitsAndGreedy) {
   MmFixture fx(GetParam());
   for (const char* p : kPrompts) {
     const MmPrompt m = load_prompt(fx, p);
-    const int T = static_cast<int>(m.ids.size());
     const std::vector<float> want_logits = test::read_f32(*fx.golden, std::string(p) + ".logits");
     const std::vector<float> want_merged = test::read_f32(*fx.golden, std::string(p) + ".merged");
     Session s(*fx.model, fx.be, fx.opts());
-    s.add(1);
-    MmStep ms = step_of(fx, m, 0, T);
-    for (int t = 0; t < T; ++t) ms.step.logit_rows.push_back(t), ms.step.hidden_rows.push_back(t);
-    gemma4::ForwardOutput out;
-    // The residual entering layer 0 is the merged embeddings.
-    s.run({ms.step}, out, {0}, false, {ms.media});
-    const size_t n = static_cast<size_t>(T * fx.H);
-    EXPECT_LE(max_diff(out.captured[0].data(), want_merged.data(), n),
-              1e-4f * std::max(1.0f, max_abs(want_merged.data(), n)))
-        << fx.name << " " << p << " merged embeddings";
-    for (int t = 0; t < T; ++t) {
-      const float* g = out.logits.data() + t * fx.V;
-      const float* w = want_logits.data() + t * fx.V;
-      EXPECT_LE(max_diff(g, w, fx.V), 1e-3f * max_abs(w, fx.V))
-          << fx.name << " " << p << " logits at " << t;
-    }
+    const std::string what = fx.name + " " + p;
+    const std::vector<float> row =
+        test::expect_prefill_matches(s, m.ids, m.runs, want_merged, want_logits, fx.H, fx.V, what);
     // Greedy decode on the cache (decode tokens are text: causal).
     const std::vector<int32_t> greedy = test::read_ids(*fx.golden, std::string(p) + ".greedy");
     const std::vector<float> gl = test::read_f32(*fx.golden, std::string(p) + ".greedy_logits");
-    std::vector<float> row(out.logits.end() - fx.V, out.logits.end());
-    for (size_t g = 0; g < greedy.size(); ++g) {
-      EXPECT_LE(max_diff(row.data(), gl.data() + g * fx.V, fx.V),
-                1e-3f * max_abs(gl.data() + g * fx.V, fx.V))
-          << fx.name << " " << p << " greedy logits " << g;
-      const int32_t tok =
-          static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-      ASSERT_EQ(tok, greedy[g]) << fx.name << " " << p << " greedy step " << g;
-      Session::Step d;
-      d.id = 1;
-      d.tokens = {tok};
-      d.logit_rows = {0};
-      s.run({d}, out);
-      row = out.logits;
-    }
+    test::expect_greedy(s, row, greedy, &gl, fx.V, what);
   }
 }
 
@@ -188,10 +124,10 @@ TEST_P(MmGolden, ChunkedPrefillEqualsOneShot) {
       std::vector<int> cuts;
       if (bidi) {
         int at = 0;
-        for (auto [b, e] : m.runs) {
-          for (int c = at + 7; c < b; c += 7) cuts.push_back(c);
-          cuts.insert(cuts.end(), {b, e});
-          at = e;
+        for (const test::SoftRun& r : m.runs) {
+          for (int c = at + 7; c < r.begin; c += 7) cuts.push_back(c);
+          cuts.insert(cuts.end(), {r.begin, r.end});
+          at = r.end;
         }
         for (int c = at + 7; c < T; c += 7) cuts.push_back(c);
       } else {
@@ -199,25 +135,10 @@ TEST_P(MmGolden, ChunkedPrefillEqualsOneShot) {
       }
       cuts.push_back(T);
       Session s(*model, fx.be, fx.opts());
-      s.add(1);
-      int b = 0;
-      for (int c : cuts) {
-        if (c <= b) continue;
-        MmStep ms = step_of(fx, m, b, c);
-        const bool media = !ms.media.soft_tokens.empty() || !ms.media.bidi_blocks.empty();
-        if (c - b <= gemma4::kGraphMaxTokens) (media ? media_small : want_padded) += 1;
-        for (int t = 0; t < c - b; ++t) ms.step.logit_rows.push_back(t);
-        gemma4::ForwardOutput out;
-        s.run({ms.step}, out, {}, false, {ms.media});
-        for (int t = b; t < c; ++t) {
-          const float* g = out.logits.data() + (t - b) * fx.V;
-          const float* w = want.data() + t * fx.V;
-          EXPECT_LE(max_diff(g, w, fx.V), 1e-3f * max_abs(w, fx.V))
-              << fx.name << " " << p << " chunked logits at " << t
-              << (model == &padded ? " (padded model)" : "");
-        }
-        b = c;
-      }
+      const std::string what = fx.name + " " + p + (model == &padded ? " (padded model)" : "");
+      for (const test::ChunkInfo& c :
+           test::expect_chunked_prefill_matches(s, m.ids, m.runs, cuts, want, fx.H, fx.V, what))
+        if (c.tokens <= gemma4::kGraphMaxTokens) (c.media ? media_small : want_padded) += 1;
     }
     if (model == &padded) {
       EXPECT_EQ(padded.graph_stats().padded_steps, want_padded) << fx.name;
@@ -237,9 +158,9 @@ TEST_P(MmGolden, SplittingABidirectionalBlockIsRefused) {
   const MmPrompt m = load_prompt(fx, "one");
   Session s(*fx.model, fx.be, fx.opts());
   s.add(1);
-  const int cut = m.runs[0].first + 5;
+  const int cut = m.runs[0].begin + 5;
   gemma4::ForwardOutput out;
-  const MmStep ms = step_of(fx, m, 0, cut);
+  const test::MediaStep ms = test::media_step(m.ids, m.runs, 0, cut, fx.H);
   EXPECT_THROW(s.run({ms.step}, out, {}, false, {ms.media}), std::exception);
   EXPECT_EQ(s.length(1), 0);  // rolled back
 }
@@ -260,8 +181,8 @@ TEST_P(MmGolden, AttentionRuleEqualsHFMasks) {
     std::vector<int> limit(static_cast<size_t>(T));
     for (int q = 0; q < T; ++q) limit[q] = q;
     if (bidi) {
-      for (auto [b, e] : m.runs)
-        for (int q = b; q < e; ++q) limit[q] = e - 1;
+      for (const test::SoftRun& r : m.runs)
+        for (int q = r.begin; q < r.end; ++q) limit[q] = r.end - 1;
     }
     int64_t bad = 0, ahead = 0;
     for (int q = 0; q < T; ++q)
