@@ -212,7 +212,7 @@ def run(a: argparse.Namespace) -> None:
         return statistics.median(s[key] for s in samples[label])
 
     print(f"\nload average at start {' '.join(load0)}; 1-min load after each run "
-          f"{min(loads)}-{max(loads)}; {a.rounds} rounds interleaved, {a.threads} threads")
+          f"{min(loads, key=float)}-{max(loads, key=float)}; {a.rounds} rounds interleaved, {a.threads} threads")
     hdr = ["engine / weights", "GB/token"]
     hdr += [f"prefill {n} tok/s" for n in a.prompts]
     hdr += [f"decode tok/s med (min-max)", "decode GB/s", "% of probe"]
