@@ -118,7 +118,7 @@ TEST(SpeechText, TranslationMarkerAndJoin) {
 TEST(SpeechInstruction, ModelCardPrompts) {
   SpeechRequest r = request("json");
   r.language = "DE";
-  EXPECT_EQ(speech_instruction(r).substr(0, 80),
+  EXPECT_EQ(speech_instruction(r).substr(0, 77),
             "Transcribe the following speech segment in German into German text.\n\nFollow t");
   SpeechRequest t = request("json", SpeechTask::kTranslate);
   t.prompt = "Context.";
