@@ -26,12 +26,13 @@ while (($#)); do
 done
 all=(request_fuzzer jinja_fuzzer tokenizer_json_fuzzer tokenizer_roundtrip_fuzzer
      safetensors_fuzzer config_fuzzer output_parser_fuzzer http_parser_fuzzer
-     constraint_fuzzer)
+     constraint_fuzzer multipart_fuzzer)
 ((${#targets[@]})) || targets=("${all[@]}")
 declare -A dict=([request_fuzzer]=json.dict [jinja_fuzzer]=jinja.dict
                  [tokenizer_json_fuzzer]=json.dict [safetensors_fuzzer]=json.dict
                  [config_fuzzer]=json.dict [output_parser_fuzzer]=gemma4.dict
-                 [http_parser_fuzzer]=http.dict [constraint_fuzzer]=json.dict)
+                 [http_parser_fuzzer]=http.dict [constraint_fuzzer]=json.dict
+                 [multipart_fuzzer]=multipart.dict)
 
 export CCACHE_DIR="${CCACHE_DIR:-$PWD/.ccache}"
 ((no_build)) || cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -28,9 +28,9 @@ export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
 
 # The ci subset (the other tests and the two fuzz targets that link the model stack,
 # request_fuzzer and config_fuzzer, run in `full` and scripts/fuzz.sh).
-ci_tests=(core_test json_limits_test http_parser_test http_server_test io_test)
+ci_tests=(core_test json_limits_test http_parser_test http_multipart_test http_server_test io_test)
 ci_fuzzers=(jinja_fuzzer tokenizer_json_fuzzer tokenizer_roundtrip_fuzzer safetensors_fuzzer
-            output_parser_fuzzer http_parser_fuzzer constraint_fuzzer)
+            output_parser_fuzzer http_parser_fuzzer constraint_fuzzer multipart_fuzzer)
 # Test folders left unconfigured, so that ctest lists nothing unbuilt but the fuzz folder's
 # other targets (selected away below).
 ci_skip="unit/audio;unit/quant;unit/cpu;unit/backend;unit/sample;unit/spec;unit/kv;unit/engine"

@@ -10,6 +10,7 @@
 #include "server/media_prefetch.h"
 #include "server/model_files.h"
 #include "server/responses.h"
+#include "server/transcription.h"
 
 namespace fc {
 
@@ -353,6 +354,18 @@ struct HttpServer::Impl {
     });
   }
 
+  // /v1/audio/transcriptions and /v1/audio/translations (server/transcription.h): a multipart
+  // upload, answered like the chat requests its clips are.
+  void speech(const http::Request& req, http::Response& res, SpeechTask task) {
+    if (!authorized(req, res)) return;
+    guarded(res, [&] {
+      const bool has_audio = ctx.media && ctx.media->config().mm.has_audio;
+      SpeechRequest sr = parse_speech_request(req, task, has_audio, ctx.opts.model);
+      if (!check_model(sr.model, res)) return;
+      respond_speech(ctx, std::move(sr), res);
+    });
+  }
+
   // /tokenize's answer for these ids.
   void tokenized(const std::vector<int32_t>& ids, bool strs, http::Response& res) {
     json out = {{"count", ids.size()}, {"max_model_len", ctx.max_model_len}, {"tokens", ids}};
@@ -442,6 +455,10 @@ struct HttpServer::Impl {
         {"GET", "/v1/responses/{id}", bind(&Impl::responses_get)},
         {"DELETE", "/v1/responses/{id}", bind(&Impl::responses_delete)},
         {"POST", "/v1/responses/{id}/cancel", bind(&Impl::responses_cancel)},
+        {"POST", "/v1/audio/transcriptions",
+         [this](const R& q, S& s) { speech(q, s, SpeechTask::kTranscribe); }},
+        {"POST", "/v1/audio/translations",
+         [this](const R& q, S& s) { speech(q, s, SpeechTask::kTranslate); }},
         {"POST", "/tokenize", bind(&Impl::tokenize)},
         {"POST", "/detokenize", bind(&Impl::detokenize)},
     };

@@ -270,6 +270,31 @@ def http_parser_seeds():
         write("http_parser_fuzzer", name, struct.pack("<I", 1000 + 17 * i) + data)
 
 
+# ------------------------------------------------------------------ multipart_fuzzer
+def multipart_seeds():
+    """Content-Type value, '\n', body (tests/fuzz/multipart_fuzzer.cpp)."""
+    ct = b"multipart/form-data; boundary=B\n"
+    file_part = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+                 b"Content-Type: audio/wav\r\n\r\nRIFF\x00\x01--B\r\n--BB\r\n")
+    cases = {
+        "form": ct + b"--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ntiny\r\n"
+                + file_part + b"--B--\r\n",
+        "preamble_epilogue": ct + b"pre\r\n--B \t\r\nContent-Disposition: form-data; name=a\r\n"
+                             b"\r\n\r\n--B--epi",
+        "quoted": b"Multipart/Form-Data; charset=utf-8; boundary=\"a b\\=c\"\n--a b=c\r\n"
+                  b"Content-Disposition: form-data; name=\"x\\\"y\"\r\n\r\nv\r\n--a b=c--",
+        "empty_form": ct + b"--B--",
+        "lf_only": ct + b"--B\nContent-Disposition: form-data; name=a\n\nx\n--B--\n",
+        "no_close": ct + file_part,
+        "duplicates": ct + b"--B\r\nContent-Disposition: form-data; name=x\r\n\r\n1\r\n"
+                      b"--B\r\nContent-Disposition: form-data; name=x\r\n\r\n2\r\n--B--",
+        "bad_header": ct + b"--B\r\nContent-Disposition: form-data;\r\n name=a\r\n\r\nx\r\n--B--",
+        "not_multipart": b"application/json\n{}",
+    }
+    for name, data in cases.items():
+        write("multipart_fuzzer", name, data)
+
+
 def main():
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
@@ -281,6 +306,7 @@ def main():
     config_seeds()
     output_parser_seeds()
     http_parser_seeds()
+    multipart_seeds()
     for d in sorted(CORPUS.iterdir()):
         files = list(d.iterdir())
         print(f"{d.name}: {len(files)} seeds, {sum(f.stat().st_size for f in files)} bytes")

@@ -283,6 +283,38 @@ TINY_MEDIA_IDS = {"boi_token_id": 16273, "boa_token_id": 16274, "image_token_id"
                   "audio_token_id": 16276, "eoi_token_id": 16277, "eoa_token_index": 16278,
                   "video_token_id": 16279}
 
+# Small random towers for synth_conditional_model (tests/server/test_multimodal.py, test_audio.py,
+# test_transcription.py).
+TINY_VISION_CONFIG = {"model_type": "gemma4_vision", "hidden_size": 32, "intermediate_size": 64,
+                      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+                      "head_dim": 8, "patch_size": 16, "pooling_kernel_size": 3,
+                      "position_embedding_size": 2048, "standardize": True,
+                      "use_clipped_linears": False, "default_output_length": 70,
+                      "rope_parameters": {"rope_type": "default", "rope_theta": 100.0}}
+TINY_AUDIO_CONFIG = {"model_type": "gemma4_audio", "hidden_size": 32, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "hidden_act": "silu",
+                     "subsampling_conv_channels": [128, 8], "conv_kernel_size": 3,
+                     "residual_weight": 0.5, "attention_chunk_size": 4,
+                     "attention_context_left": 5, "attention_context_right": 0,
+                     "attention_logit_cap": 50.0, "use_clipped_linears": True,
+                     "rms_norm_eps": 1e-6, "gradient_clipping": 1e10, "output_proj_dims": 32}
+
+
+def wav_bytes(n, rate=16000, samples=None):
+    """A mono 16-bit PCM WAV of n samples: a fixed saw-like pattern, or `samples` (ints)."""
+    import io
+    import struct
+    import wave
+    b = io.BytesIO()
+    with wave.open(b, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        if samples is None:
+            samples = ((i * 37) % 2000 - 1000 for i in range(n))
+        w.writeframes(b"".join(struct.pack("<h", v) for v in samples))
+    return b.getvalue()
+
 
 def synth_conditional_model(tmp_path_factory, name, towers, parts, text_overrides=None):
     """A Gemma4ForConditionalGeneration checkpoint written by `fourcast synth`: the bundled tiny

@@ -5,41 +5,21 @@ an input_audio part adds boa + N + eoa prompt tokens (N = the processor's count:
 bad audio is a 4xx with the server still serving.
 """
 import base64
-import io
 import json
-import struct
-import wave
 
 import openai
 import pytest
 import requests
 
-from conftest import start_server, synth_conditional_model
-
-
-def wav_bytes(n, rate=16000):
-    b = io.BytesIO()
-    with wave.open(b, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"".join(struct.pack("<h", (i * 37) % 2000 - 1000) for i in range(n)))
-    return b.getvalue()
+from conftest import (TINY_AUDIO_CONFIG, TINY_VISION_CONFIG, start_server,
+                      synth_conditional_model, wav_bytes)
 
 
 @pytest.fixture(scope="module")
 def audio_model(tmp_path_factory):
     return synth_conditional_model(
         tmp_path_factory, "audio",
-        {"vision_config": None,
-         "audio_config": {"model_type": "gemma4_audio", "hidden_size": 32,
-                            "num_hidden_layers": 2, "num_attention_heads": 4,
-                            "hidden_act": "silu", "subsampling_conv_channels": [128, 8],
-                            "conv_kernel_size": 3, "residual_weight": 0.5,
-                            "attention_chunk_size": 4, "attention_context_left": 5,
-                            "attention_context_right": 0, "attention_logit_cap": 50.0,
-                            "use_clipped_linears": True, "rms_norm_eps": 1e-6,
-                            "gradient_clipping": 1e10, "output_proj_dims": 32}},
+        {"vision_config": None, "audio_config": TINY_AUDIO_CONFIG},
         {"audio": "<|audio|>"})
 
 
@@ -96,3 +76,23 @@ def test_bad_audio_is_4xx(srv, case):
     assert 400 <= r.status_code < 500, r.text
     assert "error" in r.json()
     assert post(srv, audio_msg(good)).status_code == 200  # still serving
+
+
+@pytest.fixture(scope="module")
+def vision_srv(tmp_path_factory):
+    m = synth_conditional_model(tmp_path_factory, "vision_only",
+                                {"audio_config": None, "vision_config": TINY_VISION_CONFIG},
+                                {"image": "<|image|>", "audio": "<|audio|>"})
+    s = start_server(m, [], "vision_only")
+    yield s
+    s.stop()
+
+
+def test_audio_to_a_model_without_audio_tower_is_vllms_400(vision_srv):
+    r = post(vision_srv, audio_msg(wav_bytes(8000)))
+    assert r.status_code == 400, r.text
+    msg = r.json()["error"]["message"]
+    assert msg == ("Audio input was provided but the model '%s' does not have an audio tower. "
+                   "Audio inference is only supported for Gemma4 models that include an "
+                   "audio_config (i.e., models that include an audio_config)." % vision_srv.model)
+    assert post(vision_srv, [{"role": "user", "content": "hi"}]).status_code == 200

@@ -25,7 +25,7 @@ import openai
 import pytest
 import requests
 
-from conftest import start_server, synth_conditional_model
+from conftest import TINY_VISION_CONFIG, start_server, synth_conditional_model
 
 
 def png_bytes(w, h, seed=0):
@@ -55,14 +55,7 @@ def image_msg(*urls, text="Describe the image."):
 def mm_model(tmp_path_factory):
     return synth_conditional_model(
         tmp_path_factory, "mm",
-        {"audio_config": None,
-         "vision_config": {"model_type": "gemma4_vision", "hidden_size": 32,
-                             "intermediate_size": 64, "num_hidden_layers": 2,
-                             "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 8,
-                             "patch_size": 16, "pooling_kernel_size": 3,
-                             "position_embedding_size": 2048, "standardize": True,
-                             "use_clipped_linears": False, "default_output_length": 70,
-                             "rope_parameters": {"rope_type": "default", "rope_theta": 100.0}}},
+        {"audio_config": None, "vision_config": TINY_VISION_CONFIG},
         {"image": "<|image|>", "video": "<|video|>"},
         {"use_bidirectional_attention": "vision"})
 
