@@ -64,7 +64,7 @@ def good_request_works(base):
 
 @pytest.fixture(scope="module")
 def srv(proto_model):
-    """Parsers on, default body limit (8 MiB: 10^6-deep bodies fit), short HTTP deadlines."""
+    """Parsers on, default body limit (32 MiB: 10^6-deep bodies fit), short HTTP deadlines."""
     s = start_server(proto_model, BEHAVIOUR_FLAGS + ["--http-head-timeout", "1",
                                                      "--http-body-timeout", "2"], "hardening")
     yield s
