@@ -90,7 +90,7 @@ void CpuBackend::linear(const float* x, int64_t T, int64_t ldx, const Weight& w,
                         int64_t ldy, bool accumulate) {
   if (w.nvfp4()) {
     nvfp4_linear(pool_, nvfp4_scratch_, x, T, ldx, w, y, ldy, accumulate, opts_.emulate_w4a4,
-                 opts_.nvfp4_isa);
+                 opts_.nvfp4_isa, opts_.prefill_int8);
   } else {
     matmul(pool_, x, T, ldx, mat(w), y, ldy, accumulate);
   }

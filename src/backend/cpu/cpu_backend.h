@@ -17,6 +17,10 @@ struct CpuOptions {
   // NVFP4 W4A16 kernel family (kAuto: the best this CPU has; others for benchmarks and tests,
   // e.g. kAvx2 to compare the fp32 decode kernels with kAvx2I16). Must be supported here.
   MatmulIsa nvfp4_isa = MatmulIsa::kAuto;
+  // Opt-in, NOT exact: NVFP4 W4A16 prefill steps (>= kPrefillInt8MinRows rows) with activations
+  // quantized to int8 per 16-column block (nvfp4_prefill_i8.h; KL against the exact path in
+  // docs/benchmarks.md). Decode and W4A4 emulation are unaffected.
+  bool prefill_int8 = false;
 };
 
 class CpuBackend final : public Backend {

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <memory>
 
+#include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -92,6 +93,7 @@ KernelSet kernels_scalar() {
   ks.name = "scalar";
   fill_all_tiles<ScalarTile, 2, 4>(ks);
   ks.widen = &scalar_widen;
+  set_gemm_scalar(ks);
   return ks;
 }
 
@@ -283,6 +285,21 @@ void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath pat
     const int64_t per = (N + threads - 1) / threads;
     const int64_t grain = (per + ks.nr - 1) / ks.nr * ks.nr;
     pool.parallel_for(N, grain, [&](int64_t b, int64_t e, int) { run_direct(ks, p, b, e); });
+    return;
+  }
+  if (ks.gemm) {  // packed panels (gemm_packed.h); F32 weights are packed from where they are
+    detail::GemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate};
+    detail::packed_gemm(
+        ks, pool, g, 8, threads,
+        [&](int64_t n0, int64_t rows, int64_t k0, int64_t kc, float* tmp, int64_t* lds) {
+          if (p.kind == WKind::kF32) {
+            *lds = p.ld;
+            return reinterpret_cast<const float*>(p.w_at(n0, k0));
+          }
+          ks.widen(p.w_at(n0, k0), p.kind, p.ld, rows, kc, tmp, kc);
+          *lds = kc;
+          return static_cast<const float*>(tmp);
+        });
     return;
   }
 

@@ -18,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "backend/cpu/nvfp4_kernels.h"
 #include "core/error.h"
@@ -261,6 +262,19 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     return;
   }
 
+  if (ks.dense.gemm) {  // packed panels (gemm_packed.h), dequantized exactly as dequantize_row
+    const quant::Nvfp4Matrix& w = p.w;
+    detail::GemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate};
+    detail::packed_gemm(
+        ks.dense, pool, g, 16, threads,
+        [&](int64_t n0, int64_t rows, int64_t k0, int64_t kc, float* tmp, int64_t* lds) {
+          ks.q.dequant(w.packed + n0 * w.ld, w.ld, w.scales + n0 * w.scale_ld, w.scale_ld, rows, k0,
+                       kc, w.global_scale, tmp, kc);
+          *lds = kc;
+          return static_cast<const float*>(tmp);
+        });
+    return;
+  }
   // K blocks of near-equal size, multiples of 32 columns (whole chunks; scratch rows stay 64-byte
   // aligned), at most kMaxKBlock unless K itself needs rounding up.
   const int64_t n_kblocks = (K + kMaxKBlock - 1) / kMaxKBlock;
