@@ -56,6 +56,9 @@ FC_AVX2 void gemm_tile(const float* a, int64_t lda, const float* bp, int64_t kc,
     return;
   }
   // A partial micro-panel (the last weight rows of a matrix): only columns j < nr are written.
+  // (Unrolled like every loop over i: an indexed accumulator would live in memory, and GCC then
+  // stores all 12 of them on every k step.)
+#pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) {
     alignas(32) float s[kNR];
     _mm256_store_ps(s, lo[i]);

@@ -173,6 +173,8 @@ FC_AVX2 void tile_mr(const uint8_t* xq, int64_t ldq, const float* xs, int64_t ld
       acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[i]);
     }
   }
+  // Unrolled: an indexed accumulator would live in memory (stored on every block).
+#pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
     float* yi = y + i * ldy;
     if (nr == kI8PanelRows) {
