@@ -24,8 +24,8 @@ namespace {
 constexpr int kMR = 6, kNR = 16;
 
 template <int MR>
-FC_AVX2 void gemm_tile(const float* a, int64_t lda, const float* bp, int64_t kc, float* c,
-                       int64_t ldc, int nr, bool add) {
+FC_AVX2 void gemm_tile(const float* a, int64_t lda, const float* bp, int64_t ldb, int64_t kc,
+                       float* c, int64_t ldc, int nr, bool add) {
   __m256 lo[MR], hi[MR];  // outputs j < 8 and 8 <= j < 16 of activation row i
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
@@ -34,7 +34,7 @@ FC_AVX2 void gemm_tile(const float* a, int64_t lda, const float* bp, int64_t kc,
   for (int i = 0; i < MR; ++i) ar[i] = a + i * lda;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(bp + k * kNR), b1 = _mm256_load_ps(bp + k * kNR + 8);
+    const __m256 b0 = _mm256_loadu_ps(bp + k * ldb), b1 = _mm256_loadu_ps(bp + k * ldb + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
       const __m256 av = _mm256_broadcast_ss(ar[i] + k);
@@ -68,21 +68,21 @@ FC_AVX2 void gemm_tile(const float* a, int64_t lda, const float* bp, int64_t kc,
   }
 }
 
-void gemm(const float* a, int64_t lda, const float* bp, int64_t kc, float* c, int64_t ldc, int mr,
-          int nr, bool add) {
+void gemm(const float* a, int64_t lda, const float* bp, int64_t ldb, int64_t kc, float* c,
+          int64_t ldc, int mr, int nr, bool add) {
   switch (mr) {
     case 1:
-      return gemm_tile<1>(a, lda, bp, kc, c, ldc, nr, add);
+      return gemm_tile<1>(a, lda, bp, ldb, kc, c, ldc, nr, add);
     case 2:
-      return gemm_tile<2>(a, lda, bp, kc, c, ldc, nr, add);
+      return gemm_tile<2>(a, lda, bp, ldb, kc, c, ldc, nr, add);
     case 3:
-      return gemm_tile<3>(a, lda, bp, kc, c, ldc, nr, add);
+      return gemm_tile<3>(a, lda, bp, ldb, kc, c, ldc, nr, add);
     case 4:
-      return gemm_tile<4>(a, lda, bp, kc, c, ldc, nr, add);
+      return gemm_tile<4>(a, lda, bp, ldb, kc, c, ldc, nr, add);
     case 5:
-      return gemm_tile<5>(a, lda, bp, kc, c, ldc, nr, add);
+      return gemm_tile<5>(a, lda, bp, ldb, kc, c, ldc, nr, add);
     default:
-      return gemm_tile<6>(a, lda, bp, kc, c, ldc, nr, add);
+      return gemm_tile<6>(a, lda, bp, ldb, kc, c, ldc, nr, add);
   }
 }
 

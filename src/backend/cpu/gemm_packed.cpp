@@ -15,14 +15,14 @@ constexpr int64_t kMcRows = 120;
 
 constexpr int kScalarMR = 4, kScalarNR = 8;
 
-void scalar_gemm(const float* a, int64_t lda, const float* bp, int64_t kc, float* c, int64_t ldc,
-                 int mr, int nr, bool add) {
+void scalar_gemm(const float* a, int64_t lda, const float* bp, int64_t ldb, int64_t kc, float* c,
+                 int64_t ldc, int mr, int nr, bool add) {
   float s[kScalarMR][kScalarNR] = {};
   for (int64_t k = 0; k < kc; ++k) {
-    const float* b = bp + k * kScalarNR;
+    const float* b = bp + k * ldb;
     for (int i = 0; i < mr; ++i) {
       const float av = a[i * lda + k];
-      for (int j = 0; j < kScalarNR; ++j) s[i][j] += av * b[j];
+      for (int j = 0; j < nr; ++j) s[i][j] += av * b[j];
     }
   }
   for (int i = 0; i < mr; ++i) {
@@ -68,7 +68,7 @@ void run_panel(const KernelSet& ks, const GemmProblem& p, int64_t n0, int64_t n1
         const float* bp = packed + j * kc;
         const int jn = static_cast<int>(std::min(nr, rows - j));
         for (int64_t t = tb; t < te; t += mr) {
-          ks.gemm(p.x + t * p.ldx + kb, p.ldx, bp, kc, p.y + t * p.ldy + n0 + j, p.ldy,
+          ks.gemm(p.x + t * p.ldx + kb, p.ldx, bp, nr, kc, p.y + t * p.ldy + n0 + j, p.ldy,
                   static_cast<int>(std::min(mr, te - t)), jn, add);
         }
       }

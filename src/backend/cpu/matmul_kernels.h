@@ -32,12 +32,13 @@ using WidenFn = void (*)(const void* src, WKind kind, int64_t lds, int64_t rows,
                          float* dst, int64_t ldd);
 
 // Packed-panel GEMM micro-kernel (prefill, gemm_packed.h): for i < mr, j < nr
-//   s[i][j] = sum_{k < kc} a[i*lda + k] * bp[k*gemm_nr + j]
+//   s[i][j] = sum_{k < kc} a[i*lda + k] * bp[k*ldb + j]
 //   c[i*ldc + j] = add ? c[i*ldc + j] + s[i][j] : s[i][j]
-// a: fp32 activations (any alignment); bp: one packed micro-panel, kc rows of gemm_nr floats
-// (32-byte aligned); mr <= gemm_mr, nr <= gemm_nr. Each s[i][j] is summed in k order.
-using GemmFn = void (*)(const float* a, int64_t lda, const float* bp, int64_t kc, float* c,
-                        int64_t ldc, int mr, int nr, bool add);
+// a: fp32 activations; bp: kc rows of (at least) gemm_nr readable floats, ldb apart (a packed
+// micro-panel: ldb = gemm_nr; any fp32 matrix whose rows are the k index, e.g. attention's V);
+// any alignment; mr <= gemm_mr, nr <= gemm_nr. Each s[i][j] is summed in k order.
+using GemmFn = void (*)(const float* a, int64_t lda, const float* bp, int64_t ldb, int64_t kc,
+                        float* c, int64_t ldc, int mr, int nr, bool add);
 
 // Packs rows × kc fp32 weights (row-major, row stride lds floats) into ceil(rows / gemm_nr)
 // micro-panels of kc × gemm_nr floats each, one after the other (dst 32-byte aligned):
