@@ -173,7 +173,8 @@ int main(int argc, char** argv) {
     co.prefill_int8 = has_flag(argc, argv, "--cpu-prefill-int8");
     cpu::CpuBackend cpu_be(pool, co);
     std::unique_ptr<bench::TimedBackend> timed;
-    if (has_flag(argc, argv, "--profile-ops")) timed = std::make_unique<bench::TimedBackend>(cpu_be);
+    if (has_flag(argc, argv, "--profile-ops"))
+      timed = std::make_unique<bench::TimedBackend>(cpu_be);
     Backend& be = timed ? static_cast<Backend&>(*timed) : static_cast<Backend&>(cpu_be);
     if (co.prefill_int8) std::printf("prefill: int8 activations (--cpu-prefill-int8)\n");
     std::printf("nvfp4 kernels: %s\n",

@@ -137,10 +137,10 @@ int main(int argc, char** argv) {
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(
-          stderr,
-          "usage: bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R] "
-          "[--prefill]\n");
+      std::fprintf(stderr,
+                   "usage: bench_nvfp4 [--threads N] [--isa "
+                   "avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R] "
+                   "[--prefill]\n");
       return 2;
     }
   }

@@ -69,7 +69,8 @@ FC_AVX2 int64_t gelu_mul_row_avx2(const float* gate, const float* up, float* out
   for (; i + 8 <= n; i += 8) {
     const __m256 g = _mm256_loadu_ps(gate + i);
     // 0.7978845608 · (g + ((0.044715 · g) · g) · g), as the scalar expression groups it.
-    const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), g), g), g);
+    const __m256 g3 =
+        _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), g), g), g);
     const __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608f), _mm256_add_ps(g, g3));
     const __m256 h = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), g),
                                    _mm256_add_ps(_mm256_set1_ps(1.0f), tanh8(u)));

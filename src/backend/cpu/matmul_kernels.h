@@ -78,10 +78,10 @@ void fill_all_tiles(KernelSet& ks) {
 // Kernel sets. The SIMD ones must only be called when the CPU supports them (the driver checks
 // with __builtin_cpu_supports).
 KernelSet kernels_scalar();
-KernelSet kernels_avx2();    // AVX2 + FMA + F16C
+KernelSet kernels_avx2();  // AVX2 + FMA + F16C
 // The packed-panel GEMM parts of kernels_scalar / kernels_avx2 (gemm_packed.cpp / gemm_avx2.cpp).
 void set_gemm_scalar(KernelSet& ks);
 void set_gemm_avx2(KernelSet& ks);  // 6 × 16 register tile
-KernelSet kernels_avx512();  // AVX-512 F/BW/VL + FMA
+KernelSet kernels_avx512();         // AVX-512 F/BW/VL + FMA
 
 }  // namespace fc::cpu::detail

@@ -36,8 +36,8 @@ inline int code_at(const quant::Nvfp4Matrix& w, int64_t n, int64_t k) {
   return code_value(k % 2 ? byte >> 4 : byte & 0xF);
 }
 
-void scalar_pack(const uint8_t* codes, int64_t ld, const uint8_t* scales, int64_t sld,
-                 int64_t rows, int64_t k0, int64_t kc, float gs, uint8_t* dst) {
+void scalar_pack(const uint8_t* codes, int64_t ld, const uint8_t* scales, int64_t sld, int64_t rows,
+                 int64_t k0, int64_t kc, float gs, uint8_t* dst) {
   const float* e4m3 = quant::e4m3_table();
   const int64_t blocks = kc / 16;
   for (int64_t p = 0; p * kI8PanelRows < rows; ++p) {
@@ -128,8 +128,7 @@ void check_args(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix
   FC_CHECK(T >= 0 && w.rows >= 0 && w.cols >= 0, "nvfp4_matmul_i8: negative size (T=", T,
            ", rows=", w.rows, ", cols=", w.cols, ")");
   FC_CHECK(w.cols % 16 == 0, "nvfp4_matmul_i8: cols ", w.cols, " is not a multiple of 16");
-  FC_CHECK(w.ld >= w.cols / 2, "nvfp4_matmul_i8: code row stride ", w.ld, " < cols/2 ",
-           w.cols / 2);
+  FC_CHECK(w.ld >= w.cols / 2, "nvfp4_matmul_i8: code row stride ", w.ld, " < cols/2 ", w.cols / 2);
   FC_CHECK(w.scale_ld >= w.cols / 16, "nvfp4_matmul_i8: scale row stride ", w.scale_ld,
            " < cols/16 ", w.cols / 16);
   if (T > 1) {

@@ -24,8 +24,8 @@ namespace {
 
 // 2·e2m1 of each 4-bit code (bit 3 = sign), twice (vpshufb looks up per 128-bit lane).
 FC_AVX2_INLINE __m256i code_lut() {
-  return _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3, 4,
-                          6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  return _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3, 4, 6,
+                          8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
 }
 
 FC_AVX2 void pack(const uint8_t* codes, int64_t ld, const uint8_t* scales, int64_t sld,
@@ -70,8 +70,9 @@ FC_AVX2 void pack(const uint8_t* codes, int64_t ld, const uint8_t* scales, int64
       }
       for (int64_t b = 0; b < blocks; ++b) {
         // Σ of 16 int8 values: vpsadbw of the values + 128 (unsigned), minus 16 · 128.
-        const __m128i v = _mm_xor_si128(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp[r] + 16 * b)),
-                                        _mm_set1_epi8(static_cast<char>(0x80)));
+        const __m128i v =
+            _mm_xor_si128(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp[r] + 16 * b)),
+                          _mm_set1_epi8(static_cast<char>(0x80)));
         const __m128i sad = _mm_sad_epu8(v, _mm_setzero_si128());
         sums[r][b] = _mm_cvtsi128_si32(sad) + _mm_extract_epi16(sad, 4) - 2048;
         wsc[r][b] = e4m3[s[b]] * gs;  // as quant::dequantize_row forms its scale
@@ -131,9 +132,12 @@ FC_AVX2 void quantize(const float* x, int64_t T, int64_t ldx, int64_t K, uint8_t
       // cvtps2dq rounds to nearest even (the default MXCSR mode), as nearbyint.
       const __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inv));
       const __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inv));
-      const __m128i w0 = _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));
-      const __m128i w1 = _mm_packs_epi32(_mm256_castsi256_si128(q1), _mm256_extracti128_si256(q1, 1));
-      const __m128i bytes = _mm_xor_si128(_mm_packs_epi16(w0, w1), _mm_set1_epi8(static_cast<char>(0x80)));
+      const __m128i w0 =
+          _mm_packs_epi32(_mm256_castsi256_si128(q0), _mm256_extracti128_si256(q0, 1));
+      const __m128i w1 =
+          _mm_packs_epi32(_mm256_castsi256_si128(q1), _mm256_extracti128_si256(q1, 1));
+      const __m128i bytes =
+          _mm_xor_si128(_mm_packs_epi16(w0, w1), _mm_set1_epi8(static_cast<char>(0x80)));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(qr + 16 * b), bytes);
       sr[b] = amax / 127.0f * 0.5f;
     }
@@ -148,7 +152,8 @@ FC_AVX2_INLINE __m256i bcast4(const uint8_t* p) {
 
 template <int MR>
 FC_AVX2 void tile_mr(const uint8_t* xq, int64_t ldq, const float* xs, int64_t ldxs,
-                     const uint8_t* panel, int64_t blocks, float* y, int64_t ldy, int nr, bool add) {
+                     const uint8_t* panel, int64_t blocks, float* y, int64_t ldy, int nr,
+                     bool add) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[MR];
 #pragma GCC unroll 4

@@ -98,8 +98,8 @@ TEST(Nvfp4PrefillI8, Avx2PackEqualsScalarPack) {
   std::mt19937 rng(4);
   const Q w(65, 1040, rng);
   for (int64_t rows : {1, 7, 8, 9, 64}) {
-    for (auto [k0, kc] : {std::pair<int64_t, int64_t>{0, 16}, {16, 48}, {64, 64}, {32, 80},
-                          {16, 1024}}) {
+    for (auto [k0, kc] :
+         {std::pair<int64_t, int64_t>{0, 16}, {16, 48}, {64, 64}, {32, 80}, {16, 1024}}) {
       const size_t bytes = static_cast<size_t>((rows + 7) / 8 * (kc / 16) * detail::kI8BlockBytes);
       std::vector<uint8_t> a(bytes + 64, 0xAA), b(bytes + 64, 0x55);
       uint8_t* pa = a.data() + (32 - reinterpret_cast<uintptr_t>(a.data()) % 32) % 32;
