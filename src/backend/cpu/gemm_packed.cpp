@@ -85,39 +85,36 @@ void set_gemm_scalar(KernelSet& ks) {
   ks.pack = &scalar_pack;
 }
 
+BlockedSplit split_blocked(int64_t T, int64_t N, int64_t K, int64_t panel_rows, int64_t mr,
+                           int64_t k_max, int64_t k_align, int64_t threads) {
+  BlockedSplit s;
+  s.T = T;
+  s.N = N;
+  s.panel_rows = panel_rows;
+  const int64_t n_kblocks = (K + k_max - 1) / k_max;
+  s.kblock = ((K + n_kblocks - 1) / n_kblocks + k_align - 1) / k_align * k_align;
+  const int64_t n_panels = (N + panel_rows - 1) / panel_rows;
+  if (n_panels < threads) {
+    s.t_blocks = std::min((threads + n_panels - 1) / n_panels, std::max<int64_t>(1, T / (4 * mr)));
+  }
+  s.t_rows = ((T + s.t_blocks - 1) / s.t_blocks + mr - 1) / mr * mr;
+  s.t_blocks = (T + s.t_rows - 1) / s.t_rows;
+  s.tasks = n_panels * s.t_blocks;
+  s.grain = (s.tasks + threads - 1) / threads;
+  return s;
+}
+
 void packed_gemm(const KernelSet& ks, ThreadPool& pool, const GemmProblem& p, int64_t k_align,
                  int64_t threads, const FillFn& fill) {
-  const int64_t T = p.T, N = p.N, K = p.K;
-  // K blocks of near-equal size, multiples of k_align, at most kKc unless k_align is larger.
-  const int64_t n_kblocks = (K + kKc - 1) / kKc;
-  const int64_t kblock = ((K + n_kblocks - 1) / n_kblocks + k_align - 1) / k_align * k_align;
-  // Tasks = (panel, activation block) pairs, panel-major; activations are split only when there
-  // are fewer panels than threads, each block keeping >= 4 register tiles of rows.
-  const int64_t mr = ks.gemm_mr;
-  const int64_t n_panels = (N + kPanelRows - 1) / kPanelRows;
-  int64_t t_blocks = 1;
-  if (n_panels < threads) {
-    t_blocks = std::min((threads + n_panels - 1) / n_panels, std::max<int64_t>(1, T / (4 * mr)));
-  }
-  const int64_t t_rows = ((T + t_blocks - 1) / t_blocks + mr - 1) / mr * mr;
-  t_blocks = (T + t_rows - 1) / t_rows;
-  const int64_t tasks = n_panels * t_blocks;
-  const int64_t grain = (tasks + threads - 1) / threads;
-  const int64_t panel_floats = kPanelRows * kblock;
-
-  pool.parallel_for(tasks, grain, [&](int64_t b, int64_t e, int) {
+  const BlockedSplit sp =
+      split_blocked(p.T, p.N, p.K, kPanelRows, ks.gemm_mr, kKc, k_align, threads);
+  const int64_t panel_floats = kPanelRows * sp.kblock;
+  pool.parallel_for(sp.tasks, sp.grain, [&](int64_t b, int64_t e, int) {
     // Per-call, per-thread scratch: every element read is written first.
     const Aligned tmp(panel_floats), packed(panel_floats);
-    // Consecutive tasks of one panel become one call, so each panel block is packed once.
-    for (int64_t i = b; i < e;) {
-      const int64_t panel = i / t_blocks;
-      const int64_t j = std::min(e, (panel + 1) * t_blocks);
-      const int64_t tb0 = i - panel * t_blocks, tb1 = j - panel * t_blocks;
-      const int64_t n0 = panel * kPanelRows, n1 = std::min(N, n0 + kPanelRows);
-      run_panel(ks, p, n0, n1, tb0 * t_rows, std::min(T, tb1 * t_rows), kblock, fill, tmp.p,
-                packed.p);
-      i = j;
-    }
+    sp.for_runs(b, e, [&](int64_t n0, int64_t n1, int64_t t0, int64_t t1) {
+      run_panel(ks, p, n0, n1, t0, t1, sp.kblock, fill, tmp.p, packed.p);
+    });
   });
 }
 

@@ -32,6 +32,38 @@ struct GemmProblem {
   bool accumulate = false;
 };
 
+// How a blocked GEMM y[T, N] (+)= x[T, K] · W[N, K]ᵀ is cut up (shared by the blocked paths of
+// matmul, nvfp4_matmul, packed_gemm and nvfp4_matmul_i8): K blocks of near-equal size, multiples
+// of k_align, at most k_max unless k_align is larger; tasks = (weight panel of panel_rows rows,
+// activation block) pairs, panel-major, activations split only when there are fewer panels than
+// threads (small N), each block keeping >= 4 register tiles of mr rows.
+struct BlockedSplit {
+  int64_t T = 0, N = 0, panel_rows = 0;
+  int64_t kblock = 0;    // columns per K block
+  int64_t t_blocks = 1;  // activation blocks per panel
+  int64_t t_rows = 0;    // rows per activation block (a multiple of mr)
+  int64_t tasks = 0;     // panels × t_blocks
+  int64_t grain = 1;     // tasks per thread (parallel_for grain)
+
+  // Calls f(n0, n1, t0, t1) for the tasks [b, e) of one parallel_for range: weight rows
+  // [n0, n1) × activation rows [t0, t1), consecutive tasks of one panel as one call (so each
+  // panel is prepared once per thread).
+  template <typename F>
+  void for_runs(int64_t b, int64_t e, F&& f) const {
+    for (int64_t i = b; i < e;) {
+      const int64_t panel = i / t_blocks;
+      const int64_t j = e < (panel + 1) * t_blocks ? e : (panel + 1) * t_blocks;
+      const int64_t n0 = panel * panel_rows, n1 = N < n0 + panel_rows ? N : n0 + panel_rows;
+      const int64_t t1 = (j - panel * t_blocks) * t_rows;
+      f(n0, n1, (i - panel * t_blocks) * t_rows, T < t1 ? T : t1);
+      i = j;
+    }
+  }
+};
+
+BlockedSplit split_blocked(int64_t T, int64_t N, int64_t K, int64_t panel_rows, int64_t mr,
+                           int64_t k_max, int64_t k_align, int64_t threads);
+
 // ks.gemm must be set. k_align: every K block but the last is a multiple of it (16 for NVFP4's
 // scale blocks); threads: how many of the pool's threads to use (>= 1).
 void packed_gemm(const KernelSet& ks, ThreadPool& pool, const GemmProblem& p, int64_t k_align,

@@ -275,37 +275,17 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
         });
     return;
   }
-  // K blocks of near-equal size, multiples of 32 columns (whole chunks; scratch rows stay 64-byte
-  // aligned), at most kMaxKBlock unless K itself needs rounding up.
-  const int64_t n_kblocks = (K + kMaxKBlock - 1) / kMaxKBlock;
-  const int64_t kblock = ((K + n_kblocks - 1) / n_kblocks + 31) / 32 * 32;
-  // Tasks = (panel, activation block) pairs, panel-major; activations are split only when there
-  // are fewer panels than threads, each block keeping >= 4 register tiles of rows.
-  const int64_t mr = ks.dense.mr;
-  const int64_t n_panels = (N + kPanelRows - 1) / kPanelRows;
-  int64_t t_blocks = 1;
-  if (n_panels < threads) {
-    t_blocks = std::min((threads + n_panels - 1) / n_panels, std::max<int64_t>(1, T / (4 * mr)));
-  }
-  const int64_t t_rows = ((T + t_blocks - 1) / t_blocks + mr - 1) / mr * mr;
-  t_blocks = (T + t_rows - 1) / t_rows;
-  const int64_t tasks = n_panels * t_blocks;
-  const int64_t grain = (tasks + threads - 1) / threads;
-
-  pool.parallel_for(tasks, grain, [&](int64_t b, int64_t e, int) {
+  // K blocks: multiples of 32 columns (whole chunks; scratch rows stay 64-byte aligned).
+  const detail::BlockedSplit sp =
+      detail::split_blocked(T, N, K, kPanelRows, ks.dense.mr, kMaxKBlock, 32, threads);
+  pool.parallel_for(sp.tasks, sp.grain, [&](int64_t b, int64_t e, int) {
     // Per-call, per-thread scratch, 64-byte aligned; every element read is written first.
-    std::unique_ptr<float[]> buf(new float[static_cast<size_t>(kPanelRows * kblock + 16)]);
+    std::unique_ptr<float[]> buf(new float[static_cast<size_t>(kPanelRows * sp.kblock + 16)]);
     const auto addr = reinterpret_cast<uintptr_t>(buf.get());
     float* scratch = buf.get() + ((64 - addr % 64) % 64) / sizeof(float);
-    // Consecutive tasks of one panel become one call, so the panel is dequantized once.
-    for (int64_t i = b; i < e;) {
-      const int64_t panel = i / t_blocks;
-      const int64_t j = std::min(e, (panel + 1) * t_blocks);
-      const int64_t tb0 = i - panel * t_blocks, tb1 = j - panel * t_blocks;
-      const int64_t n0 = panel * kPanelRows, n1 = std::min(N, n0 + kPanelRows);
-      run_blocked(ks, p, n0, n1, tb0 * t_rows, std::min(T, tb1 * t_rows), kblock, scratch);
-      i = j;
-    }
+    sp.for_runs(b, e, [&](int64_t n0, int64_t n1, int64_t t0, int64_t t1) {
+      run_blocked(ks, p, n0, n1, t0, t1, sp.kblock, scratch);
+    });
   });
 }
 

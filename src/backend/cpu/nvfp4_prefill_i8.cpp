@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/nvfp4_prefill_i8_kernels.h"
 #include "core/error.h"
@@ -182,30 +183,15 @@ void nvfp4_matmul_i8(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
     ks.quantize(x + b * ldx, e - b, ldx, K, xq.p + b * ldq, ldq, xs.p + b * ldxs, ldxs);
   });
 
-  // K blocks of near-equal size (multiples of 16, <= kKc); tasks = (panel, activation block).
-  const int64_t n_kblocks = (K + kKc - 1) / kKc;
-  const int64_t kblock = ((K + n_kblocks - 1) / n_kblocks + 15) / 16 * 16;
-  const int64_t threads = pool.size();
-  const int64_t mr = kI8TileRows;
-  const int64_t n_panels = (N + kPanelRows - 1) / kPanelRows;
-  int64_t t_blocks = 1;
-  if (n_panels < threads) {
-    t_blocks = std::min((threads + n_panels - 1) / n_panels, std::max<int64_t>(1, T / (4 * mr)));
-  }
-  const int64_t t_rows = ((T + t_blocks - 1) / t_blocks + mr - 1) / mr * mr;
-  t_blocks = (T + t_rows - 1) / t_rows;
-  const int64_t tasks = n_panels * t_blocks;
-  const int64_t grain = (tasks + threads - 1) / threads;
+  const detail::BlockedSplit sp =
+      detail::split_blocked(T, N, K, kPanelRows, kI8TileRows, kKc, 16, pool.size());
+  const int64_t kblock = sp.kblock, mr = kI8TileRows;
   const int64_t panel_bytes = kPanelRows / kI8PanelRows * (kblock / 16) * kI8BlockBytes;
 
-  pool.parallel_for(tasks, grain, [&](int64_t tb, int64_t te, int) {
+  pool.parallel_for(sp.tasks, sp.grain, [&](int64_t tb, int64_t te, int) {
     const Aligned<uint8_t> packed(panel_bytes);
-    for (int64_t i = tb; i < te;) {
-      const int64_t panel = i / t_blocks;
-      const int64_t j = std::min(te, (panel + 1) * t_blocks);
-      const int64_t t0 = (i - panel * t_blocks) * t_rows;
-      const int64_t t1 = std::min(T, (j - panel * t_blocks) * t_rows);
-      const int64_t n0 = panel * kPanelRows, rows = std::min(N, n0 + kPanelRows) - n0;
+    sp.for_runs(tb, te, [&](int64_t n0, int64_t n1, int64_t t0, int64_t t1) {
+      const int64_t rows = n1 - n0;
       for (int64_t kb = 0; kb < K; kb += kblock) {
         const int64_t kc = std::min(kblock, K - kb), blocks = kc / 16;
         ks.pack(w.packed + n0 * w.ld, w.ld, w.scales + n0 * w.scale_ld, w.scale_ld, rows, kb, kc,
@@ -223,8 +209,7 @@ void nvfp4_matmul_i8(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
           }
         }
       }
-      i = j;
-    }
+    });
   });
 }
 
