@@ -74,6 +74,25 @@ void scalar_dequant(const uint8_t* codes, int64_t ld, const uint8_t* scales, int
 
 }  // namespace
 
+void check_nvfp4_args(const char* fn, const float* x, int64_t T, int64_t ldx,
+                      const quant::Nvfp4Matrix& w, const float* y, int64_t ldy) {
+  FC_CHECK(T >= 0 && w.rows >= 0 && w.cols >= 0, fn, ": negative size (T=", T, ", rows=", w.rows,
+           ", cols=", w.cols, ")");
+  FC_CHECK(w.cols % 16 == 0, fn, ": cols ", w.cols, " is not a multiple of 16");
+  FC_CHECK(w.ld >= w.cols / 2, fn, ": code row stride ", w.ld, " < cols/2 ", w.cols / 2);
+  FC_CHECK(w.scale_ld >= w.cols / 16, fn, ": scale row stride ", w.scale_ld, " < cols/16 ",
+           w.cols / 16);
+  if (T > 1) {
+    FC_CHECK(ldx >= w.cols, fn, ": activation row stride ", ldx, " < K ", w.cols);
+    FC_CHECK(ldy >= w.rows, fn, ": output row stride ", ldy, " < N ", w.rows);
+  }
+  if (T > 0 && w.rows > 0) {
+    FC_CHECK(y != nullptr, fn, ": null output");
+    FC_CHECK(w.cols == 0 || (x != nullptr && w.packed != nullptr && w.scales != nullptr), fn,
+             ": null input");
+  }
+}
+
 Nvfp4KernelSet nvfp4_kernels_scalar() {
   Nvfp4KernelSet ks;
   ks.name = "scalar";
@@ -145,21 +164,7 @@ const Kernels& kernels_for(MatmulIsa isa) {
 
 void check_args(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, const float* y,
                 int64_t ldy) {
-  FC_CHECK(T >= 0 && w.rows >= 0 && w.cols >= 0, "nvfp4_matmul: negative size (T=", T,
-           ", rows=", w.rows, ", cols=", w.cols, ")");
-  FC_CHECK(w.cols % 16 == 0, "nvfp4_matmul: cols ", w.cols, " is not a multiple of 16");
-  FC_CHECK(w.ld >= w.cols / 2, "nvfp4_matmul: code row stride ", w.ld, " < cols/2 ", w.cols / 2);
-  FC_CHECK(w.scale_ld >= w.cols / 16, "nvfp4_matmul: scale row stride ", w.scale_ld, " < cols/16 ",
-           w.cols / 16);
-  if (T > 1) {
-    FC_CHECK(ldx >= w.cols, "nvfp4_matmul: activation row stride ", ldx, " < K ", w.cols);
-    FC_CHECK(ldy >= w.rows, "nvfp4_matmul: output row stride ", ldy, " < N ", w.rows);
-  }
-  if (T > 0 && w.rows > 0) {
-    FC_CHECK(y != nullptr, "nvfp4_matmul: null output");
-    FC_CHECK(w.cols == 0 || (x != nullptr && w.packed != nullptr && w.scales != nullptr),
-             "nvfp4_matmul: null input");
-  }
+  detail::check_nvfp4_args("nvfp4_matmul", x, T, ldx, w, y, ldy);
 }
 
 // x [T, K] (row stride ldx) into the direct kernels' layout (nvfp4_kernels.h); row stride ldxd

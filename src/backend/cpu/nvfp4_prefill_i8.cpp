@@ -15,6 +15,7 @@
 
 #include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/nvfp4_kernels.h"
 #include "backend/cpu/nvfp4_prefill_i8_kernels.h"
 #include "core/error.h"
 
@@ -126,20 +127,7 @@ namespace {
 
 void check_args(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, const float* y,
                 int64_t ldy) {
-  FC_CHECK(T >= 0 && w.rows >= 0 && w.cols >= 0, "nvfp4_matmul_i8: negative size (T=", T,
-           ", rows=", w.rows, ", cols=", w.cols, ")");
-  FC_CHECK(w.cols % 16 == 0, "nvfp4_matmul_i8: cols ", w.cols, " is not a multiple of 16");
-  FC_CHECK(w.ld >= w.cols / 2, "nvfp4_matmul_i8: code row stride ", w.ld, " < cols/2 ", w.cols / 2);
-  FC_CHECK(w.scale_ld >= w.cols / 16, "nvfp4_matmul_i8: scale row stride ", w.scale_ld,
-           " < cols/16 ", w.cols / 16);
-  if (T > 1) {
-    FC_CHECK(ldx >= w.cols, "nvfp4_matmul_i8: activation row stride ", ldx, " < K ", w.cols);
-    FC_CHECK(ldy >= w.rows, "nvfp4_matmul_i8: output row stride ", ldy, " < N ", w.rows);
-  }
-  if (T > 0 && w.rows > 0 && w.cols > 0) {
-    FC_CHECK(x != nullptr && y != nullptr && w.packed != nullptr && w.scales != nullptr,
-             "nvfp4_matmul_i8: null input or output");
-  }
+  detail::check_nvfp4_args("nvfp4_matmul_i8", x, T, ldx, w, y, ldy);
 }
 
 // 32-byte aligned storage of n elements (+ slack).

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/nvfp4.h"
+#include "tests/unit/cpu/nvfp4_test_util.h"
 
 namespace fc::cpu {
 namespace {
@@ -197,18 +198,9 @@ TEST(Nvfp4Matmul, BlockedPathTileAndBlockEdges) {
                                         " N=" + std::to_string(N) + " T=" + std::to_string(T) +
                                         " acc=" + std::to_string(acc) +
                                         " threads=" + std::to_string(pool->size());
-              for (int64_t t = 0; t < T; ++t) {
-                for (int64_t n = 0; n < ldy; ++n) {
-                  const size_t i = static_cast<size_t>(t * ldy + n);
-                  if (n >= N) {
-                    ASSERT_EQ(y[i], kPad) << where;
-                    continue;
-                  }
-                  const float extra = acc ? 1e-6f * std::fabs(y0[i]) : 0.0f;
-                  ASSERT_NEAR(y[i], ref[i], tol[static_cast<size_t>(t * N + n)] + extra)
-                      << where << " t=" << t << " n=" << n;
-                }
-              }
+              test::expect_rows_near(
+                  y, ref, y0, T, N, ldy, acc, kPad,
+                  [&](int64_t t, int64_t n) { return tol[static_cast<size_t>(t * N + n)]; }, where);
             }
           }
         }
@@ -270,16 +262,7 @@ struct LinearCase {
 
   LinearCase(int64_t N, int64_t K, DType pqs_dtype, float input_scale, std::mt19937& rng)
       : q(N, K, rng) {
-    w.data = q.m.packed;
-    w.dtype = DType::kU8;
-    w.rows = N;
-    w.cols = K;
-    w.ld = q.m.ld;
-    w.name = "test.weight";
-    w.format = WeightFormat::kNvfp4;
-    w.block_scale = q.m.scales;
-    w.scale_ld = q.m.scale_ld;
-    w.global_scale = q.m.global_scale;
+    w = test::nvfp4_weight_view(q.m);
     w.input_scale = input_scale;
     if (pqs_dtype != DType::kU8) {  // kU8: no pre_quant_scale
       std::uniform_real_distribution<float> u(0.25f, 4.0f);

@@ -19,6 +19,7 @@
 #include "backend/cpu/nvfp4_prefill_i8_kernels.h"
 #include "core/error.h"
 #include "quant/nvfp4.h"
+#include "tests/unit/cpu/nvfp4_test_util.h"
 
 namespace fc::cpu {
 namespace {
@@ -148,18 +149,10 @@ TEST(Nvfp4PrefillI8, MatchesItsReferenceAtAwkwardShapes) {
             const std::string where = "K=" + std::to_string(K) + " N=" + std::to_string(N) +
                                       " T=" + std::to_string(T) + " acc=" + std::to_string(acc) +
                                       " threads=" + std::to_string(pool->size());
-            for (int64_t t = 0; t < T; ++t) {
-              for (int64_t n = 0; n < ldy; ++n) {
-                const size_t i = static_cast<size_t>(t * ldy + n);
-                if (n >= N) {
-                  ASSERT_EQ(y[i], kPad) << where;
-                  continue;
-                }
-                const float tol = order_tol(x.data() + t * ldx, K, w.m, n) +
-                                  (acc ? 1e-6f * std::fabs(y0[i]) : 0.0f);
-                ASSERT_NEAR(y[i], ref[i], tol) << where << " t=" << t << " n=" << n;
-              }
-            }
+            test::expect_rows_near(
+                y, ref, y0, T, N, ldy, acc, kPad,
+                [&](int64_t t, int64_t n) { return order_tol(x.data() + t * ldx, K, w.m, n); },
+                where);
           }
         }
       }
@@ -225,17 +218,7 @@ TEST(Nvfp4PrefillI8, CpuBackendOptIn) {
   ThreadPool pool(2);
   const int64_t N = 40, K = 96;
   Q q(N, K, rng);
-  Weight w;
-  w.data = q.m.packed;
-  w.dtype = DType::kU8;
-  w.rows = N;
-  w.cols = K;
-  w.ld = q.m.ld;
-  w.name = "test.weight";
-  w.format = WeightFormat::kNvfp4;
-  w.block_scale = q.m.scales;
-  w.scale_ld = q.m.scale_ld;
-  w.global_scale = q.m.global_scale;
+  const Weight w = test::nvfp4_weight_view(q.m);
   for (int64_t T : {kPrefillInt8MinRows - 1, kPrefillInt8MinRows, int64_t{70}}) {
     const std::vector<float> x = activations(T * K, rng);
     std::vector<float> i8(static_cast<size_t>(T * N)), exact(i8.size());
