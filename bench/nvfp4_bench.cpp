@@ -5,7 +5,8 @@
 //   bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R] (default:
 //   2 threads) [--prefill]
 // --prefill: only the prefill GEMMs (E2B shapes, T = 64 / 256 / 1024; exact NVFP4, the opt-in int8
-// NVFP4 prefill, BF16) in GFLOP/s next to this machine's fp32 FMA peak measured in the same run.
+// NVFP4 prefill, BF16) in GFLOP/s next to this machine's fp32 FMA peak measured in the same run,
+// then the direct and blocked paths forced at small T (where one overtakes the other).
 #include <immintrin.h>
 #include <time.h>
 
@@ -115,6 +116,40 @@ int prefill_table(fc::ThreadPool& pool, fc::cpu::MatmulIsa isa, int reps) {
                   static_cast<long long>(s.K), static_cast<long long>(s.N),
                   static_cast<long long>(T), gf / te, 100.0 * gf / te / peak, gf / ti,
                   100.0 * gf / ti / peak, gf / tb);
+    }
+  }
+  // Where the blocked path overtakes the direct (decode) kernels: both forced, small T, E2B and
+  // 26B-A4B expert shapes (the routed experts of a prefill get T ≈ 8 · prompt / 128 rows each).
+  const Shape small[] = {
+      {"E2B q/gate/up", 1536, 6144}, {"26B expert g/u", 2816, 704}, {"26B expert down", 704, 2816}};
+  std::printf("\n%-16s %6s %6s %4s | %14s | %15s\n", "direct/blocked", "K", "N", "T",
+              "direct GFLOP/s", "blocked GFLOP/s");
+  for (const Shape& s : small) {
+    std::vector<uint8_t> codes(static_cast<size_t>(s.N * s.K / 2)), scales(s.N * s.K / 16);
+    for (auto& c : codes) c = static_cast<uint8_t>(rng.next());
+    for (auto& c : scales) c = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
+    fc::quant::Nvfp4Matrix m;
+    m.packed = codes.data();
+    m.scales = scales.data();
+    m.rows = s.N;
+    m.cols = s.K;
+    m.ld = s.K / 2;
+    m.scale_ld = s.K / 16;
+    m.global_scale = 0.001f;
+    for (int64_t T : {4, 8, 16, 24, 32, 48}) {
+      std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
+      double t[2];
+      for (int i = 0; i < 2; ++i) {
+        const auto path = i == 0 ? fc::cpu::MatmulPath::kDirect : fc::cpu::MatmulPath::kBlocked;
+        t[i] = best_time(reps * 3, [&] {
+          fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, m, y.data(), s.N, false,
+                                         path);
+        });
+      }
+      const double gf = 2.0 * static_cast<double>(T * s.K * s.N) / 1e9;
+      std::printf("%-16s %6lld %6lld %4lld | %14.1f | %15.1f\n", s.name,
+                  static_cast<long long>(s.K), static_cast<long long>(s.N),
+                  static_cast<long long>(T), gf / t[0], gf / t[1]);
     }
   }
   return 0;
