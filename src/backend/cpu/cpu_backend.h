@@ -63,6 +63,7 @@ class CpuBackend final : public Backend {
                const Weight& mul) override;
   void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                  const Weight& per_expert_scale, int32_t* idx, float* weights) override;
+  // cpu_moe.cpp: experts in parallel, each expert's matmuls on one thread.
   void moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx, const float* weights,
                    int k, const Weight* gate, const Weight* up, const Weight* down, int E,
                    float* out, int64_t ldo) override;
@@ -81,6 +82,16 @@ class CpuBackend final : public Backend {
   void local_attention(const LocalAttentionArgs& a) override;
 
  private:
+  // linear on a given pool (moe_experts runs whole experts per pool thread, each on a
+  // one-thread pool) with a caller-owned NVFP4 activation scratch.
+  void linear_on(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
+                 int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate);
+
+  // moe_experts over at most kChunk tokens (cpu_moe.cpp).
+  void moe_chunk(const float* x, int64_t ldx, int64_t T, const int32_t* idx, const float* weights,
+                 int k, const Weight* gate, const Weight* up, const Weight* down, int E, float* out,
+                 int64_t ldo);
+
   ThreadPool& pool_;
   CpuOptions opts_;
   std::vector<float> nvfp4_scratch_;  // activations prepared for NVFP4 linears (pqs / W4A4)
