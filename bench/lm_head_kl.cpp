@@ -4,7 +4,10 @@
 // fp32 logits after the softcap; quantizer::compare_logits), its max, top-1 agreement, and the
 // decode weight bytes per token of each (bench/model_bytes.h). Not a test: figures only.
 //   bench_lm_head_kl --model DIR [--lm-head-dtype nvfp4|bf16] [--tokens 256] [--threads N]
-//                    [--text FILE]
+//                    [--text FILE] [--cpu-prefill-int8]
+// --cpu-prefill-int8: the second run keeps the head (--lm-head-dtype, default checkpoint) and
+// runs the NVFP4 linears in the opt-in int8 prefill kernels (CpuOptions::prefill_int8; every
+// position is in one step, so all of them take that path): KL(exact ‖ int8 prefill).
 // Tokens: the tokenizer of DIR on FILE, or on the built-in held-out evaluation text
 // (quantizer/calib.h), BOS first; cut to --tokens.
 #include <algorithm>
@@ -79,9 +82,11 @@ int main(int argc, char** argv) {
   const int n_tokens = std::max(2, std::atoi(flag(argc, argv, "--tokens", "256")));
   const int threads = std::atoi(flag(argc, argv, "--threads", "0"));
   const char* text_file = flag(argc, argv, "--text", nullptr);
+  bool int8 = false;
+  for (int i = 1; i < argc; ++i) int8 = int8 || !std::strcmp(argv[i], "--cpu-prefill-int8");
   try {
-    const gemma4::LmHeadDType d =
-        gemma4::parse_lm_head_dtype(flag(argc, argv, "--lm-head-dtype", "nvfp4"));
+    const gemma4::LmHeadDType d = gemma4::parse_lm_head_dtype(
+        flag(argc, argv, "--lm-head-dtype", int8 ? "checkpoint" : "nvfp4"));
     const gemma4::Config cfg = gemma4::load_config(dir);
     std::string text = quantizer::builtin_eval_text();
     if (text_file) {
@@ -101,14 +106,25 @@ int main(int argc, char** argv) {
     }
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
     cpu::CpuBackend be(pool);
+    cpu::CpuOptions o8;
+    o8.prefill_int8 = true;
+    cpu::CpuBackend be8(pool, o8);
     std::shared_ptr<const Checkpoint> ck = Checkpoint::open_dir(dir);
     int64_t b_exact = 0, b_head = 0;
     const std::vector<float> p =
         all_logits(dir, ck, gemma4::LmHeadDType::kCheckpoint, be, ids, &b_exact);
-    const std::vector<float> q = all_logits(dir, ck, d, be, ids, &b_head);
+    const std::vector<float> q = all_logits(dir, ck, d, int8 ? be8 : be, ids, &b_head);
     const int64_t V = cfg.vocab_size, T = static_cast<int64_t>(ids.size());
     FC_CHECK(static_cast<int64_t>(p.size()) == T * V && q.size() == p.size(), "logit counts");
     const quantizer::KlResult r = quantizer::compare_logits(p.data(), q.data(), T, V);
+    if (int8) {
+      std::printf(
+          "%s, --cpu-prefill-int8 (head %s), %lld positions: KL(exact || int8 prefill) mean %.6f "
+          "nats/token, max %.6f, top-1 agreement %.4f\n",
+          dir.c_str(), gemma4::lm_head_dtype_name(d), static_cast<long long>(T), r.mean_kl,
+          r.max_kl, r.top1_agree);
+      return 0;
+    }
     std::printf(
         "%s, --lm-head-dtype %s, %lld positions: KL(exact || head) mean %.6f nats/token, max "
         "%.6f, top-1 agreement %.4f; decode weight bytes/token %.4f -> %.4f GB (%.1f%%)\n",

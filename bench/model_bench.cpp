@@ -3,11 +3,15 @@
 // machine's read bandwidth measured in the same run. Not a test: it prints figures.
 //   bench_model --model DIR [--model DIR2 ...] [--threads N] [--prompt-len 256] [--decode-tokens
 //   16] [--reps 2] [--nvfp4-isa auto|avx512-bf16|avx512|avx2-i16|avx2|scalar]
-//   [--lm-head-dtype checkpoint|bf16|nvfp4]
+//   [--lm-head-dtype checkpoint|bf16|nvfp4] [--cpu-prefill-int8] [--profile-ops]
+// --profile-ops prints the per-op wall time of the fastest prefill (bench/op_profile.h);
+// --cpu-prefill-int8 runs NVFP4 prefill steps in the opt-in int8 kernels (CpuOptions).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +21,7 @@
 #include "backend/cpu/nvfp4_matmul.h"
 #include "bench/bench_util.h"
 #include "bench/model_bytes.h"
+#include "bench/op_profile.h"
 #include "core/dtype.h"
 #include "model/gemma4/model.h"
 #include "spec/session.h"
@@ -27,6 +32,12 @@ const char* flag(int argc, char** argv, const char* name, const char* dflt) {
   for (int i = 1; i + 1 < argc; ++i)
     if (!std::strcmp(argv[i], name)) return argv[i + 1];
   return dflt;
+}
+
+bool has_flag(int argc, char** argv, const char* name) {
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], name)) return true;
+  return false;
 }
 
 }  // namespace
@@ -44,9 +55,11 @@ struct Result {
 // steps (best of reps), and folds the bandwidth probe's readings into `bw`. Each decode window
 // is bracketed by probes: on a shared machine the available bandwidth changes from second to
 // second, so a decode window is compared with the bandwidth measured right around it.
-Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool& pool,
+// profile: when not null, `be` is it (wrapping the CPU backend), and the per-op times of the
+// fastest prefill are printed.
+Result bench_one(const std::string& dir, fc::Backend& be, fc::ThreadPool& pool,
                  fc::bench::BandwidthProbe& probe, int prompt_len, int decode_tokens, int reps,
-                 fc::gemma4::LmHeadDType head, double& bw) {
+                 fc::gemma4::LmHeadDType head, double& bw, fc::bench::TimedBackend* profile) {
   using namespace fc;
   const auto t_load = bench::Clock::now();
   gemma4::ModelOptions mo;
@@ -86,11 +99,15 @@ Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool
   for (int32_t& t : prompt) t = 3 + static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab - 3));
   gemma4::ForwardOutput out;
   double best_prefill = 1e30, best_decode = 1e30;
+  std::map<std::string, std::pair<double, long>> best_ops;
   for (int r = 0; r < reps; ++r) {
     s.add(r);
+    if (profile) profile->reset();
     auto t0 = bench::Clock::now();
     s.run({{r, prompt, {prompt_len - 1}, {}}}, out);
-    best_prefill = std::min(best_prefill, bench::seconds_since(t0));
+    const double prefill_s = bench::seconds_since(t0);
+    if (prefill_s < best_prefill && profile) best_ops = profile->times();
+    best_prefill = std::min(best_prefill, prefill_s);
     int32_t tok = 3;
     const double bw_before = probe.measure();
     t0 = bench::Clock::now();
@@ -109,6 +126,13 @@ Result bench_one(const std::string& dir, fc::cpu::CpuBackend& be, fc::ThreadPool
     }
     bw = std::max({bw, bw_before, bw_after});
     s.remove(r);
+  }
+  if (profile) {
+    std::printf("per-op wall time of the fastest %d-token prefill (%.3f s):\n", prompt_len,
+                best_prefill);
+    bench::TimedBackend view(be);
+    view.set_times(best_ops);
+    view.print(best_prefill);
   }
   res.prefill_tps = prompt_len / best_prefill;
   res.decode_tps = 1.0 / best_decode;
@@ -146,14 +170,21 @@ int main(int argc, char** argv) {
     const gemma4::LmHeadDType head =
         gemma4::parse_lm_head_dtype(flag(argc, argv, "--lm-head-dtype", "checkpoint"));
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
-    cpu::CpuBackend be(pool, co);
+    co.prefill_int8 = has_flag(argc, argv, "--cpu-prefill-int8");
+    cpu::CpuBackend cpu_be(pool, co);
+    std::unique_ptr<bench::TimedBackend> timed;
+    if (has_flag(argc, argv, "--profile-ops"))
+      timed = std::make_unique<bench::TimedBackend>(cpu_be);
+    Backend& be = timed ? static_cast<Backend&>(*timed) : static_cast<Backend&>(cpu_be);
+    if (co.prefill_int8) std::printf("prefill: int8 activations (--cpu-prefill-int8)\n");
     std::printf("nvfp4 kernels: %s\n",
                 co.nvfp4_isa == cpu::MatmulIsa::kAuto ? cpu::nvfp4_matmul_isa() : isa_name.c_str());
     bench::BandwidthProbe probe(pool, size_t{1} << 30);
     std::vector<Result> results;
     double bw = 0;
     for (const std::string& dir : dirs)
-      results.push_back(bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, head, bw));
+      results.push_back(
+          bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, head, bw, timed.get()));
     std::printf("\nmemory read bandwidth (1 GiB, %d threads, best of the run): %.2f GB/s\n",
                 pool.size(), bw / 1e9);
     std::printf(

@@ -3,7 +3,13 @@
 // GB/s counts the bytes a pass reads (NVFP4: codes + block scales; BF16: 2 bytes per weight).
 // Not a test: figures only.
 //   bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R] (default:
-//   2 threads)
+//   2 threads) [--prefill]
+// --prefill: only the prefill GEMMs (E2B shapes, T = 64 / 256 / 1024; exact NVFP4, the opt-in int8
+// NVFP4 prefill, BF16) in GFLOP/s next to this machine's fp32 FMA peak measured in the same run,
+// then the direct and blocked paths forced at small T (where one overtakes the other).
+#include <immintrin.h>
+#include <time.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -14,6 +20,7 @@
 
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/nvfp4_matmul.h"
+#include "backend/cpu/nvfp4_prefill_i8.h"
 #include "bench/bench_util.h"
 #include "core/thread_pool.h"
 #include "quant/nvfp4.h"
@@ -40,10 +47,119 @@ struct Shape {
   int64_t K, N;  // y[N] = W[N, K] · x[K]
 };
 
+// fp32 FMA peak of one core, GFLOP/s: 12 independent 8-lane FMA chains (Zen 3: 2 FMA pipes,
+// latency 4 → 8 in flight saturate them), timed in thread CPU time so that time-sharing with
+// other processes does not count. 0 without AVX2 + FMA.
+__attribute__((target("avx2,fma"))) double fma_core_gflops() {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(1.0f + static_cast<float>(i) * 1e-7f);
+  const __m256 b = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+  constexpr long kIters = 50'000'000;
+  timespec t0{}, t1{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+  for (long it = 0; it < kIters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], b, c);
+  }
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+  float sink = 0;
+  for (int i = 0; i < 12; ++i) sink += _mm256_cvtss_f32(a[i]);
+  const double s = static_cast<double>(t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+  return (sink == 12345.0f ? 1.0 : 0.0) + 12.0 * 16.0 * kIters / s / 1e9;
+}
+
+// Prefill GEMMs only (--prefill).
+int prefill_table(fc::ThreadPool& pool, fc::cpu::MatmulIsa isa, int reps) {
+  std::vector<double> per_thread(static_cast<size_t>(pool.size()));
+  pool.parallel_for(pool.size(), 1, [&](int64_t b, int64_t e, int th) {
+    per_thread[static_cast<size_t>(th)] = fma_core_gflops();
+  });
+  double peak = 0;
+  for (double g : per_thread) peak += g;
+  std::printf("fp32 FMA peak (all %d threads at once, thread CPU time): %.1f GFLOP/s\n",
+              pool.size(), peak);
+  const Shape shapes[] = {{"E2B q/gate/up", 1536, 6144},
+                          {"E2B down", 6144, 1536},
+                          {"E2B o-proj", 2048, 1536},
+                          {"E2B kv-proj", 1536, 512}};
+  Rng rng;
+  std::printf("%-14s %6s %6s %5s | %12s %6s | %12s %6s | %12s\n", "prefill", "K", "N", "T",
+              "exact GFLOP/s", "%peak", "int8 GFLOP/s", "%peak", "bf16 GFLOP/s");
+  for (const Shape& s : shapes) {
+    std::vector<uint8_t> codes(static_cast<size_t>(s.N * s.K / 2)), scales(s.N * s.K / 16);
+    for (auto& c : codes) c = static_cast<uint8_t>(rng.next());
+    for (auto& c : scales) c = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
+    std::vector<uint16_t> bf16(static_cast<size_t>(s.N * s.K));
+    for (auto& h : bf16) h = static_cast<uint16_t>(0x3C00 + rng.next() % 0x200);
+    fc::quant::Nvfp4Matrix m;
+    m.packed = codes.data();
+    m.scales = scales.data();
+    m.rows = s.N;
+    m.cols = s.K;
+    m.ld = s.K / 2;
+    m.scale_ld = s.K / 16;
+    m.global_scale = 0.001f;
+    const fc::cpu::MatView v{bf16.data(), fc::DType::kBF16, s.N, s.K, s.K};
+    for (int64_t T : {64, 256, 1024}) {
+      std::vector<float> x(static_cast<size_t>(T * s.K)), y(static_cast<size_t>(T * s.N));
+      for (auto& f : x) f = static_cast<float>(rng.next() % 2001) * 1e-3f - 1.0f;
+      const double te = best_time(reps, [&] {
+        fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, m, y.data(), s.N);
+      });
+      const double ti = best_time(
+          reps, [&] { fc::cpu::nvfp4_matmul_i8(pool, x.data(), T, s.K, m, y.data(), s.N); });
+      const double tb = best_time(
+          reps, [&] { fc::cpu::matmul_with_isa(isa, pool, x.data(), T, s.K, v, y.data(), s.N); });
+      const double gf = 2.0 * static_cast<double>(T * s.K * s.N) / 1e9;
+      std::printf("%-14s %6lld %6lld %5lld | %12.1f %5.0f%% | %12.1f %5.0f%% | %12.1f\n", s.name,
+                  static_cast<long long>(s.K), static_cast<long long>(s.N),
+                  static_cast<long long>(T), gf / te, 100.0 * gf / te / peak, gf / ti,
+                  100.0 * gf / ti / peak, gf / tb);
+    }
+  }
+  // Where the blocked path overtakes the direct (decode) kernels: both forced, small T, E2B and
+  // 26B-A4B expert shapes (the routed experts of a prefill get T ≈ 8 · prompt / 128 rows each).
+  const Shape small[] = {
+      {"E2B q/gate/up", 1536, 6144}, {"26B expert g/u", 2816, 704}, {"26B expert down", 704, 2816}};
+  std::printf("\n%-16s %6s %6s %4s | %14s | %15s\n", "direct/blocked", "K", "N", "T",
+              "direct GFLOP/s", "blocked GFLOP/s");
+  for (const Shape& s : small) {
+    std::vector<uint8_t> codes(static_cast<size_t>(s.N * s.K / 2)), scales(s.N * s.K / 16);
+    for (auto& c : codes) c = static_cast<uint8_t>(rng.next());
+    for (auto& c : scales) c = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
+    fc::quant::Nvfp4Matrix m;
+    m.packed = codes.data();
+    m.scales = scales.data();
+    m.rows = s.N;
+    m.cols = s.K;
+    m.ld = s.K / 2;
+    m.scale_ld = s.K / 16;
+    m.global_scale = 0.001f;
+    for (int64_t T : {4, 8, 16, 24, 32, 48}) {
+      std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
+      double t[2];
+      for (int i = 0; i < 2; ++i) {
+        const auto path = i == 0 ? fc::cpu::MatmulPath::kDirect : fc::cpu::MatmulPath::kBlocked;
+        t[i] = best_time(reps * 3, [&] {
+          fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, m, y.data(), s.N, false,
+                                         path);
+        });
+      }
+      const double gf = 2.0 * static_cast<double>(T * s.K * s.N) / 1e9;
+      std::printf("%-16s %6lld %6lld %4lld | %14.1f | %15.1f\n", s.name,
+                  static_cast<long long>(s.K), static_cast<long long>(s.N),
+                  static_cast<long long>(T), gf / t[0], gf / t[1]);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int threads = 2, reps = 7;
+  bool prefill_only = false;
   std::string isa_name = "auto";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -51,12 +167,15 @@ int main(int argc, char** argv) {
       threads = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--isa" && i + 1 < argc) {
       isa_name = argv[++i];
+    } else if (a == "--prefill") {
+      prefill_only = true;
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(
-          stderr,
-          "usage: bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar]\n");
+      std::fprintf(stderr,
+                   "usage: bench_nvfp4 [--threads N] [--isa "
+                   "avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R] "
+                   "[--prefill]\n");
       return 2;
     }
   }
@@ -74,6 +193,7 @@ int main(int argc, char** argv) {
   if (isa == MatmulIsa::kAuto) isa_name = fc::cpu::nvfp4_matmul_isa();
   fc::ThreadPool pool(threads);
   std::printf("isa: %s, threads: %d\n", isa_name.c_str(), threads);
+  if (prefill_only) return prefill_table(pool, isa, reps);
 
   fc::bench::BandwidthProbe probe(pool, size_t{1} << 30);  // 1 GiB
 

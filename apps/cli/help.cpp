@@ -13,7 +13,8 @@ const std::map<std::string, std::string>& texts() {
        "Greedy or sampled generation from token ids on one sequence; prints the ids and speed.\n"
        "Sampling flags take vLLM's meaning; --kv-cache-dtype auto|bfloat16|fp8; --nvfp4-mode\n"
        "w4a16|w4a4; --device cpu|cuda; --ignore-eos keeps going past EOS; --lm-head-dtype\n"
-       "checkpoint|bf16|nvfp4 re-makes the LM head at load time (changes the logits).\n"},
+       "checkpoint|bf16|nvfp4 re-makes the LM head at load time (changes the logits);\n"
+       "--cpu-prefill-int8 runs NVFP4 prefill steps with int8 activations (faster, not exact).\n"},
       {"inspect",
        "usage: fourcast inspect --model DIR\n"
        "Config summary, tensor table, dtypes, parameter count and KV bytes per token.\n"},

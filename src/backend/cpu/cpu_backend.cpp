@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "backend/cpu/attention_prefill.h"
 #include "backend/cpu/fast_math.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/nvfp4_linear.h"
@@ -88,16 +89,33 @@ void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
 
 void CpuBackend::linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y,
                         int64_t ldy, bool accumulate) {
+  linear_on(pool_, nvfp4_scratch_, x, T, ldx, w, y, ldy, accumulate);
+}
+
+void CpuBackend::linear_on(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
+                           int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate) {
   if (w.nvfp4()) {
-    nvfp4_linear(pool_, nvfp4_scratch_, x, T, ldx, w, y, ldy, accumulate, opts_.emulate_w4a4,
-                 opts_.nvfp4_isa);
+    nvfp4_linear(pool, scratch, x, T, ldx, w, y, ldy, accumulate, opts_.emulate_w4a4,
+                 opts_.nvfp4_isa, opts_.prefill_int8);
   } else {
-    matmul(pool_, x, T, ldx, mat(w), y, ldy, accumulate);
+    matmul(pool, x, T, ldx, mat(w), y, ldy, accumulate);
   }
 }
 
 void CpuBackend::rmsnorm(const float* x, int64_t rows, int64_t n, int64_t ldx, const Weight* w,
                          float eps, float* y, int64_t ldy) {
+  // A 16-bit norm weight widened once per call (exactly), not per element and row: rmsnorm_row
+  // reads a non-F32 weight through weight_at, which made the norms 3.5% of an E2B prefill.
+  std::vector<float> wf;
+  Weight w32;
+  if (w && w->dtype != DType::kF32 && !w->nvfp4() && w->cols == n) {
+    wf.resize(static_cast<size_t>(n));
+    weight_row(*w, 0, wf.data());
+    w32 = *w;
+    w32.data = wf.data();
+    w32.dtype = DType::kF32;
+    w = &w32;
+  }
   pool_.parallel_for(rows, grain_rows(n), [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r) rmsnorm_row(x + r * ldx, n, w, eps, y + r * ldy);
   });
@@ -248,12 +266,18 @@ void attention_row(const AttentionArgs& a, int s, int64_t t, int h, AttnScratch&
 }  // namespace
 
 void CpuBackend::attention(const AttentionArgs& a) {
+  // Prefill-sized sequences in query tiles (attention_prefill.h); the rest row by row here.
+  std::vector<uint8_t> tiled;
+  attention_prefill(pool_, a, tiled);
   // Work items: (token, query head). Same math as attention_ref, with vector-friendly dots.
   // Sequence s owns batch rows [q_begin[s], q_begin[s] + n_q[s]) (not necessarily contiguous
   // across sequences: a caller may attend a subset of its rows).
   std::vector<std::pair<int32_t, int64_t>> rows;  // (sequence, batch row)
-  for (int s = 0; s < a.n_seqs; ++s)
+  for (int s = 0; s < a.n_seqs; ++s) {
+    if (tiled[static_cast<size_t>(s)]) continue;
     for (int i = 0; i < a.n_q[s]; ++i) rows.emplace_back(s, int64_t{a.q_begin[s]} + i);
+  }
+  if (rows.empty()) return;
   const int64_t n_rows = static_cast<int64_t>(rows.size());
   pool_.parallel_for(n_rows * a.n_heads, 1, [&](int64_t b, int64_t e, int) {
     AttnScratch scratch;
@@ -291,43 +315,6 @@ void CpuBackend::moe_route(const float* logits, int64_t ldl, int64_t T, int E, i
       const int32_t e = order[static_cast<size_t>(j)];
       idx[t * k + j] = e;
       weights[t * k + j] = prob[static_cast<size_t>(e)] / top * weight_at(per_expert_scale, 0, e);
-    }
-  }
-}
-
-void CpuBackend::moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx,
-                             const float* weights, int k, const Weight* gate, const Weight* up,
-                             const Weight* down, int E, float* out, int64_t ldo) {
-  const int64_t H = gate[0].cols, inter = gate[0].rows;
-  for (int64_t t = 0; t < T; ++t) std::fill(out + t * ldo, out + t * ldo + H, 0.0f);
-  std::vector<int64_t> rows;
-  std::vector<float> w, xs, gu, act, y;
-  for (int e = 0; e < E; ++e) {  // ascending expert id, as HF's index_add loop
-    rows.clear();
-    w.clear();
-    for (int64_t t = 0; t < T; ++t)
-      for (int j = 0; j < k; ++j)
-        if (idx[t * k + j] == e) {
-          rows.push_back(t);
-          w.push_back(weights[t * k + j]);
-        }
-    if (rows.empty()) continue;
-    const int64_t n = static_cast<int64_t>(rows.size());
-    xs.resize(static_cast<size_t>(n * H));
-    for (int64_t r = 0; r < n; ++r)
-      std::copy(x + rows[static_cast<size_t>(r)] * ldx, x + rows[static_cast<size_t>(r)] * ldx + H,
-                xs.data() + r * H);
-    gu.resize(static_cast<size_t>(n * 2 * inter));
-    linear(xs.data(), n, H, gate[e], gu.data(), 2 * inter, false);
-    linear(xs.data(), n, H, up[e], gu.data() + inter, 2 * inter, false);
-    act.resize(static_cast<size_t>(n * inter));
-    gelu_mul(gu.data(), 2 * inter, gu.data() + inter, 2 * inter, n, inter, act.data(), inter);
-    y.resize(static_cast<size_t>(n * H));
-    linear(act.data(), n, inter, down[e], y.data(), H, false);
-    for (int64_t r = 0; r < n; ++r) {
-      float* o = out + rows[static_cast<size_t>(r)] * ldo;
-      const float wr = w[static_cast<size_t>(r)];
-      for (int64_t i = 0; i < H; ++i) o[i] += y[static_cast<size_t>(r * H + i)] * wr;
     }
   }
 }

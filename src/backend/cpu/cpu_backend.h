@@ -17,6 +17,10 @@ struct CpuOptions {
   // NVFP4 W4A16 kernel family (kAuto: the best this CPU has; others for benchmarks and tests,
   // e.g. kAvx2 to compare the fp32 decode kernels with kAvx2I16). Must be supported here.
   MatmulIsa nvfp4_isa = MatmulIsa::kAuto;
+  // Opt-in, NOT exact: NVFP4 W4A16 prefill steps (>= kPrefillInt8MinRows rows) with activations
+  // quantized to int8 per 16-column block (nvfp4_prefill_i8.h; KL against the exact path in
+  // docs/benchmarks.md). Decode and W4A4 emulation are unaffected.
+  bool prefill_int8 = false;
 };
 
 class CpuBackend final : public Backend {
@@ -59,6 +63,7 @@ class CpuBackend final : public Backend {
                const Weight& mul) override;
   void moe_route(const float* logits, int64_t ldl, int64_t T, int E, int k,
                  const Weight& per_expert_scale, int32_t* idx, float* weights) override;
+  // cpu_moe.cpp: experts in parallel, each expert's matmuls on one thread.
   void moe_experts(const float* x, int64_t ldx, int64_t T, const int32_t* idx, const float* weights,
                    int k, const Weight* gate, const Weight* up, const Weight* down, int E,
                    float* out, int64_t ldo) override;
@@ -77,6 +82,16 @@ class CpuBackend final : public Backend {
   void local_attention(const LocalAttentionArgs& a) override;
 
  private:
+  // linear on a given pool (moe_experts runs whole experts per pool thread, each on a
+  // one-thread pool) with a caller-owned NVFP4 activation scratch.
+  void linear_on(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
+                 int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate);
+
+  // moe_experts over at most kChunk tokens (cpu_moe.cpp).
+  void moe_chunk(const float* x, int64_t ldx, int64_t T, const int32_t* idx, const float* weights,
+                 int k, const Weight* gate, const Weight* up, const Weight* down, int E, float* out,
+                 int64_t ldo);
+
   ThreadPool& pool_;
   CpuOptions opts_;
   std::vector<float> nvfp4_scratch_;  // activations prepared for NVFP4 linears (pqs / W4A4)

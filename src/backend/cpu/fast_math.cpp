@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "backend/cpu/fast_math_avx2.h"
+
 namespace fc::cpu {
 namespace {
 
@@ -109,9 +111,18 @@ FC_CLONES void weighted_rows_bf16(const float* w, const uint16_t* const* rows, i
   weighted_rows(w, rows, n, D, out);
 }
 
+// The elementwise exponentials below: AVX2 (fast_math_avx2.cpp) for the longest multiple of the
+// vector width where the CPU has it, these loops (scalar in every clone GCC builds) for the rest.
+namespace {
+bool use_avx2() {
+  static const bool has = detail::fast_math_avx2();  // asked once (CPUID traps in a VM)
+  return has;
+}
+}  // namespace
+
 FC_CLONES float exp_sub_sum(float* x, int64_t n, float m) {
   float acc[kDotLanes] = {};
-  int64_t i = 0;
+  int64_t i = use_avx2() ? detail::exp_sub_sum_avx2(x, n, m, acc) : 0;
   auto one = [m](float v) {
     const float y = v - m;
     return y < -87.0f ? 0.0f : exp_nonpos(y);  // -inf (masked) gives 0, NaN stays NaN
@@ -127,7 +138,8 @@ FC_CLONES float exp_sub_sum(float* x, int64_t n, float m) {
 __attribute__((target_clones("avx512f", "avx2", "default"))) void softcap_row(float* x, int64_t n,
                                                                               float c) {
   const float inv = 1.0f / c;
-  for (int64_t i = 0; i < n; ++i) x[i] = c * tanh_poly(x[i] * inv);
+  for (int64_t i = use_avx2() ? detail::softcap_row_avx2(x, n, c) : 0; i < n; ++i)
+    x[i] = c * tanh_poly(x[i] * inv);
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_mul_row(const float* gate,
@@ -135,7 +147,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void gelu_mul_row(c
                                                                                float* out,
                                                                                int64_t n) {
   // gelu_pytorch_tanh(g) = 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = use_avx2() ? detail::gelu_mul_row_avx2(gate, up, out, n) : 0; i < n; ++i) {
     const float g = gate[i];
     const float u = 0.7978845608f * (g + 0.044715f * g * g * g);
     out[i] = 0.5f * g * (1.0f + tanh_poly(u)) * up[i];

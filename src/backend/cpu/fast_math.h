@@ -1,7 +1,9 @@
 // Vectorisable row kernels: the tanh-based ones (the final-logit softcap and the GeGLU
 // activation) and the attention inner loops (q·k dots, softmax exponentials, p·v sums), with a
 // polynomial exp instead of libm calls so GCC vectorises them; compiled for AVX-512, AVX2 and
-// baseline x86-64 and picked at load time (target_clones). Absolute error of the tanh is below
+// baseline x86-64 and picked at load time (target_clones); the exp-based ones (softcap, GeGLU,
+// exp_sub_sum) run AVX2 intrinsics where the CPU has AVX2 + FMA (fast_math_avx2.cpp: GCC leaves
+// their loops scalar in every clone). Absolute error of the tanh is below
 // 3e-7, relative error of exp_sub_sum's exponentials below 1e-6 (tested against std::tanh /
 // std::exp in tests/unit/backend/cpu_ops_test.cpp); the scalar references are ops.h's gelu_tanh,
 // std::tanh and attention_ref.

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <memory>
 
+#include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -92,6 +93,7 @@ KernelSet kernels_scalar() {
   ks.name = "scalar";
   fill_all_tiles<ScalarTile, 2, 4>(ks);
   ks.widen = &scalar_widen;
+  set_gemm_scalar(ks);
   return ks;
 }
 
@@ -285,43 +287,37 @@ void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath pat
     pool.parallel_for(N, grain, [&](int64_t b, int64_t e, int) { run_direct(ks, p, b, e); });
     return;
   }
-
-  // K blocks of near-equal size, each a multiple of 16 floats (so scratch rows stay 64-byte
-  // aligned) and at most kMaxKBlock unless K itself needs rounding up.
-  const int64_t n_kblocks = (K + kMaxKBlock - 1) / kMaxKBlock;
-  const int64_t kblock = ((K + n_kblocks - 1) / n_kblocks + 15) / 16 * 16;
-
-  // Tasks = (panel, activation block) pairs, panel-major. Activations are split only when there
-  // are fewer panels than threads (small N); each block keeps >= 4 register tiles of rows.
-  const int64_t n_panels = (N + kPanelRows - 1) / kPanelRows;
-  int64_t t_blocks = 1;
-  if (n_panels < threads) {
-    t_blocks = std::min((threads + n_panels - 1) / n_panels,
-                        std::max<int64_t>(1, T / (4 * int64_t{ks.mr})));
+  if (ks.gemm) {  // packed panels (gemm_packed.h); F32 weights are packed from where they are
+    detail::GemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate};
+    detail::packed_gemm(
+        ks, pool, g, 8, threads,
+        [&](int64_t n0, int64_t rows, int64_t k0, int64_t kc, float* tmp, int64_t* lds) {
+          if (p.kind == WKind::kF32) {
+            *lds = p.ld;
+            return reinterpret_cast<const float*>(p.w_at(n0, k0));
+          }
+          ks.widen(p.w_at(n0, k0), p.kind, p.ld, rows, kc, tmp, kc);
+          *lds = kc;
+          return static_cast<const float*>(tmp);
+        });
+    return;
   }
-  const int64_t t_rows = ((T + t_blocks - 1) / t_blocks + ks.mr - 1) / ks.mr * ks.mr;
-  t_blocks = (T + t_rows - 1) / t_rows;
-  const int64_t tasks = n_panels * t_blocks;
-  const int64_t grain = (tasks + threads - 1) / threads;
 
-  pool.parallel_for(tasks, grain, [&](int64_t b, int64_t e, int) {
+  // K blocks: multiples of 16 floats (so scratch rows stay 64-byte aligned).
+  const detail::BlockedSplit sp =
+      detail::split_blocked(T, N, K, kPanelRows, ks.mr, kMaxKBlock, 16, threads);
+  pool.parallel_for(sp.tasks, sp.grain, [&](int64_t b, int64_t e, int) {
     // Per-call, per-thread scratch: no shared state, so concurrent calls are safe.
     std::unique_ptr<float[]> buf;  // uninitialised: every element is written before it is read
     float* scratch = nullptr;
     if (p.kind != WKind::kF32) {
-      buf.reset(new float[static_cast<size_t>(kPanelRows * kblock + 16)]);
+      buf.reset(new float[static_cast<size_t>(kPanelRows * sp.kblock + 16)]);
       const auto addr = reinterpret_cast<uintptr_t>(buf.get());
       scratch = buf.get() + ((64 - addr % 64) % 64) / sizeof(float);  // 64-byte aligned
     }
-    // Consecutive tasks of one panel become one call, so the panel is widened once.
-    for (int64_t i = b; i < e;) {
-      const int64_t panel = i / t_blocks;
-      const int64_t j = std::min(e, (panel + 1) * t_blocks);
-      const int64_t tb0 = i - panel * t_blocks, tb1 = j - panel * t_blocks;
-      const int64_t n0 = panel * kPanelRows, n1 = std::min(N, n0 + kPanelRows);
-      run_blocked(ks, p, n0, n1, tb0 * t_rows, std::min(T, tb1 * t_rows), kblock, scratch);
-      i = j;
-    }
+    sp.for_runs(b, e, [&](int64_t n0, int64_t n1, int64_t t0, int64_t t1) {
+      run_blocked(ks, p, n0, n1, t0, t1, sp.kblock, scratch);
+    });
   });
 }
 

@@ -171,6 +171,7 @@ KernelSet kernels_avx2() {
   ks.name = "avx2";
   fill_all_tiles<Tile, kMR, kNR>(ks);
   ks.widen = &widen;
+  set_gemm_avx2(ks);  // the blocked path's 6 × 16 packed-panel tile (gemm_avx2.cpp)
   return ks;
 }
 

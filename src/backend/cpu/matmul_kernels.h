@@ -31,12 +31,31 @@ using TileFn = void (*)(const float* x, int64_t ldx, const void* w, int64_t ldw,
 using WidenFn = void (*)(const void* src, WKind kind, int64_t lds, int64_t rows, int64_t cols,
                          float* dst, int64_t ldd);
 
+// Packed-panel GEMM micro-kernel (prefill, gemm_packed.h): for i < mr, j < nr
+//   s[i][j] = sum_{k < kc} a[i*lda + k] * bp[k*ldb + j]
+//   c[i*ldc + j] = add ? c[i*ldc + j] + s[i][j] : s[i][j]
+// a: fp32 activations; bp: kc rows of (at least) gemm_nr readable floats, ldb apart (a packed
+// micro-panel: ldb = gemm_nr; any fp32 matrix whose rows are the k index, e.g. attention's V);
+// any alignment; mr <= gemm_mr, nr <= gemm_nr. Each s[i][j] is summed in k order.
+using GemmFn = void (*)(const float* a, int64_t lda, const float* bp, int64_t ldb, int64_t kc,
+                        float* c, int64_t ldc, int mr, int nr, bool add);
+
+// Packs rows × kc fp32 weights (row-major, row stride lds floats) into ceil(rows / gemm_nr)
+// micro-panels of kc × gemm_nr floats each, one after the other (dst 32-byte aligned):
+//   dst[(p*kc + k)*gemm_nr + j] = src[(p*gemm_nr + j)*lds + k], 0 for rows >= `rows`.
+using PackFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t kc, float* dst);
+
 struct KernelSet {
   const char* name = "";
   int mr = 1;                                        // activation rows per tile (<= kMaxTile)
   int nr = 1;                                        // weight rows per tile (<= kMaxTile)
   TileFn tile[kNumWKinds][kMaxTile][kMaxTile] = {};  // [kind][mr-1][nr-1]
   WidenFn widen = nullptr;
+  // The packed-panel GEMM of the blocked (prefill) path; gemm == nullptr: the set has none and
+  // the blocked path sweeps widened row-major panels with `tile` instead.
+  int gemm_mr = 0, gemm_nr = 0;  // register tile: activation rows × weight rows
+  GemmFn gemm = nullptr;
+  PackFn pack = nullptr;
 };
 
 // Fills table[i][j] with &Kernel<W, i+1, j+1>::run for every i < MR, j < NR.
@@ -59,7 +78,10 @@ void fill_all_tiles(KernelSet& ks) {
 // Kernel sets. The SIMD ones must only be called when the CPU supports them (the driver checks
 // with __builtin_cpu_supports).
 KernelSet kernels_scalar();
-KernelSet kernels_avx2();    // AVX2 + FMA + F16C
-KernelSet kernels_avx512();  // AVX-512 F/BW/VL + FMA
+KernelSet kernels_avx2();  // AVX2 + FMA + F16C
+// The packed-panel GEMM parts of kernels_scalar / kernels_avx2 (gemm_packed.cpp / gemm_avx2.cpp).
+void set_gemm_scalar(KernelSet& ks);
+void set_gemm_avx2(KernelSet& ks);  // 6 × 16 register tile
+KernelSet kernels_avx512();         // AVX-512 F/BW/VL + FMA
 
 }  // namespace fc::cpu::detail

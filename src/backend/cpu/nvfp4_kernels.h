@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "quant/nvfp4.h"
+
 namespace fc::cpu::detail {
 
 // Largest register tile of the direct (decode) kernels: activation rows × weight rows.
@@ -73,6 +75,11 @@ template <template <int, int> class Kernel, int MR, int NR>
 void fill_nvfp4_tiles(Nvfp4KernelSet& ks) {
   fill_nvfp4_tiles<Kernel, MR, NR>(ks, std::make_integer_sequence<int, MR * NR>());
 }
+
+// Argument checks of the NVFP4 matmul entry points (fn names the caller in the fc::Error):
+// sizes, cols % 16, code / scale / activation / output strides, null pointers.
+void check_nvfp4_args(const char* fn, const float* x, int64_t T, int64_t ldx,
+                      const quant::Nvfp4Matrix& w, const float* y, int64_t ldy);
 
 // The SIMD sets must only be used when the CPU supports them (the driver checks).
 Nvfp4KernelSet nvfp4_kernels_scalar();

@@ -18,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "backend/cpu/nvfp4_kernels.h"
 #include "core/error.h"
@@ -72,6 +73,25 @@ void scalar_dequant(const uint8_t* codes, int64_t ld, const uint8_t* scales, int
 }
 
 }  // namespace
+
+void check_nvfp4_args(const char* fn, const float* x, int64_t T, int64_t ldx,
+                      const quant::Nvfp4Matrix& w, const float* y, int64_t ldy) {
+  FC_CHECK(T >= 0 && w.rows >= 0 && w.cols >= 0, fn, ": negative size (T=", T, ", rows=", w.rows,
+           ", cols=", w.cols, ")");
+  FC_CHECK(w.cols % 16 == 0, fn, ": cols ", w.cols, " is not a multiple of 16");
+  FC_CHECK(w.ld >= w.cols / 2, fn, ": code row stride ", w.ld, " < cols/2 ", w.cols / 2);
+  FC_CHECK(w.scale_ld >= w.cols / 16, fn, ": scale row stride ", w.scale_ld, " < cols/16 ",
+           w.cols / 16);
+  if (T > 1) {
+    FC_CHECK(ldx >= w.cols, fn, ": activation row stride ", ldx, " < K ", w.cols);
+    FC_CHECK(ldy >= w.rows, fn, ": output row stride ", ldy, " < N ", w.rows);
+  }
+  if (T > 0 && w.rows > 0) {
+    FC_CHECK(y != nullptr, fn, ": null output");
+    FC_CHECK(w.cols == 0 || (x != nullptr && w.packed != nullptr && w.scales != nullptr), fn,
+             ": null input");
+  }
+}
 
 Nvfp4KernelSet nvfp4_kernels_scalar() {
   Nvfp4KernelSet ks;
@@ -144,21 +164,7 @@ const Kernels& kernels_for(MatmulIsa isa) {
 
 void check_args(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, const float* y,
                 int64_t ldy) {
-  FC_CHECK(T >= 0 && w.rows >= 0 && w.cols >= 0, "nvfp4_matmul: negative size (T=", T,
-           ", rows=", w.rows, ", cols=", w.cols, ")");
-  FC_CHECK(w.cols % 16 == 0, "nvfp4_matmul: cols ", w.cols, " is not a multiple of 16");
-  FC_CHECK(w.ld >= w.cols / 2, "nvfp4_matmul: code row stride ", w.ld, " < cols/2 ", w.cols / 2);
-  FC_CHECK(w.scale_ld >= w.cols / 16, "nvfp4_matmul: scale row stride ", w.scale_ld, " < cols/16 ",
-           w.cols / 16);
-  if (T > 1) {
-    FC_CHECK(ldx >= w.cols, "nvfp4_matmul: activation row stride ", ldx, " < K ", w.cols);
-    FC_CHECK(ldy >= w.rows, "nvfp4_matmul: output row stride ", ldy, " < N ", w.rows);
-  }
-  if (T > 0 && w.rows > 0) {
-    FC_CHECK(y != nullptr, "nvfp4_matmul: null output");
-    FC_CHECK(w.cols == 0 || (x != nullptr && w.packed != nullptr && w.scales != nullptr),
-             "nvfp4_matmul: null input");
-  }
+  detail::check_nvfp4_args("nvfp4_matmul", x, T, ldx, w, y, ldy);
 }
 
 // x [T, K] (row stride ldx) into the direct kernels' layout (nvfp4_kernels.h); row stride ldxd
@@ -261,37 +267,30 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     return;
   }
 
-  // K blocks of near-equal size, multiples of 32 columns (whole chunks; scratch rows stay 64-byte
-  // aligned), at most kMaxKBlock unless K itself needs rounding up.
-  const int64_t n_kblocks = (K + kMaxKBlock - 1) / kMaxKBlock;
-  const int64_t kblock = ((K + n_kblocks - 1) / n_kblocks + 31) / 32 * 32;
-  // Tasks = (panel, activation block) pairs, panel-major; activations are split only when there
-  // are fewer panels than threads, each block keeping >= 4 register tiles of rows.
-  const int64_t mr = ks.dense.mr;
-  const int64_t n_panels = (N + kPanelRows - 1) / kPanelRows;
-  int64_t t_blocks = 1;
-  if (n_panels < threads) {
-    t_blocks = std::min((threads + n_panels - 1) / n_panels, std::max<int64_t>(1, T / (4 * mr)));
+  if (ks.dense.gemm) {  // packed panels (gemm_packed.h), dequantized exactly as dequantize_row
+    const quant::Nvfp4Matrix& w = p.w;
+    detail::GemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate};
+    detail::packed_gemm(
+        ks.dense, pool, g, 16, threads,
+        [&](int64_t n0, int64_t rows, int64_t k0, int64_t kc, float* tmp, int64_t* lds) {
+          ks.q.dequant(w.packed + n0 * w.ld, w.ld, w.scales + n0 * w.scale_ld, w.scale_ld, rows, k0,
+                       kc, w.global_scale, tmp, kc);
+          *lds = kc;
+          return static_cast<const float*>(tmp);
+        });
+    return;
   }
-  const int64_t t_rows = ((T + t_blocks - 1) / t_blocks + mr - 1) / mr * mr;
-  t_blocks = (T + t_rows - 1) / t_rows;
-  const int64_t tasks = n_panels * t_blocks;
-  const int64_t grain = (tasks + threads - 1) / threads;
-
-  pool.parallel_for(tasks, grain, [&](int64_t b, int64_t e, int) {
+  // K blocks: multiples of 32 columns (whole chunks; scratch rows stay 64-byte aligned).
+  const detail::BlockedSplit sp =
+      detail::split_blocked(T, N, K, kPanelRows, ks.dense.mr, kMaxKBlock, 32, threads);
+  pool.parallel_for(sp.tasks, sp.grain, [&](int64_t b, int64_t e, int) {
     // Per-call, per-thread scratch, 64-byte aligned; every element read is written first.
-    std::unique_ptr<float[]> buf(new float[static_cast<size_t>(kPanelRows * kblock + 16)]);
+    std::unique_ptr<float[]> buf(new float[static_cast<size_t>(kPanelRows * sp.kblock + 16)]);
     const auto addr = reinterpret_cast<uintptr_t>(buf.get());
     float* scratch = buf.get() + ((64 - addr % 64) % 64) / sizeof(float);
-    // Consecutive tasks of one panel become one call, so the panel is dequantized once.
-    for (int64_t i = b; i < e;) {
-      const int64_t panel = i / t_blocks;
-      const int64_t j = std::min(e, (panel + 1) * t_blocks);
-      const int64_t tb0 = i - panel * t_blocks, tb1 = j - panel * t_blocks;
-      const int64_t n0 = panel * kPanelRows, n1 = std::min(N, n0 + kPanelRows);
-      run_blocked(ks, p, n0, n1, tb0 * t_rows, std::min(T, tb1 * t_rows), kblock, scratch);
-      i = j;
-    }
+    sp.for_runs(b, e, [&](int64_t n0, int64_t n1, int64_t t0, int64_t t1) {
+      run_blocked(ks, p, n0, n1, t0, t1, sp.kblock, scratch);
+    });
   });
 }
 

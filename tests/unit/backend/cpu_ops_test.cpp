@@ -46,6 +46,12 @@ TEST(CpuOps, PagedAttentionMatchesReference) {
       // Head sizes past the p·v kernel's 64-float register chunk: 80 = 64 + 16, and E2B's 512.
       {2, 1, 80, 4, 0, {3, 1}, {70, 5}},
       {8, 1, 512, 16, 0, {1}, {300}},
+      // Prefill-sized sequences (the tiled path, attention_prefill.h): several query tiles, a
+      // partial last tile, heads per KV head not a multiple of the 4- and 6-head kernel tiles,
+      // windows shorter and longer than a tile, D % 16 != 0.
+      {8, 1, 256, 16, 24, {70}, {5}},
+      {10, 2, 40, 7, 0, {33, 6, 1}, {0, 50, 3}},
+      {3, 3, 20, 4, 3, {9}, {0}},
   };
   for (int threads : {1, 3}) {
     ThreadPool pool(threads);

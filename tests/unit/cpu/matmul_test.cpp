@@ -215,6 +215,26 @@ TEST(Matmul, ThreadedAndKBlockedShapes) {
   check_case({DType::kBF16, 67, 2001, 50, true, true, false}, pools, rng);  // auto: blocked
 }
 
+TEST(Matmul, PackedPanelTileAndBlockEdges) {
+  // The blocked path's packed-panel GEMM (gemm_packed.h): T around its register tile (6 rows on
+  // AVX2, 4 scalar) and its 120-row activation blocks, N around its micro-panels (16 / 8 rows)
+  // and 64-row panels, K around its 256-column blocks (257: two blocks of 136 and 121).
+  ThreadPool p1(1), p2(2);
+  const std::vector<ThreadPool*> pools = {&p1, &p2};
+  std::mt19937 rng(17);
+  int variant = 0;
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    for (int64_t T : {6, 7, 119, 121}) {
+      for (int64_t K : {8, 257, 520}) {
+        for (int64_t N : {15, 16, 65}) {
+          const int v = variant++;
+          check_case({dt, T, K, N, (v & 1) != 0, (v & 2) != 0, (v & 4) != 0}, pools, rng);
+        }
+      }
+    }
+  }
+}
+
 // 16-bit weights must be widened exactly (never rounded through another format): the result must
 // equal, bit for bit, the result for an fp32 copy of the widened values, since both go through
 // the same kernels in the same order.

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/nvfp4.h"
+#include "tests/unit/cpu/nvfp4_test_util.h"
 
 namespace fc::cpu {
 namespace {
@@ -167,6 +168,47 @@ TEST(Nvfp4Matmul, MatchesReferenceEveryIsaPathShapeAndStride) {
   }
 }
 
+TEST(Nvfp4Matmul, BlockedPathTileAndBlockEdges) {
+  // The blocked path's packed-panel GEMM (gemm_packed.h, on AVX2 and scalar sets): T around its
+  // register tile and 120-row activation blocks, N around its 16-row micro-panels and 64-row
+  // panels, K around its 256-column blocks (272: two blocks of 144 and 128; 528: three).
+  std::mt19937 rng(23);
+  ThreadPool pool1(1), pool2(2);
+  for (int64_t K : {16, 272, 528}) {
+    for (int64_t N : {15, 16, 65}) {
+      const Nvfp4Weights w(N, K, rng);
+      for (int64_t T : {7, 33, 121}) {
+        const int64_t ldx = K + 1, ldy = N + 2;
+        const std::vector<float> xbuf = random_vec(static_cast<size_t>(T * ldx + 1), rng);
+        const float* x = xbuf.data() + 1;
+        const std::vector<float> y0 = random_vec(static_cast<size_t>(T * ldy), rng);
+        const std::vector<float> tol = tolerances(x, T, ldx, w.m);
+        for (bool acc : {false, true}) {
+          std::vector<float> ref = y0;
+          nvfp4_matmul_ref(x, T, ldx, w.m, ref.data(), ldy, acc);
+          for (MatmulIsa isa : supported_isas()) {
+            for (ThreadPool* pool : {&pool1, &pool2}) {
+              std::vector<float> y = y0;
+              for (int64_t t = 0; t < T; ++t) {
+                for (int64_t n = N; n < ldy; ++n) y[t * ldy + n] = kPad;
+              }
+              nvfp4_matmul_with_isa(isa, *pool, x, T, ldx, w.m, y.data(), ldy, acc,
+                                    MatmulPath::kBlocked);
+              const std::string where = std::string(isa_name(isa)) + " K=" + std::to_string(K) +
+                                        " N=" + std::to_string(N) + " T=" + std::to_string(T) +
+                                        " acc=" + std::to_string(acc) +
+                                        " threads=" + std::to_string(pool->size());
+              test::expect_rows_near(
+                  y, ref, y0, T, N, ldy, acc, kPad,
+                  [&](int64_t t, int64_t n) { return tol[static_cast<size_t>(t * N + n)]; }, where);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Nvfp4Matmul, ReferenceIsTheDequantizedDot) {
   // The reference itself against a double-precision dot of dequantize_row values.
   std::mt19937 rng(3);
@@ -220,16 +262,7 @@ struct LinearCase {
 
   LinearCase(int64_t N, int64_t K, DType pqs_dtype, float input_scale, std::mt19937& rng)
       : q(N, K, rng) {
-    w.data = q.m.packed;
-    w.dtype = DType::kU8;
-    w.rows = N;
-    w.cols = K;
-    w.ld = q.m.ld;
-    w.name = "test.weight";
-    w.format = WeightFormat::kNvfp4;
-    w.block_scale = q.m.scales;
-    w.scale_ld = q.m.scale_ld;
-    w.global_scale = q.m.global_scale;
+    w = test::nvfp4_weight_view(q.m);
     w.input_scale = input_scale;
     if (pqs_dtype != DType::kU8) {  // kU8: no pre_quant_scale
       std::uniform_real_distribution<float> u(0.25f, 4.0f);
