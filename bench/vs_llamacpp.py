@@ -164,8 +164,14 @@ def fourcast_runs(r: Runner, head: str, a: argparse.Namespace) -> dict[str, floa
         # The first prompt length also gives the decode figure (context n..n+decode_tokens, as
         # llama-bench -d n); the others decode 2 tokens only.
         dec = a.decode_tokens if i == 0 else 2
+        # HEAD[+int8]: the --lm-head-dtype, and +int8 for the opt-in int8 prefill.
+        dtype, _, extra = head.partition("+")
         cmd = [a.bench_model, "--model", a.nvfp4, "--threads", str(a.threads), "--prompt-len",
-               str(n), "--decode-tokens", str(dec), "--reps", "1", "--lm-head-dtype", head]
+               str(n), "--decode-tokens", str(dec), "--reps", "1", "--lm-head-dtype", dtype]
+        if extra == "int8":
+            cmd.append("--cpu-prefill-int8")
+        elif extra:
+            sys.exit(f"vs_llamacpp: --heads {head}: '+{extra}' is not '+int8'")
         out, bw = r.bracket(cmd, f"bench_model p{n} head {head}")
         m = re.search(r"prefill \d+ tokens: [0-9.]+ s, ([0-9.]+) tok/s; decode .*?: ([0-9.]+) tok/s",
                       out)
@@ -192,7 +198,8 @@ def run(a: argparse.Namespace) -> None:
     for q, g, _ in a.gguf:
         configs.append((f"llama.cpp {q}", "llama", g))
     for head in a.heads:
-        configs.append((f"fourcast NVFP4, head {head}", "fourcast", head))
+        label = head.replace("+int8", ", int8 prefill")
+        configs.append((f"fourcast NVFP4, head {label}", "fourcast", head))
     samples: dict[str, list[dict[str, float]]] = {c[0]: [] for c in configs}
     loads = []
     for rnd in range(a.rounds):
@@ -253,7 +260,8 @@ def main() -> None:
     r.add_argument("--nvfp4", required=True, help="fourcast NVFP4 checkpoint directory")
     r.add_argument("--gguf", nargs=3, action="append", metavar=("QUANT", "FILE", "BYTES"),
                    default=[], help="a llama.cpp model and its decode bytes/token (gguf-bytes)")
-    r.add_argument("--heads", nargs="+", default=["checkpoint", "nvfp4"])
+    r.add_argument("--heads", nargs="+", default=["checkpoint", "nvfp4", "nvfp4+int8"],
+                   help="fourcast runs: --lm-head-dtype values, +int8 adds --cpu-prefill-int8")
     r.add_argument("--ref", default="Q4_K_M", help="the GGUF quant the ratios are against")
     r.add_argument("--prompts", type=int, nargs="+", default=[256, 1024])
     r.add_argument("--decode-tokens", type=int, default=32)

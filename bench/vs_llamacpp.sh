@@ -3,7 +3,7 @@
 #
 #   bench/vs_llamacpp.sh [--shape e2b|26b-a4b] [--rounds N] [--threads N] [--decode-tokens N]
 #                        [--work DIR] [--build DIR] [--python PY] [--seed S]
-#                        [--clean-intermediates] [--prepare-only]
+#                        [--heads "checkpoint nvfp4 nvfp4+int8"] [--clean-intermediates] [--prepare-only]
 #
 # Steps (each skipped when its output exists, so a second run only measures):
 #  1. llama-cpp-python==0.3.36's source distribution from PyPI (pip download --no-binary), unpacked
@@ -16,7 +16,8 @@
 #  4. GGUF: BF16 (e2b) or Q8_0 (26b-a4b: a 52 GB BF16 GGUF would not fit beside the rest) straight
 #     from the converter, then llama-quantize to Q4_0 and Q4_K_M.
 #  5. Interleaved rounds (llama.cpp Q4_0, Q4_K_M, fourcast NVFP4 with the checkpoint's head, with
-#     --lm-head-dtype nvfp4; then again), each process in its own scheduler autogroup at nice -15,
+#     --lm-head-dtype nvfp4, and that with --cpu-prefill-int8 (--heads picks); then again), each
+#     process in its own scheduler autogroup at nice -15,
 #     bracketed by build/bench/bench_bandwidth; one table of medians (bench/vs_llamacpp.py run).
 # --clean-intermediates removes the GGUF the quantized ones were made from, the converter's input
 # directory and (26b-a4b) the BF16 checkpoint once they are no longer needed; nothing else is
@@ -25,7 +26,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHAPE=e2b ROUNDS=3 THREADS=2 DECODE=32 WORK=$ROOT/.llamacpp BUILD=$ROOT/build PY= SEED=1
-CLEAN=0 PREPARE_ONLY=0
+CLEAN=0 PREPARE_ONLY=0 HEADS="checkpoint nvfp4 nvfp4+int8"
 LLAMA_CPP_PYTHON=0.3.36
 
 die() { echo "vs_llamacpp: $*" >&2; exit 1; }
@@ -40,9 +41,10 @@ while [[ $# -gt 0 ]]; do
     --build) need_value "$@"; BUILD=$(realpath -m "$2"); shift 2 ;;
     --python) need_value "$@"; PY=$2; shift 2 ;;
     --seed) need_value "$@"; SEED=$2; shift 2 ;;
+    --heads) need_value "$@"; HEADS=$2; shift 2 ;;
     --clean-intermediates) CLEAN=1; shift ;;
     --prepare-only) PREPARE_ONLY=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -170,4 +172,4 @@ log "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); 
 log "llama.cpp: $("$LLAMA_BENCH" --version 2>&1 | head -1); log of every run: $RUNLOG"
 python3 "$ROOT/bench/vs_llamacpp.py" run --llama-bench "$LLAMA_BENCH" --bench-model "$BENCH_MODEL" \
   --probe "$PROBE" --nvfp4 "$NVFP4" "${GGUF_ARGS[@]}" --rounds "$ROUNDS" --threads "$THREADS" \
-  --decode-tokens "$DECODE" --log "$RUNLOG"
+  --decode-tokens "$DECODE" --log "$RUNLOG" --heads $HEADS

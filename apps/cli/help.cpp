@@ -35,7 +35,8 @@ const std::map<std::string, std::string>& texts() {
        "--max-request-bytes, --max-connections (more get 503), --http-head-timeout and\n"
        "--http-body-timeout (seconds), --http-workers. SIGTERM drains for --shutdown-timeout\n"
        "seconds; a second signal exits at once. --enforce-eager: no CUDA graphs.\n"
-       "--lm-head-dtype checkpoint|bf16|nvfp4: the LM head re-made at load time (opt-in).\n"},
+       "--lm-head-dtype checkpoint|bf16|nvfp4: the LM head re-made at load time (opt-in).\n"
+       "--cpu-prefill-int8: NVFP4 prefill steps with int8 activations (faster, not exact).\n"},
       {"tokenize",
        "usage: fourcast tokenize --tokenizer FILE (--text STR | --ids 1,2,3) [--json]\n"
        "                         [--text-specials]\n"
