@@ -20,11 +20,14 @@ inline bool has_byte(const ByteBits& s, uint8_t b) {
   return (s[b >> 6] >> (b & 63)) & 1;
 }
 
-// One set per rule (rule order). first(x), the bytes a stack topped by state x may read next
-// after closure, is the state's own byte edges, the first bytes of the rules it calls, and
-// FOLLOW(rule of x) when x accepts; FOLLOW(R) is the union of first(ret) over R's call sites.
-// Least fixpoint over those equations (every term only grows), so the sets are supersets of
-// what any stack can do, which is what exactness needs.
+// One set per rule (rule order). Per state x, inner(x) is the bytes x's rule may read next
+// before it ends (x's own byte edges; for each call, the callee's first bytes and, when the
+// callee can match nothing, inner(return state)) and ends(x) whether the rule can end from x
+// without a byte. FOLLOW(R) is, over R's call sites q -> (R, ret), inner(ret) plus
+// FOLLOW(rule of q) when ends(ret). Calls through a nullable rule thus see their own context
+// only (a whitespace gap called before every value does not make every value start "follow"
+// every number). Least fixpoint of those equations (every term only grows), so the sets are
+// supersets of what any stack can do, which is what exactness needs.
 std::vector<ByteBits> rule_follow_bytes(const CompiledGrammar& g);
 
 }  // namespace fc::grammar
