@@ -1,6 +1,7 @@
 #include "grammar/mask.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string_view>
 
@@ -9,7 +10,7 @@
 namespace fc::grammar {
 namespace {
 
-// Byte steps one position's plain-text closure searches may take (a few hundred µs at most);
+// DFA steps one position's plain-text closure searches may take (a few hundred µs at most);
 // past it pairs count as not closed, which only means walking them.
 constexpr size_t kClosedBudget = size_t{1} << 17;
 
@@ -18,8 +19,30 @@ constexpr size_t kClosedBudget = size_t{1} << 17;
 // plain-text bytes reach. Memo per pair: 1 closed, 2 not, 3 seen by the running search. A pair
 // that reaches a dead step is not closed, nor is any pair on the DFS path to it; a search that
 // ends without one proves every pair it saw closed (it saw all they reach).
-bool plain_closed(const CompiledGrammar& g, int32_t first, int32_t t, int c, MaskScratch& sc,
-                  size_t& budget) {
+// The bytes a closure search tries: per UTF-8 class, one byte for each distinct (grammar byte
+// class, next UTF-8 class) pair, since the DFA cannot tell the others apart (tens instead of
+// 256 per pair).
+struct PlainReps {
+  std::array<std::array<uint8_t, 256>, kUtf8Classes> bytes;
+  std::array<uint16_t, kUtf8Classes> count{};
+  explicit PlainReps(const CompiledGrammar& g) {
+    for (int c = 0; c < kUtf8Classes; ++c) {
+      std::vector<uint8_t> seen(static_cast<size_t>(g.num_classes) * kUtf8Classes, 0);
+      for (int b = 0; b < 256; ++b) {
+        const int nc = plain_text_step(c, static_cast<uint8_t>(b));
+        if (nc < 0) continue;
+        uint8_t& s = seen[static_cast<size_t>(g.byte_class[static_cast<size_t>(b)]) * kUtf8Classes +
+                          static_cast<size_t>(nc)];
+        if (s) continue;
+        s = 1;
+        bytes[static_cast<size_t>(c)][count[static_cast<size_t>(c)]++] = static_cast<uint8_t>(b);
+      }
+    }
+  }
+};
+
+bool plain_closed(const CompiledGrammar& g, const PlainReps& reps, int32_t first, int32_t t, int c,
+                  MaskScratch& sc, size_t& budget) {
   auto key = [first](int32_t u, int k) {
     return static_cast<size_t>(u - first) * kUtf8Classes + static_cast<size_t>(k);
   };
@@ -37,13 +60,12 @@ bool plain_closed(const CompiledGrammar& g, int32_t first, int32_t t, int c, Mas
   bool ok = true;
   while (!stk.empty()) {
     MaskScratch::ClosedFrame& f = stk.back();
-    if (f.next_byte == 256) {
+    if (f.next_byte == reps.count[f.cls]) {
       stk.pop_back();
       continue;
     }
-    const uint8_t b = static_cast<uint8_t>(f.next_byte++);
+    const uint8_t b = reps.bytes[f.cls][f.next_byte++];
     const int nc = plain_text_step(f.cls, b);
-    if (nc < 0) continue;
     if (budget == 0) {
       ok = false;
       break;
@@ -204,6 +226,7 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
   if (g.rule_leaf[r]) {
     const int32_t first = g.rule_first[r];
     size_t budget = kClosedBudget;
+    const PlainReps reps(g);
     if (opts_.plain_text_skip)
       sc.closed_memo.assign(static_cast<size_t>(g.rule_first[r + 1] - first) * kUtf8Classes, 0);
     // cls: the slice's UTF-8 classes when T is the slice (closed subtrees are taken whole).
@@ -222,7 +245,7 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
           i = nd.end;
           continue;
         }
-        if (cls && plain_closed(g, first, t, cls[i], sc, budget)) {
+        if (cls && plain_closed(g, reps, first, t, cls[i], sc, budget)) {
           slice_ranges.emplace_back(nd.tok_begin, T.subtree_tok_end(i));
           i = nd.end;
           continue;
@@ -235,7 +258,7 @@ std::shared_ptr<PositionMask> GrammarMasks::compute(int32_t s, MaskScratch& sc) 
       }
     };
     if (opts_.plain_text_skip) {
-      if (plain_closed(g, first, s, 0, sc, budget)) {
+      if (plain_closed(g, reps, first, s, 0, sc, budget)) {
         whole_slice = true;
       } else {
         walk(V.slice_trie(), kExitSlice, V.slice_class().data());
