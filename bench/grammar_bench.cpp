@@ -1,5 +1,6 @@
 // Mask time of the grammar engine on a real-size vocabulary (issue 13):
 //   bench_grammar --tokenizer FILE [--schemas N] [--seed S] [--vocab-size V] [--batch 16]
+//       [--slowest K]
 // Generates N realistic JSON Schemas (objects of 2-12 properties: strings with and without
 // formats, patterns and lengths, bounded integers and numbers, enums, booleans, nullable types,
 // arrays, nested objects, $ref'd definitions, additionalProperties false or open) with one valid
@@ -8,6 +9,9 @@
 // token while walking it through the matcher (every token must be allowed). Prints compile and
 // mask-time percentiles. --batch B also times one decode step's constrained sampling for B
 // sequences (mask + apply + sample over the whole vocabulary) against unconstrained sampling.
+// --slowest K lists the K slowest masks (thread CPU time) with the rules of the matcher's top
+// states, to see which positions cost the tail. Also prints the vocabulary's load-time split
+// (plain-text slice) and its memory.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -140,7 +144,7 @@ struct Gen {
 
 int main(int argc, char** argv) {
   std::string tokenizer;
-  int schemas = 300, seed = 1, batch = 0;
+  int schemas = 300, seed = 1, batch = 0, slowest = 0;
   int32_t V = 262144;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string f = argv[i];
@@ -154,6 +158,8 @@ int main(int argc, char** argv) {
       V = std::stoi(argv[i + 1]);
     else if (f == "--batch")
       batch = std::stoi(argv[i + 1]);
+    else if (f == "--slowest")
+      slowest = std::stoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown flag %s\n", f.c_str());
       return 2;
@@ -168,9 +174,23 @@ int main(int argc, char** argv) {
     const fc::tok::Tokenizer tok = fc::tok::Tokenizer::from_file(tokenizer);
     V = std::max(V, tok.id_bound());
     auto t0 = Clock::now();
+    const double v0 = thread_cpu_us();
     auto cc = fc::make_constraint_compiler(tok, V);
-    std::printf("vocabulary: %d ids, %zu trie nodes (built in %.1f ms)\n", V,
-                cc->vocab().trie().nodes.size(), us_since(t0) / 1000);
+    const fc::grammar::Vocab& vocab = cc->vocab();
+    std::printf(
+        "vocabulary: %d ids, %zu trie nodes; plain-text slice %zu tokens (%zu nodes), rest %zu "
+        "tokens (%zu nodes); %.1f MiB; built in %.1f ms (thread CPU %.1f ms)\n",
+        V, vocab.trie().nodes.size(), vocab.slice_tokens(), vocab.slice_trie().nodes.size(),
+        vocab.rest_trie().toks.size(), vocab.rest_trie().nodes.size(),
+        static_cast<double>(vocab.bytes_used()) / (1 << 20), us_since(t0) / 1000,
+        (thread_cpu_us() - v0) / 1000);
+    struct Slow {
+      double cpu_us;
+      int schema;
+      size_t token;
+      std::string rules;
+    };
+    std::vector<Slow> slow;
     Gen g{std::mt19937(static_cast<uint32_t>(seed))};
     std::vector<double> compile_ms, mask_us, first_us, compile_cpu_ms, mask_cpu_us;
     size_t tokens = 0;
@@ -210,6 +230,15 @@ int main(int argc, char** argv) {
         const double us = us_since(tm);
         (i == 0 ? first_us : mask_us).push_back(us);
         if (i > 0) mask_cpu_us.push_back(cpu);
+        if (i > 0 && slowest > 0 && cpu > 300) {
+          const fc::grammar::CompiledGrammar& cg = *c->grammar;
+          std::string rules;
+          for (const fc::grammar::Stack& st : m.matcher().stacks()) {
+            const size_t r = static_cast<size_t>(cg.state_rule[static_cast<size_t>(st.state)]);
+            rules += " " + cg.rule_names[r] + (cg.rule_leaf[r] ? "(leaf)" : "");
+          }
+          slow.push_back(Slow{cpu, s, i, rules});
+        }
         if (i == ids.size()) {
           if (!((row[0] >> 1) & 1)) ++failures;  // the stop token must be allowed at the end
           break;
@@ -242,6 +271,14 @@ int main(int argc, char** argv) {
         "p99.9 %.1f max %.1f\n",
         pct(compile_cpu_ms, 50), pct(compile_cpu_ms, 99), pct(mask_cpu_us, 50),
         pct(mask_cpu_us, 99), pct(mask_cpu_us, 99.9), pct(mask_cpu_us, 100));
+    if (slowest > 0) {
+      std::sort(slow.begin(), slow.end(),
+                [](const Slow& a, const Slow& b) { return a.cpu_us > b.cpu_us; });
+      std::printf("masks over 300 us: %zu; slowest:\n", slow.size());
+      for (size_t k = 0; k < slow.size() && k < static_cast<size_t>(slowest); ++k)
+        std::printf("  %.0f us  schema %d token %zu  top rules:%s\n", slow[k].cpu_us,
+                    slow[k].schema, slow[k].token, slow[k].rules.c_str());
+    }
     if (batch > 0) {
       // One decode step for `batch` sequences: constrained vs unconstrained sampling.
       fc::ThreadPool pool(1);

@@ -28,8 +28,22 @@ struct TokenTrie {
   // refused.
   static TokenTrie build(std::vector<std::pair<std::string_view, int32_t>> entries);
   bool empty() const { return nodes.size() <= 1; }
+  // The ids of every token in node i's subtree: toks[tok_begin of i, subtree_tok_end(i)).
+  uint32_t subtree_tok_end(size_t i) const {
+    return nodes[i].end < nodes.size() ? nodes[nodes[i].end].tok_begin
+                                       : static_cast<uint32_t>(toks.size());
+  }
   size_t bytes_used() const { return nodes.size() * sizeof(Node) + toks.size() * 4; }
 };
+
+// UTF-8 position classes of the plain-text slice (below): what the next byte may be.
+// 0 = at a character boundary; 1/2/3 = that many continuation bytes (80-BF) left; 4 = after E0
+// (A0-BF, then 1); 5 = after ED (80-9F, then 1: no surrogates); 6 = after F0 (90-BF, then 2);
+// 7 = after F4 (80-8F, then 2: at most U+10FFFF).
+constexpr int kUtf8Classes = 8;
+// The class after byte b at class c, or -1 when b cannot come next in a plain-text token: at a
+// boundary only 20-7E except '"' and '\\', and the lead bytes of well-formed UTF-8 (C2-F4).
+int plain_text_step(int c, uint8_t b);
 
 class Vocab {
  public:
@@ -49,11 +63,25 @@ class Vocab {
   }
   const TokenTrie& trie() const { return trie_; }
 
+  // The vocabulary split once at load for the mask walk (mask.h): the "plain-text slice" holds
+  // the text tokens whose bytes are whole well-formed UTF-8 characters other than C0 controls,
+  // DEL, '"' and '\\' (most of a vocabulary: what a JSON string takes freely); `rest` holds
+  // every other text token. slice_class[i] is the plain_text_step class after slice node i.
+  const TokenTrie& slice_trie() const { return slice_; }
+  const std::vector<uint8_t>& slice_class() const { return slice_class_; }
+  const TokenTrie& rest_trie() const { return rest_; }
+  // The slice as a mask row (words() words).
+  const std::vector<uint32_t>& slice_bits() const { return slice_bits_; }
+  size_t slice_tokens() const { return slice_.toks.size(); }
+  size_t bytes_used() const;  // the three tries, the class array and the slice row
+
  private:
   std::vector<std::string> bytes_;
   std::vector<uint8_t> special_;
   int32_t size_;
-  TokenTrie trie_;
+  TokenTrie trie_, slice_, rest_;
+  std::vector<uint8_t> slice_class_;
+  std::vector<uint32_t> slice_bits_;
 };
 
 }  // namespace fc::grammar
