@@ -51,7 +51,7 @@ struct ServeOptions {
   std::string device = "cpu";
   int threads = 0;                   // 0: all hardware threads
   double cpu_kv_cache_gb = 4.0;      // KV memory budget on the CPU (GiB; vLLM's CPU default)
-  int max_request_bytes = 32 << 20;  // HTTP body limit: a 25 MiB audio upload (vLLM's cap) + form overhead
+  int max_request_bytes = 32 << 20;  // HTTP body limit: fits a 25 MiB audio upload (vLLM's cap)
   int max_connections = 4096;        // open client connections; more get 503
   double shutdown_timeout_s = 30;    // SIGTERM: how long in-flight requests may take to finish
   double http_head_timeout_s = 10;   // a request head must arrive within this from its start
