@@ -47,6 +47,25 @@ struct Shape {
   int64_t K, N;  // y[N] = W[N, K] · x[K]
 };
 
+// Random NVFP4 weights of one shape: codes and block scales owned by the caller's vectors,
+// global scale 0.001 (block scales 0x20..0x4F keep the products in a normal fp32 range).
+fc::quant::Nvfp4Matrix random_nvfp4(Rng& rng, const Shape& s, std::vector<uint8_t>& codes,
+                                    std::vector<uint8_t>& scales) {
+  codes.resize(static_cast<size_t>(s.N * s.K / 2));
+  scales.resize(static_cast<size_t>(s.N * s.K / 16));
+  for (auto& c : codes) c = static_cast<uint8_t>(rng.next());
+  for (auto& c : scales) c = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
+  fc::quant::Nvfp4Matrix m;
+  m.packed = codes.data();
+  m.scales = scales.data();
+  m.rows = s.N;
+  m.cols = s.K;
+  m.ld = s.K / 2;
+  m.scale_ld = s.K / 16;
+  m.global_scale = 0.001f;
+  return m;
+}
+
 // fp32 FMA peak of one core, GFLOP/s: 12 independent 8-lane FMA chains (Zen 3: 2 FMA pipes,
 // latency 4 → 8 in flight saturate them), timed in thread CPU time so that time-sharing with
 // other processes does not count. 0 without AVX2 + FMA.
@@ -87,19 +106,10 @@ int prefill_table(fc::ThreadPool& pool, fc::cpu::MatmulIsa isa, int reps) {
   std::printf("%-14s %6s %6s %5s | %12s %6s | %12s %6s | %12s\n", "prefill", "K", "N", "T",
               "exact GFLOP/s", "%peak", "int8 GFLOP/s", "%peak", "bf16 GFLOP/s");
   for (const Shape& s : shapes) {
-    std::vector<uint8_t> codes(static_cast<size_t>(s.N * s.K / 2)), scales(s.N * s.K / 16);
-    for (auto& c : codes) c = static_cast<uint8_t>(rng.next());
-    for (auto& c : scales) c = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
+    std::vector<uint8_t> codes, scales;
+    const fc::quant::Nvfp4Matrix m = random_nvfp4(rng, s, codes, scales);
     std::vector<uint16_t> bf16(static_cast<size_t>(s.N * s.K));
     for (auto& h : bf16) h = static_cast<uint16_t>(0x3C00 + rng.next() % 0x200);
-    fc::quant::Nvfp4Matrix m;
-    m.packed = codes.data();
-    m.scales = scales.data();
-    m.rows = s.N;
-    m.cols = s.K;
-    m.ld = s.K / 2;
-    m.scale_ld = s.K / 16;
-    m.global_scale = 0.001f;
     const fc::cpu::MatView v{bf16.data(), fc::DType::kBF16, s.N, s.K, s.K};
     for (int64_t T : {64, 256, 1024}) {
       std::vector<float> x(static_cast<size_t>(T * s.K)), y(static_cast<size_t>(T * s.N));
@@ -125,17 +135,8 @@ int prefill_table(fc::ThreadPool& pool, fc::cpu::MatmulIsa isa, int reps) {
   std::printf("\n%-16s %6s %6s %4s | %14s | %15s\n", "direct/blocked", "K", "N", "T",
               "direct GFLOP/s", "blocked GFLOP/s");
   for (const Shape& s : small) {
-    std::vector<uint8_t> codes(static_cast<size_t>(s.N * s.K / 2)), scales(s.N * s.K / 16);
-    for (auto& c : codes) c = static_cast<uint8_t>(rng.next());
-    for (auto& c : scales) c = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
-    fc::quant::Nvfp4Matrix m;
-    m.packed = codes.data();
-    m.scales = scales.data();
-    m.rows = s.N;
-    m.cols = s.K;
-    m.ld = s.K / 2;
-    m.scale_ld = s.K / 16;
-    m.global_scale = 0.001f;
+    std::vector<uint8_t> codes, scales;
+    const fc::quant::Nvfp4Matrix m = random_nvfp4(rng, s, codes, scales);
     for (int64_t T : {4, 8, 16, 24, 32, 48}) {
       std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
       double t[2];
