@@ -47,23 +47,29 @@ struct Shape {
   int64_t K, N;  // y[N] = W[N, K] · x[K]
 };
 
-// Random NVFP4 weights of one shape: codes and block scales owned by the caller's vectors,
-// global scale 0.001 (block scales 0x20..0x4F keep the products in a normal fp32 range).
-fc::quant::Nvfp4Matrix random_nvfp4(Rng& rng, const Shape& s, std::vector<uint8_t>& codes,
-                                    std::vector<uint8_t>& scales) {
-  codes.resize(static_cast<size_t>(s.N * s.K / 2));
-  scales.resize(static_cast<size_t>(s.N * s.K / 16));
-  for (auto& c : codes) c = static_cast<uint8_t>(rng.next());
-  for (auto& c : scales) c = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
+// A dense NVFP4 matrix of shape s over codes [N, K/2] and block scales [N, K/16], global scale
+// 0.001 (with block scales 0x20..0x4F the products stay in a normal fp32 range).
+fc::quant::Nvfp4Matrix nvfp4_view(const uint8_t* codes, const uint8_t* scales, const Shape& s) {
   fc::quant::Nvfp4Matrix m;
-  m.packed = codes.data();
-  m.scales = scales.data();
+  m.packed = codes;
+  m.scales = scales;
   m.rows = s.N;
   m.cols = s.K;
   m.ld = s.K / 2;
   m.scale_ld = s.K / 16;
   m.global_scale = 0.001f;
   return m;
+}
+
+// Random NVFP4 weights of one shape: codes and block scales owned by the caller's vectors,
+// viewed by nvfp4_view.
+fc::quant::Nvfp4Matrix random_nvfp4(Rng& rng, const Shape& s, std::vector<uint8_t>& codes,
+                                    std::vector<uint8_t>& scales) {
+  codes.resize(static_cast<size_t>(s.N * s.K / 2));
+  scales.resize(static_cast<size_t>(s.N * s.K / 16));
+  for (auto& c : codes) c = static_cast<uint8_t>(rng.next());
+  for (auto& c : scales) c = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
+  return nvfp4_view(codes.data(), scales.data(), s);
 }
 
 // fp32 FMA peak of one core, GFLOP/s: 12 independent 8-lane FMA chains (Zen 3: 2 FMA pipes,
@@ -235,16 +241,8 @@ int main(int argc, char** argv) {
       runs.push_back(std::move(r));
     }
   }
-  auto nvfp4_view = [&](const Shape& s, int c) {
-    fc::quant::Nvfp4Matrix m;
-    m.packed = codes + c * s.N * s.K / 2;
-    m.scales = scales_buf.data() + c * s.N * s.K / 16;
-    m.rows = s.N;
-    m.cols = s.K;
-    m.ld = s.K / 2;
-    m.scale_ld = s.K / 16;
-    m.global_scale = 0.001f;
-    return m;
+  auto copy_view = [&](const Shape& s, int c) {
+    return nvfp4_view(codes + c * s.N * s.K / 2, scales_buf.data() + c * s.N * s.K / 16, s);
   };
 
   // The machine may be shared: interleave the bandwidth reference with the runs and keep the
@@ -256,8 +254,8 @@ int main(int argc, char** argv) {
       const Shape& s = *r.s;
       auto t0 = Clock::now();
       for (int c = 0; c < r.q_copies; ++c) {
-        fc::cpu::nvfp4_matmul_with_isa(isa, pool, r.x.data(), r.T, s.K, nvfp4_view(s, c),
-                                       r.y.data(), s.N);
+        fc::cpu::nvfp4_matmul_with_isa(isa, pool, r.x.data(), r.T, s.K, copy_view(s, c), r.y.data(),
+                                       s.N);
       }
       r.q_best = std::min(r.q_best, seconds_since(t0));
       t0 = Clock::now();
@@ -291,8 +289,7 @@ int main(int argc, char** argv) {
     std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
     const double t = best_time(reps, [&] {
       for (int i = 0; i < 20; ++i) {
-        fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, nvfp4_view(s, 0), y.data(),
-                                       s.N);
+        fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, copy_view(s, 0), y.data(), s.N);
       }
     });
     std::printf("in-cache NVFP4 decode %s T=%lld: %.1f GB/s of weights\n", s.name,
@@ -307,8 +304,7 @@ int main(int argc, char** argv) {
     for (int64_t T : {16, 64, 256}) {
       std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
       const double tq = best_time(3, [&] {
-        fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, nvfp4_view(s, 0), y.data(),
-                                       s.N);
+        fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, copy_view(s, 0), y.data(), s.N);
       });
       const fc::cpu::MatView v{bf16.data(), fc::DType::kBF16, s.N, s.K, s.K};
       const double tb = best_time(
