@@ -3,9 +3,12 @@
 // machine's read bandwidth measured in the same run. Not a test: it prints figures.
 //   bench_model --model DIR [--model DIR2 ...] [--threads N] [--prompt-len 256] [--decode-tokens
 //   16] [--reps 2] [--nvfp4-isa auto|avx512-bf16|avx512|avx2-i16|avx2|scalar]
-//   [--lm-head-dtype checkpoint|bf16|nvfp4] [--cpu-prefill-int8] [--profile-ops]
-// --profile-ops prints the per-op wall time of the fastest prefill (bench/op_profile.h);
-// --cpu-prefill-int8 runs NVFP4 prefill steps in the opt-in int8 kernels (CpuOptions).
+//   [--lm-head-dtype checkpoint|bf16|nvfp4] [--cpu-prefill-int8] [--cpu-decode-int8]
+//   [--profile-ops]
+// --profile-ops prints the per-op wall time of the fastest prefill and of the fastest decode
+// window (bench/op_profile.h);
+// --cpu-prefill-int8 / --cpu-decode-int8 run NVFP4 prefill / decode steps in the opt-in int8
+// kernels (CpuOptions).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -99,7 +102,7 @@ Result bench_one(const std::string& dir, fc::Backend& be, fc::ThreadPool& pool,
   for (int32_t& t : prompt) t = 3 + static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab - 3));
   gemma4::ForwardOutput out;
   double best_prefill = 1e30, best_decode = 1e30;
-  std::map<std::string, std::pair<double, long>> best_ops;
+  std::map<std::string, std::pair<double, long>> best_ops, best_decode_ops;
   for (int r = 0; r < reps; ++r) {
     s.add(r);
     if (profile) profile->reset();
@@ -110,6 +113,7 @@ Result bench_one(const std::string& dir, fc::Backend& be, fc::ThreadPool& pool,
     best_prefill = std::min(best_prefill, prefill_s);
     int32_t tok = 3;
     const double bw_before = probe.measure();
+    if (profile) profile->reset();
     t0 = bench::Clock::now();
     for (int i = 0; i < decode_tokens; ++i) {
       s.run({{r, {tok}, {0}, {}}}, out);
@@ -117,6 +121,7 @@ Result bench_one(const std::string& dir, fc::Backend& be, fc::ThreadPool& pool,
     }
     const double per_token = bench::seconds_since(t0) / decode_tokens;
     const double bw_after = probe.measure();
+    if (per_token < best_decode && profile) best_decode_ops = profile->times();
     best_decode = std::min(best_decode, per_token);
     const double around = std::max(bw_before, bw_after);
     const double ratio = static_cast<double>(res.wbytes) / per_token / around;
@@ -133,6 +138,10 @@ Result bench_one(const std::string& dir, fc::Backend& be, fc::ThreadPool& pool,
     bench::TimedBackend view(be);
     view.set_times(best_ops);
     view.print(best_prefill);
+    std::printf("per-op wall time of the fastest %d-token decode window (%.4f s per token):\n",
+                decode_tokens, best_decode);
+    view.set_times(best_decode_ops);
+    view.print(best_decode * decode_tokens);
   }
   res.prefill_tps = prompt_len / best_prefill;
   res.decode_tps = 1.0 / best_decode;
@@ -171,12 +180,14 @@ int main(int argc, char** argv) {
         gemma4::parse_lm_head_dtype(flag(argc, argv, "--lm-head-dtype", "checkpoint"));
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
     co.prefill_int8 = has_flag(argc, argv, "--cpu-prefill-int8");
+    co.decode_int8 = has_flag(argc, argv, "--cpu-decode-int8");
     cpu::CpuBackend cpu_be(pool, co);
     std::unique_ptr<bench::TimedBackend> timed;
     if (has_flag(argc, argv, "--profile-ops"))
       timed = std::make_unique<bench::TimedBackend>(cpu_be);
     Backend& be = timed ? static_cast<Backend&>(*timed) : static_cast<Backend&>(cpu_be);
     if (co.prefill_int8) std::printf("prefill: int8 activations (--cpu-prefill-int8)\n");
+    if (co.decode_int8) std::printf("decode: int8 activations (--cpu-decode-int8)\n");
     std::printf("nvfp4 kernels: %s\n",
                 co.nvfp4_isa == cpu::MatmulIsa::kAuto ? cpu::nvfp4_matmul_isa() : isa_name.c_str());
     bench::BandwidthProbe probe(pool, size_t{1} << 30);

@@ -3,7 +3,8 @@
 // GB/s counts the bytes a pass reads (NVFP4: codes + block scales; BF16: 2 bytes per weight).
 // Not a test: figures only.
 //   bench_nvfp4 [--threads N] [--isa avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R] (default:
-//   2 threads) [--prefill]
+//   2 threads) [--prefill] [--int8]
+// --int8: the decode tables use the opt-in int8 NVFP4 kernels (nvfp4_prefill_i8.h) instead.
 // --prefill: only the prefill GEMMs (E2B shapes, T = 64 / 256 / 1024; exact NVFP4, the opt-in int8
 // NVFP4 prefill, BF16) in GFLOP/s next to this machine's fp32 FMA peak measured in the same run,
 // then the direct and blocked paths forced at small T (where one overtakes the other).
@@ -166,7 +167,7 @@ int prefill_table(fc::ThreadPool& pool, fc::cpu::MatmulIsa isa, int reps) {
 
 int main(int argc, char** argv) {
   int threads = 2, reps = 7;
-  bool prefill_only = false;
+  bool prefill_only = false, int8 = false;
   std::string isa_name = "auto";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -176,13 +177,15 @@ int main(int argc, char** argv) {
       isa_name = argv[++i];
     } else if (a == "--prefill") {
       prefill_only = true;
+    } else if (a == "--int8") {
+      int8 = true;
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
       std::fprintf(stderr,
                    "usage: bench_nvfp4 [--threads N] [--isa "
                    "avx512-bf16|avx512|avx2-i16|avx2|scalar] [--reps R] "
-                   "[--prefill]\n");
+                   "[--prefill] [--int8]\n");
       return 2;
     }
   }
@@ -199,8 +202,19 @@ int main(int argc, char** argv) {
   }
   if (isa == MatmulIsa::kAuto) isa_name = fc::cpu::nvfp4_matmul_isa();
   fc::ThreadPool pool(threads);
-  std::printf("isa: %s, threads: %d\n", isa_name.c_str(), threads);
+  std::printf("isa: %s, threads: %d%s\n", isa_name.c_str(), threads,
+              int8 ? ", NVFP4 decode columns: the opt-in int8 kernels (--int8)" : "");
   if (prefill_only) return prefill_table(pool, isa, reps);
+  // The NVFP4 decode product of the tables below: the exact kernels of `isa`, or with --int8 the
+  // opt-in int8 ones (nvfp4_prefill_i8.h; CpuOptions::decode_int8).
+  auto nvfp4_mm = [&](const float* x, int64_t T, int64_t K, const fc::quant::Nvfp4Matrix& m,
+                      float* y) {
+    if (int8) {
+      fc::cpu::nvfp4_matmul_i8(pool, x, T, K, m, y, m.rows);
+    } else {
+      fc::cpu::nvfp4_matmul_with_isa(isa, pool, x, T, K, m, y, m.rows);
+    }
+  };
 
   fc::bench::BandwidthProbe probe(pool, size_t{1} << 30);  // 1 GiB
 
@@ -254,8 +268,7 @@ int main(int argc, char** argv) {
       const Shape& s = *r.s;
       auto t0 = Clock::now();
       for (int c = 0; c < r.q_copies; ++c) {
-        fc::cpu::nvfp4_matmul_with_isa(isa, pool, r.x.data(), r.T, s.K, copy_view(s, c), r.y.data(),
-                                       s.N);
+        nvfp4_mm(r.x.data(), r.T, s.K, copy_view(s, c), r.y.data());
       }
       r.q_best = std::min(r.q_best, seconds_since(t0));
       t0 = Clock::now();
@@ -288,9 +301,7 @@ int main(int argc, char** argv) {
     const Shape& s = shapes[3];
     std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
     const double t = best_time(reps, [&] {
-      for (int i = 0; i < 20; ++i) {
-        fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, copy_view(s, 0), y.data(), s.N);
-      }
+      for (int i = 0; i < 20; ++i) nvfp4_mm(x.data(), T, s.K, copy_view(s, 0), y.data());
     });
     std::printf("in-cache NVFP4 decode %s T=%lld: %.1f GB/s of weights\n", s.name,
                 static_cast<long long>(T),

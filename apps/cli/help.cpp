@@ -14,7 +14,8 @@ const std::map<std::string, std::string>& texts() {
        "Sampling flags take vLLM's meaning; --kv-cache-dtype auto|bfloat16|fp8; --nvfp4-mode\n"
        "w4a16|w4a4; --device cpu|cuda; --ignore-eos keeps going past EOS; --lm-head-dtype\n"
        "checkpoint|bf16|nvfp4 re-makes the LM head at load time (changes the logits);\n"
-       "--cpu-prefill-int8 runs NVFP4 prefill steps with int8 activations (faster, not exact).\n"},
+       "--cpu-prefill-int8 runs NVFP4 prefill steps with int8 activations (faster, not exact);\n"
+       "--cpu-decode-int8 does the same for decode steps (< 33 rows, MoE experts included).\n"},
       {"inspect",
        "usage: fourcast inspect --model DIR\n"
        "Config summary, tensor table, dtypes, parameter count and KV bytes per token.\n"},
@@ -36,7 +37,8 @@ const std::map<std::string, std::string>& texts() {
        "--http-body-timeout (seconds), --http-workers. SIGTERM drains for --shutdown-timeout\n"
        "seconds; a second signal exits at once. --enforce-eager: no CUDA graphs.\n"
        "--lm-head-dtype checkpoint|bf16|nvfp4: the LM head re-made at load time (opt-in).\n"
-       "--cpu-prefill-int8: NVFP4 prefill steps with int8 activations (faster, not exact).\n"},
+       "--cpu-prefill-int8: NVFP4 prefill steps with int8 activations (faster, not exact).\n"
+       "--cpu-decode-int8: the same for decode steps (< 33 rows, MoE experts included).\n"},
       {"tokenize",
        "usage: fourcast tokenize --tokenizer FILE (--text STR | --ids 1,2,3) [--json]\n"
        "                         [--text-specials]\n"

@@ -114,6 +114,7 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enable-tokenizer-info-endpoint", [&] { o.enable_tokenizer_info_endpoint = true; }},
       {"--enforce-eager", [&] { o.enforce_eager = true; }},
       {"--cpu-prefill-int8", [&] { o.cpu_prefill_int8 = true; }},
+      {"--cpu-decode-int8", [&] { o.cpu_decode_int8 = true; }},
   };
   const std::vector<std::string> ignored_switches = {
       "--trust-remote-code",    "--disable-hybrid-kv-cache-manager",

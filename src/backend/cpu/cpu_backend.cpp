@@ -96,7 +96,7 @@ void CpuBackend::linear_on(ThreadPool& pool, std::vector<float>& scratch, const 
                            int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate) {
   if (w.nvfp4()) {
     nvfp4_linear(pool, scratch, x, T, ldx, w, y, ldy, accumulate, opts_.emulate_w4a4,
-                 opts_.nvfp4_isa, opts_.prefill_int8);
+                 opts_.nvfp4_isa, opts_.prefill_int8, opts_.decode_int8);
   } else {
     matmul(pool, x, T, ldx, mat(w), y, ldy, accumulate);
   }

@@ -21,6 +21,9 @@ struct CpuOptions {
   // quantized to int8 per 16-column block (nvfp4_prefill_i8.h; KL against the exact path in
   // docs/benchmarks.md). Decode and W4A4 emulation are unaffected.
   bool prefill_int8 = false;
+  // Opt-in, NOT exact: the same int8 activations for the NVFP4 W4A16 steps of fewer rows (decode,
+  // small batches, speculative verification, MoE experts; nvfp4_prefill_i8.h's direct tiles).
+  bool decode_int8 = false;
 };
 
 class CpuBackend final : public Backend {

@@ -82,12 +82,12 @@ const float* nvfp4_prepare_activations(ThreadPool& pool, std::vector<float>& scr
 
 void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
                   int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate,
-                  bool emulate_w4a4, MatmulIsa isa, bool prefill_int8) {
+                  bool emulate_w4a4, MatmulIsa isa, bool prefill_int8, bool decode_int8) {
   int64_t ld = ldx;
   const float* xp = nvfp4_prepare_activations(pool, scratch, x, T, ldx, w, emulate_w4a4, &ld);
   if (emulate_w4a4 && w.input_scale > 0.0f) {
     nvfp4_matmul_with_isa(nvfp4_fp32_isa(), pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);
-  } else if (prefill_int8 && T >= kPrefillInt8MinRows) {
+  } else if (T >= kPrefillInt8MinRows ? prefill_int8 : decode_int8) {
     nvfp4_matmul_i8(pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);
   } else {
     nvfp4_matmul_with_isa(isa, pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);

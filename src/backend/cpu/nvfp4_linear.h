@@ -29,14 +29,16 @@ const float* nvfp4_prepare_activations(ThreadPool& pool, std::vector<float>& scr
 // y[T, w.rows] (+)= prepare(x) · Wᵀ with W = the NVFP4 weight w. scratch: caller-owned buffer for
 // the prepared activations (holds them on return when pqs / QDQ applied). isa: the kernel family
 // for W4A16 (kAuto: nvfp4_matmul's choice); W4A4 emulation always runs nvfp4_fp32_isa().
-// prefill_int8: W4A16 steps of more than kPrefillInt8MinRows rows run nvfp4_matmul_i8
-// (nvfp4_prefill_i8.h: int8 activations, not exact) instead.
+// prefill_int8: W4A16 steps of at least kPrefillInt8MinRows rows run nvfp4_matmul_i8
+// (nvfp4_prefill_i8.h: int8 activations, not exact) instead; decode_int8: likewise the steps of
+// fewer rows (decode, small batches, speculative verification, the experts of a MoE step).
 void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
                   int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate,
-                  bool emulate_w4a4, MatmulIsa isa = MatmulIsa::kAuto, bool prefill_int8 = false);
+                  bool emulate_w4a4, MatmulIsa isa = MatmulIsa::kAuto, bool prefill_int8 = false,
+                  bool decode_int8 = false);
 
-// Fewer rows than this keep the exact kernels under prefill_int8 (decode, small batches: the
-// same threshold as nvfp4_matmul's direct path).
+// The row count that splits prefill_int8 from decode_int8 (the same threshold as nvfp4_matmul's
+// direct path and nvfp4_matmul_i8's).
 inline constexpr int64_t kPrefillInt8MinRows = 33;
 
 // Scalar reference of nvfp4_linear: single-threaded preparation, then nvfp4_matmul_ref. If

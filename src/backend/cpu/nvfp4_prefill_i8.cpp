@@ -117,6 +117,29 @@ void quantize_row_i8(const float* x, int64_t K, uint8_t* xq, float* xs) {
   }
 }
 
+void arrange_i8_direct(const uint8_t* xq, int64_t ldq, const float* xs, int64_t ldxs, int64_t T,
+                       int64_t K, uint8_t* xd, int64_t ldxd) {
+  const int64_t groups = (K + kI8DirectGroup - 1) / kI8DirectGroup;
+  for (int64_t t = 0; t < T; ++t) {
+    const uint8_t* q = xq + t * ldq;
+    const float* s = xs + t * ldxs;
+    for (int64_t g = 0; g < groups; ++g) {
+      uint8_t* o = xd + t * ldxd + g * kI8DirectGroupBytes;
+      const int64_t k0 = g * kI8DirectGroup, n = std::min(kI8DirectGroup, K - k0);
+      int32_t c[8] = {};
+      float a[8] = {};
+      for (int64_t k = 0; k < kI8DirectGroup; ++k) {
+        const int v = k < n ? static_cast<int>(q[k0 + k]) - 128 : 0;
+        o[32 * (k % 2) + k / 2] = static_cast<uint8_t>(static_cast<int8_t>(v));
+        c[k / 8] += 12 * v;
+      }
+      for (int64_t h = 0; 8 * h < n; ++h) a[h] = 256.0f * s[(k0 + 8 * h) / 16];
+      std::memcpy(o + 64, c, sizeof(c));
+      std::memcpy(o + 96, a, sizeof(a));
+    }
+  }
+}
+
 I8Kernels i8_kernels_scalar() {
   return I8Kernels{&scalar_pack, &scalar_quantize, &scalar_tile};
 }
@@ -141,6 +164,44 @@ struct Aligned {
   }
 };
 
+// Below kI8DirectMaxT + 1 rows (decode, small batches, MoE experts): activations quantized and
+// arranged once per call on the calling thread (kilobytes), weights read once in checkpoint
+// layout by the direct tiles, threads over contiguous nr-aligned ranges of W rows.
+void direct(const detail::I8Kernels& ks, ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
+            const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate) {
+  using namespace detail;
+  const int64_t N = w.rows, K = w.cols, ldq = K, ldxs = K / 16;
+  const int64_t ldxd = i8_direct_row_bytes(K);
+  // Per calling thread, reused across calls (a decode step makes hundreds); 64-byte aligned.
+  thread_local std::vector<uint8_t> buf;
+  const size_t need = static_cast<size_t>(T * (ldxd + 4 * ldxs + ldq) + 64);
+  if (buf.size() < need) buf.resize(need);
+  const auto addr = reinterpret_cast<uintptr_t>(buf.data());
+  uint8_t* xd = buf.data() + (64 - addr % 64) % 64;         // T * ldxd bytes (ldxd % 128 == 0)
+  auto* xs = reinterpret_cast<float*>(xd + T * ldxd);       // T * ldxs floats, 64-byte aligned
+  uint8_t* xq = reinterpret_cast<uint8_t*>(xs + T * ldxs);  // T * ldq bytes
+  ks.quantize(x, T, ldx, K, xq, ldq, xs, ldxs);
+  arrange_i8_direct(xq, ldq, xs, ldxs, T, K, xd, ldxd);
+  constexpr int64_t kNr = kI8DirectNR, kMr = kI8DirectMR;
+  // Less than this many weight bytes per thread is not worth waking a thread for.
+  constexpr int64_t kMinBytesPerThread = int64_t{1} << 15;
+  const int64_t threads =
+      std::clamp<int64_t>(T * N * K / 2 / kMinBytesPerThread, 1, static_cast<int64_t>(pool.size()));
+  const int64_t per = (N + threads - 1) / threads;
+  const int64_t grain = (per + kNr - 1) / kNr * kNr;
+  pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; n += kNr) {
+      const int nr = static_cast<int>(std::min(kNr, n1 - n));
+      for (int64_t t = 0; t < T; t += kMr) {
+        const int mr = static_cast<int>(std::min(kMr, T - t));
+        ks.direct[mr - 1][nr - 1](xd + t * ldxd, ldxd, w.packed + n * w.ld, w.ld,
+                                  w.scales + n * w.scale_ld, w.scale_ld, K, w.global_scale,
+                                  y + t * ldy + n, ldy, accumulate);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 bool nvfp4_i8_fast() {
@@ -163,8 +224,12 @@ void nvfp4_matmul_i8(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
   static const I8Kernels scalar = i8_kernels_scalar();
   const I8Kernels& ks = avx2.tile ? avx2 : scalar;
 
-  // Quantized activations: per call (one prefill step per call; kilobytes per row).
   const int64_t ldq = K, ldxs = K / 16;
+  if (T <= kI8DirectMaxT && ks.direct[0][0]) {
+    direct(ks, pool, x, T, ldx, w, y, ldy, accumulate);
+    return;
+  }
+  // Quantized activations: per call (one prefill step per call; kilobytes per row).
   const Aligned<uint8_t> xq(T * ldq);
   const Aligned<float> xs(T * ldxs);
   pool.parallel_for(T, std::max<int64_t>(1, 8192 / K), [&](int64_t b, int64_t e, int) {

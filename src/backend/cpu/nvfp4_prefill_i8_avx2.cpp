@@ -209,7 +209,9 @@ void tile(const uint8_t* xq, int64_t ldq, const float* xs, int64_t ldxs, const u
 }  // namespace
 
 I8Kernels i8_kernels_avx2() {
-  return I8Kernels{&pack, &quantize, &tile};
+  I8Kernels ks{&pack, &quantize, &tile};
+  fill_i8_direct_avx2(ks);
+  return ks;
 }
 
 }  // namespace fc::cpu::detail

@@ -126,13 +126,15 @@ float order_tol(const float* x, int64_t K, const quant::Nvfp4Matrix& w, int64_t 
 TEST(Nvfp4PrefillI8, MatchesItsReferenceAtAwkwardShapes) {
   std::mt19937 rng(5);
   ThreadPool pool1(1), pool2(2), pool3(3);
-  // K: 1 and 3 scale blocks, 65 (two K blocks of 528 and 512), 129 (three); N around the 8-row
-  // micro-panels and 64-row panels; T around the 4-row tiles and 120-row activation blocks.
-  for (int64_t K : {16, 48, 1040, 2064}) {
-    for (int64_t N : {1, 7, 8, 9, 65}) {
+  // K: 1 and 3 scale blocks, 65 (two K blocks of 528 and 512), 129 (three), and for the direct
+  // (T <= 32) tiles' 64-column groups K % 64 = 0, 16, 32, 48; N around the 8-row micro-panels,
+  // 64-row panels and the direct tiles' 4 rows; T around the direct tiles' 2 rows, the direct /
+  // packed split at 32, the 4-row tiles and 120-row activation blocks.
+  for (int64_t K : {16, 48, 96, 1040, 2064, 2112}) {
+    for (int64_t N : {1, 3, 7, 8, 9, 65}) {
       const Q w(N, K, rng);
-      for (int64_t T : {1, 3, 5, 33, 121}) {
-        if (K == 2064 && T == 121 && N < 65) continue;  // keep the scalar reference's time down
+      for (int64_t T : {1, 2, 3, 5, 32, 33, 121}) {
+        if (K >= 2064 && T >= 32 && N < 65) continue;  // keep the scalar reference's time down
         const int64_t ldx = K + 3, ldy = N + 2;
         const std::vector<float> x = activations(T * ldx, rng);
         std::vector<float> y0(static_cast<size_t>(T * ldy));
@@ -211,8 +213,47 @@ TEST(Nvfp4PrefillI8, RejectsBadShapes) {
   EXPECT_THROW(nvfp4_matmul_i8(pool, x.data(), 2, 16, w.m, y.data(), 4), Error);  // ldx < K
 }
 
+// The direct (decode) layout, byte for byte from its definition (nvfp4_prefill_i8_kernels.h).
+TEST(Nvfp4PrefillI8, DirectArrangementFollowsItsDefinition) {
+  std::mt19937 rng(9);
+  const int64_t T = 2, K = 80, groups = 2, ldxd = detail::i8_direct_row_bytes(K);
+  ASSERT_EQ(ldxd, groups * detail::kI8DirectGroupBytes);
+  const std::vector<float> x = activations(T * K, rng);
+  std::vector<uint8_t> xq(static_cast<size_t>(T * K)), xd(static_cast<size_t>(T * ldxd), 0xAA);
+  std::vector<float> xs(static_cast<size_t>(T * K / 16));
+  for (int64_t t = 0; t < T; ++t) {
+    detail::quantize_row_i8(x.data() + t * K, K, xq.data() + t * K, xs.data() + t * K / 16);
+  }
+  detail::arrange_i8_direct(xq.data(), K, xs.data(), K / 16, T, K, xd.data(), ldxd);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* o = xd.data() + t * ldxd + g * detail::kI8DirectGroupBytes;
+      for (int64_t k = 0; k < 64; ++k) {
+        const int64_t col = 64 * g + k;
+        const int q = col < K ? xq[static_cast<size_t>(t * K + col)] - 128 : 0;
+        EXPECT_EQ(static_cast<int8_t>(o[32 * (k % 2) + k / 2]), q) << t << " " << col;
+      }
+      for (int n = 0; n < 8; ++n) {
+        int32_t c = 0, want = 0;
+        float a = 0, want_a = 0;
+        for (int k = 0; k < 8; ++k) {
+          const int64_t col = 64 * g + 8 * n + k;
+          if (col < K) want += 12 * (xq[static_cast<size_t>(t * K + col)] - 128);
+        }
+        const int64_t col = 64 * g + 8 * n;
+        if (col < K) want_a = 256.0f * xs[static_cast<size_t>(t * K / 16 + col / 16)];
+        std::memcpy(&c, o + 64 + 4 * n, 4);
+        std::memcpy(&a, o + 96 + 4 * n, 4);
+        EXPECT_EQ(c, want) << t << " " << g << " " << n;
+        EXPECT_EQ(a, want_a) << t << " " << g << " " << n;
+      }
+    }
+  }
+}
+
 // CpuOptions::prefill_int8: W4A16 steps of >= kPrefillInt8MinRows rows run nvfp4_matmul_i8 (bit
-// for bit, same pool), shorter ones the exact kernels; off by default.
+// for bit, same pool), shorter ones the exact kernels; decode_int8 the same for the shorter
+// ones; both off by default.
 TEST(Nvfp4PrefillI8, CpuBackendOptIn) {
   std::mt19937 rng(8);
   ThreadPool pool(2);
@@ -224,13 +265,15 @@ TEST(Nvfp4PrefillI8, CpuBackendOptIn) {
     std::vector<float> i8(static_cast<size_t>(T * N)), exact(i8.size());
     nvfp4_matmul_i8(pool, x.data(), T, K, q.m, i8.data(), N);
     nvfp4_matmul(pool, x.data(), T, K, q.m, exact.data(), N);
-    for (bool opt : {false, true}) {
+    ASSERT_NE(i8, exact);
+    for (int opt = 0; opt < 4; ++opt) {
       CpuOptions o;
-      o.prefill_int8 = opt;
+      o.prefill_int8 = opt & 1;
+      o.decode_int8 = opt & 2;
       CpuBackend be(pool, o);
       std::vector<float> y(i8.size());
       be.linear(x.data(), T, K, w, y.data(), N, false);
-      const bool want_i8 = opt && T >= kPrefillInt8MinRows;
+      const bool want_i8 = T >= kPrefillInt8MinRows ? o.prefill_int8 : o.decode_int8;
       EXPECT_EQ(y, want_i8 ? i8 : exact) << "T=" << T << " opt=" << opt;
     }
   }
