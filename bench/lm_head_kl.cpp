@@ -4,10 +4,12 @@
 // fp32 logits after the softcap; quantizer::compare_logits), its max, top-1 agreement, and the
 // decode weight bytes per token of each (bench/model_bytes.h). Not a test: figures only.
 //   bench_lm_head_kl --model DIR [--lm-head-dtype nvfp4|bf16] [--tokens 256] [--threads N]
-//                    [--text FILE] [--cpu-prefill-int8]
+//                    [--text FILE] [--cpu-prefill-int8 | --cpu-decode-int8]
 // --cpu-prefill-int8: the second run keeps the head (--lm-head-dtype, default checkpoint) and
 // runs the NVFP4 linears in the opt-in int8 prefill kernels (CpuOptions::prefill_int8; every
 // position is in one step, so all of them take that path): KL(exact ‖ int8 prefill).
+// --cpu-decode-int8: the same with the opt-in int8 decode kernels (CpuOptions::decode_int8), the
+// second run fed one token per step as decode does: KL(exact ‖ int8 decode).
 // Tokens: the tokenizer of DIR on FILE, or on the built-in held-out evaluation text
 // (quantizer/calib.h), BOS first; cut to --tokens.
 #include <algorithm>
@@ -39,9 +41,11 @@ const char* flag(int argc, char** argv, const char* name, const char* dflt) {
 }
 
 // Logits [ids.size(), V] of every position of one sequence, and the model's decode bytes/token.
+// one_by_one: one token per step (decode), else the whole sequence in one step (prefill).
 std::vector<float> all_logits(const std::string& dir, std::shared_ptr<const fc::Checkpoint> ck,
                               fc::gemma4::LmHeadDType d, fc::cpu::CpuBackend& be,
-                              const std::vector<int32_t>& ids, int64_t* decode_bytes) {
+                              const std::vector<int32_t>& ids, int64_t* decode_bytes,
+                              bool one_by_one = false) {
   using namespace fc;
   const gemma4::Config cfg = gemma4::load_config(dir);
   gemma4::ModelOptions mo;
@@ -60,9 +64,17 @@ std::vector<float> all_logits(const std::string& dir, std::shared_ptr<const fc::
   so.max_step_tokens = static_cast<int64_t>(ids.size());
   Session s(model, be, so);
   s.add(0);
+  gemma4::ForwardOutput out;
+  if (one_by_one) {
+    std::vector<float> all;
+    for (int32_t id : ids) {
+      s.run({{0, {id}, {0}, {}}}, out);
+      all.insert(all.end(), out.logits.begin(), out.logits.end());
+    }
+    return all;
+  }
   std::vector<int> rows(ids.size());
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int>(i);
-  gemma4::ForwardOutput out;
   s.run({{0, ids, rows, {}}}, out);
   return std::move(out.logits);
 }
@@ -75,15 +87,19 @@ int main(int argc, char** argv) {
   if (!dir_c) {
     std::fprintf(stderr,
                  "usage: bench_lm_head_kl --model DIR [--lm-head-dtype nvfp4|bf16] [--tokens N] "
-                 "[--threads N] [--text FILE]\n");
+                 "[--threads N] [--text FILE] [--cpu-prefill-int8 | --cpu-decode-int8]\n");
     return 2;
   }
   const std::string dir = dir_c;
   const int n_tokens = std::max(2, std::atoi(flag(argc, argv, "--tokens", "256")));
   const int threads = std::atoi(flag(argc, argv, "--threads", "0"));
   const char* text_file = flag(argc, argv, "--text", nullptr);
-  bool int8 = false;
-  for (int i = 1; i < argc; ++i) int8 = int8 || !std::strcmp(argv[i], "--cpu-prefill-int8");
+  bool prefill8 = false, decode8 = false;
+  for (int i = 1; i < argc; ++i) {
+    prefill8 = prefill8 || !std::strcmp(argv[i], "--cpu-prefill-int8");
+    decode8 = decode8 || !std::strcmp(argv[i], "--cpu-decode-int8");
+  }
+  const bool int8 = prefill8 || decode8;
   try {
     const gemma4::LmHeadDType d = gemma4::parse_lm_head_dtype(
         flag(argc, argv, "--lm-head-dtype", int8 ? "checkpoint" : "nvfp4"));
@@ -107,22 +123,24 @@ int main(int argc, char** argv) {
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
     cpu::CpuBackend be(pool);
     cpu::CpuOptions o8;
-    o8.prefill_int8 = true;
+    o8.prefill_int8 = prefill8;
+    o8.decode_int8 = decode8;
     cpu::CpuBackend be8(pool, o8);
     std::shared_ptr<const Checkpoint> ck = Checkpoint::open_dir(dir);
     int64_t b_exact = 0, b_head = 0;
     const std::vector<float> p =
         all_logits(dir, ck, gemma4::LmHeadDType::kCheckpoint, be, ids, &b_exact);
-    const std::vector<float> q = all_logits(dir, ck, d, int8 ? be8 : be, ids, &b_head);
+    const std::vector<float> q = all_logits(dir, ck, d, int8 ? be8 : be, ids, &b_head, decode8);
     const int64_t V = cfg.vocab_size, T = static_cast<int64_t>(ids.size());
     FC_CHECK(static_cast<int64_t>(p.size()) == T * V && q.size() == p.size(), "logit counts");
     const quantizer::KlResult r = quantizer::compare_logits(p.data(), q.data(), T, V);
     if (int8) {
       std::printf(
-          "%s, --cpu-prefill-int8 (head %s), %lld positions: KL(exact || int8 prefill) mean %.6f "
+          "%s, --cpu-%s-int8 (head %s), %lld positions: KL(exact || int8 %s) mean %.6f "
           "nats/token, max %.6f, top-1 agreement %.4f\n",
-          dir.c_str(), gemma4::lm_head_dtype_name(d), static_cast<long long>(T), r.mean_kl,
-          r.max_kl, r.top1_agree);
+          dir.c_str(), decode8 ? "decode" : "prefill", gemma4::lm_head_dtype_name(d),
+          static_cast<long long>(T), decode8 ? "decode" : "prefill", r.mean_kl, r.max_kl,
+          r.top1_agree);
       return 0;
     }
     std::printf(

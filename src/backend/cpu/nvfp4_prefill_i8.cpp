@@ -209,7 +209,8 @@ bool nvfp4_i8_fast() {
 }
 
 void nvfp4_matmul_i8(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
-                     const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate) {
+                     const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate,
+                     MatmulPath path) {
   using namespace detail;
   check_args(x, T, ldx, w, y, ldy);
   if (T == 0 || w.rows == 0) return;
@@ -225,7 +226,9 @@ void nvfp4_matmul_i8(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
   const I8Kernels& ks = avx2.tile ? avx2 : scalar;
 
   const int64_t ldq = K, ldxs = K / 16;
-  if (T <= kI8DirectMaxT && ks.direct[0][0]) {
+  if (path == MatmulPath::kAuto)
+    path = T <= kI8DirectMaxT ? MatmulPath::kDirect : MatmulPath::kBlocked;
+  if (path == MatmulPath::kDirect && ks.direct[0][0]) {
     direct(ks, pool, x, T, ldx, w, y, ldy, accumulate);
     return;
   }

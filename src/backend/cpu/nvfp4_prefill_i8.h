@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "backend/cpu/matmul.h"
 #include "core/thread_pool.h"
 #include "quant/nvfp4.h"
 
@@ -21,8 +22,12 @@ namespace fc::cpu {
 
 // y[t, n] (+)= the quantized product above, for t < T, n < w.rows (w.cols % 16 == 0).
 // x: [T, w.cols] fp32, row stride ldx; y: [T, w.rows], row stride ldy.
+// Up to 32 rows (decode) the weights are decoded in registers from the checkpoint layout (direct
+// tiles, AVX2 only), above that (prefill) they are packed into int8 panels first; `path` forces
+// one (kDirect without AVX2: the packed path), for tests and benchmarks.
 void nvfp4_matmul_i8(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
-                     const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate = false);
+                     const quant::Nvfp4Matrix& w, float* y, int64_t ldy, bool accumulate = false,
+                     MatmulPath path = MatmulPath::kAuto);
 
 // Whether nvfp4_matmul_i8 has its SIMD kernels on this CPU (AVX2 + FMA + F16C).
 bool nvfp4_i8_fast();

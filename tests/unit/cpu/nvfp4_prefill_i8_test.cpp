@@ -143,18 +143,23 @@ TEST(Nvfp4PrefillI8, MatchesItsReferenceAtAwkwardShapes) {
           std::vector<float> ref = y0;
           nvfp4_matmul_i8_ref(x.data(), T, ldx, w.m, ref.data(), ldy, acc);
           for (ThreadPool* pool : {&pool1, &pool2, &pool3}) {
-            std::vector<float> y = y0;
-            for (int64_t t = 0; t < T; ++t) {
-              for (int64_t n = N; n < ldy; ++n) y[static_cast<size_t>(t * ldy + n)] = kPad;
+            // Each path at every T: the direct tiles (decode) and the packed panels (prefill).
+            for (MatmulPath path : {MatmulPath::kAuto, MatmulPath::kDirect, MatmulPath::kBlocked}) {
+              if (path != MatmulPath::kAuto && pool != &pool2) continue;
+              std::vector<float> y = y0;
+              for (int64_t t = 0; t < T; ++t) {
+                for (int64_t n = N; n < ldy; ++n) y[static_cast<size_t>(t * ldy + n)] = kPad;
+              }
+              nvfp4_matmul_i8(*pool, x.data(), T, ldx, w.m, y.data(), ldy, acc, path);
+              const std::string where = "K=" + std::to_string(K) + " N=" + std::to_string(N) +
+                                        " T=" + std::to_string(T) + " acc=" + std::to_string(acc) +
+                                        " threads=" + std::to_string(pool->size()) +
+                                        " path=" + std::to_string(static_cast<int>(path));
+              test::expect_rows_near(
+                  y, ref, y0, T, N, ldy, acc, kPad,
+                  [&](int64_t t, int64_t n) { return order_tol(x.data() + t * ldx, K, w.m, n); },
+                  where);
             }
-            nvfp4_matmul_i8(*pool, x.data(), T, ldx, w.m, y.data(), ldy, acc);
-            const std::string where = "K=" + std::to_string(K) + " N=" + std::to_string(N) +
-                                      " T=" + std::to_string(T) + " acc=" + std::to_string(acc) +
-                                      " threads=" + std::to_string(pool->size());
-            test::expect_rows_near(
-                y, ref, y0, T, N, ldy, acc, kPad,
-                [&](int64_t t, int64_t n) { return order_tol(x.data() + t * ldx, K, w.m, n); },
-                where);
           }
         }
       }
