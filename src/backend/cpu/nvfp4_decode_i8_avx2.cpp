@@ -22,16 +22,15 @@
 #include <cstring>
 #include <utility>
 
+#include "backend/cpu/nvfp4_avx2_int.h"
 #include "backend/cpu/nvfp4_prefill_i8_kernels.h"
-
-#define FC_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define FC_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 
 namespace fc::cpu::detail {
 namespace {
 
-// Software prefetch distance, at least (bytes), as in the exact decode kernels.
-constexpr int64_t kPrefetchBytes = 8192;
+using avx2_int::decode_u;
+using avx2_int::hsum;
+using avx2_int::ld32;
 
 // The 8 scale bytes of two groups (little-endian) as fp32 lanes [s0 s0 s1 s1 s2 s2 s3 s3] (first
 // group) and [s4 s4 .. s7 s7] (second), times 2⁻⁸: E4M3 s.eeee.mmm placed as FP16
@@ -50,26 +49,13 @@ FC_AVX2_INLINE Scales2 group_scales2(uint64_t v) {
           _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7))};
 }
 
-FC_AVX2_INLINE __m256i ld32(const uint8_t* a, int off) {
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(a + off));
-}
-
-FC_AVX2_INLINE float hsum(__m256 a) {
-  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-}
-
 // One weight row's group (codes d, scales ws of group_scales2) against MR arranged activation
 // groups a[i].
 template <int MR>
 FC_AVX2_INLINE void group_dot(__m256i d, __m256 ws, const uint8_t* const (&a)[MR],
                               __m256 (&acc)[MR]) {
-  const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
-                                       12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
-  const __m256i nib = _mm256_set1_epi8(0x0F);
-  const __m256i ul = _mm256_shuffle_epi8(lut, _mm256_and_si256(d, nib));
-  const __m256i uh = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(d, 4), nib));
+  __m256i ul, uh;
+  decode_u(d, ul, uh);
 #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
     // Read the activations from L1 for every weight row (memory operands): kept in registers
@@ -90,8 +76,8 @@ struct Tile {
   FC_AVX2 static void run(const uint8_t* xd, int64_t ldxd, const uint8_t* codes, int64_t ld,
                           const uint8_t* scales, int64_t sld, int64_t K, float gs, float* y,
                           int64_t ldy, bool add) {
-    const int64_t tiles_ahead = std::max<int64_t>(1, (kPrefetchBytes + NR * ld - 1) / (NR * ld));
-    const int64_t pf_codes = tiles_ahead * NR * ld, pf_scales = tiles_ahead * NR * sld;
+    const int64_t pf_codes = avx2_int::prefetch_ahead(NR, ld);
+    const int64_t pf_scales = pf_codes / ld * sld;
     __m256 acc[NR][MR];
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) {
@@ -113,13 +99,8 @@ struct Tile {
       for (int j = 0; j < NR; ++j) {
         const uint8_t* src = codes + j * ld + 32 * g;
         const uint8_t* sp = scales + j * sld + 4 * g;
-        // Prefetches never fault, so the address may run past the matrix (formed as an integer).
-        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(src) + pf_codes),
-                     _MM_HINT_T0);
-        if (g % 16 == 0) {
-          _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(sp) + pf_scales),
-                       _MM_HINT_T0);
-        }
+        avx2_int::prefetch(src, pf_codes);
+        if (g % 16 == 0) avx2_int::prefetch(sp, pf_scales);
         uint64_t sv;
         std::memcpy(&sv, sp, 8);
         const Scales2 ws = group_scales2(sv);

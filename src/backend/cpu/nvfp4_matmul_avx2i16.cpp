@@ -42,27 +42,21 @@
 #include <cstdint>
 #include <cstring>
 
+#include "backend/cpu/nvfp4_avx2_int.h"
 #include "backend/cpu/nvfp4_kernels.h"
-
-#define FC_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define FC_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 
 namespace fc::cpu::detail {
 namespace {
+
+using avx2_int::decode_u;
+using avx2_int::hsum;
+using avx2_int::ld32;
 
 constexpr int64_t kGroup = 64;        // columns per decode group
 constexpr int64_t kGroupBytes = 256;  // arranged activation bytes per group and row
 constexpr float kQMax = 8323072.0f;   // 32512 · 256: keeps h within [-127, 127] (above)
 // 2 activation rows × 4 weight rows: 8 accumulators, the rest of the 16 registers for decode.
 constexpr int kMR = 2, kNR = 4;
-// Software prefetch distance, at least (bytes), as in the other decode kernels.
-constexpr int64_t kPrefetchBytes = 8192;
-
-// u = 2·e2m1(code) + 12 by code (bit 3 = sign), in both 128-bit lanes.
-FC_AVX2_INLINE __m256i code_lut() {
-  return _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,  //
-                          12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
-}
 
 // The 4 scale bytes of a group (a little-endian dword) as fp32 lanes [s0 s0 s1 s1 s2 s2 s3 s3]
 // · 2⁻⁸: E4M3 s.eeee.mmm placed as FP16 s.0eeee.mmm0000000 is the same number times 2⁻⁸
@@ -75,29 +69,13 @@ FC_AVX2_INLINE __m256 group_scales(uint32_t v) {
   return _mm256_cvtph_ps(_mm_add_epi16(t, _mm_and_si128(t, _mm_set1_epi16(0x4000))));
 }
 
-// 32 bytes of the arranged activations (32-byte aligned).
-FC_AVX2_INLINE __m256i ld32(const uint8_t* a, int off) {
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(a + off));
-}
-
-// Lane sum of a.
-FC_AVX2_INLINE float hsum(__m256 a) {
-  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-}
-
 // One weight row's 64-column group (codes d, scale dword sv) against MR activation rows (their
 // arranged group at a[i]), added into acc[i].
 template <int MR>
 FC_AVX2_INLINE void group_dot(__m256i d, uint32_t sv, const uint8_t* const (&a)[MR],
                               __m256 (&acc)[MR]) {
-  const __m256i lut = _mm256_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0,
-                                       12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
-  const __m256i nib = _mm256_set1_epi8(0x0F);
-  const __m256i lo = _mm256_and_si256(d, nib);
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(d, 4), nib);
-  const __m256i ul = _mm256_shuffle_epi8(lut, lo), uh = _mm256_shuffle_epi8(lut, hi);
+  __m256i ul, uh;
+  decode_u(d, ul, uh);
   const __m256 ws = group_scales(sv);
 #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i) {
@@ -130,8 +108,8 @@ struct Tile {
     const uint8_t* xr[MR];
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) xr[i] = reinterpret_cast<const uint8_t*>(xd + i * ldxd);
-    const int64_t tiles_ahead = std::max<int64_t>(1, (kPrefetchBytes + NR * ld - 1) / (NR * ld));
-    const int64_t pf_codes = tiles_ahead * NR * ld, pf_scales = tiles_ahead * NR * sld;
+    const int64_t pf_codes = avx2_int::prefetch_ahead(NR, ld);
+    const int64_t pf_scales = pf_codes / ld * sld;
 
     __m256 acc[NR][MR];
 #pragma GCC unroll 4
@@ -148,15 +126,8 @@ struct Tile {
       for (int j = 0; j < NR; ++j) {
         const uint8_t* src = codes + j * ld + 32 * g;
         const uint8_t* sp = scales + j * sld + 4 * g;
-        // Prefetches never fault, so the address may run past the matrix (formed as an integer).
-        if (g % 2 == 0) {  // one 64-byte line per two groups
-          _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(src) + pf_codes),
-                       _MM_HINT_T0);
-        }
-        if (g % 16 == 0) {
-          _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(sp) + pf_scales),
-                       _MM_HINT_T0);
-        }
+        if (g % 2 == 0) avx2_int::prefetch(src, pf_codes);  // one 64-byte line per two groups
+        if (g % 16 == 0) avx2_int::prefetch(sp, pf_scales);
         uint32_t sv;
         std::memcpy(&sv, sp, 4);
         group_dot<MR>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)), sv, a, acc[j]);
