@@ -164,15 +164,17 @@ def fourcast_runs(r: Runner, head: str, a: argparse.Namespace) -> dict[str, floa
         # The first prompt length also gives the decode figure (context n..n+decode_tokens, as
         # llama-bench -d n); the others decode 2 tokens only.
         dec = a.decode_tokens if i == 0 else 2
-        # HEAD[+int8]: the --lm-head-dtype, and +int8 for the opt-in int8 prefill.
+        # HEAD[+int8|+int8p|+int8d]: the --lm-head-dtype, and the opt-in int8 activations for
+        # prefill and decode (+int8, llama.cpp's arithmetic), prefill only or decode only.
         dtype, _, extra = head.partition("+")
         cmd = [a.bench_model, "--model", a.nvfp4, "--threads", str(a.threads), "--prompt-len",
                str(n), "--decode-tokens", str(dec), "--reps", str(a.fourcast_reps),
                "--lm-head-dtype", dtype]
-        if extra == "int8":
-            cmd.append("--cpu-prefill-int8")
-        elif extra:
-            sys.exit(f"vs_llamacpp: --heads {head}: '+{extra}' is not '+int8'")
+        flags = {"": [], "int8": ["--cpu-prefill-int8", "--cpu-decode-int8"],
+                 "int8p": ["--cpu-prefill-int8"], "int8d": ["--cpu-decode-int8"]}
+        if extra not in flags:
+            sys.exit(f"vs_llamacpp: --heads {head}: '+{extra}' is not +int8, +int8p or +int8d")
+        cmd += flags[extra]
         out, bw = r.bracket(cmd, f"bench_model p{n} head {head}")
         m = re.search(r"prefill \d+ tokens: [0-9.]+ s, ([0-9.]+) tok/s; decode .*?: ([0-9.]+) tok/s",
                       out)
@@ -262,7 +264,8 @@ def main() -> None:
     r.add_argument("--gguf", nargs=3, action="append", metavar=("QUANT", "FILE", "BYTES"),
                    default=[], help="a llama.cpp model and its decode bytes/token (gguf-bytes)")
     r.add_argument("--heads", nargs="+", default=["checkpoint", "nvfp4", "nvfp4+int8"],
-                   help="fourcast runs: --lm-head-dtype values, +int8 adds --cpu-prefill-int8")
+                   help="fourcast runs: --lm-head-dtype values; +int8 adds --cpu-prefill-int8 and "
+                   "--cpu-decode-int8, +int8p / +int8d only one of them")
     # bench_model's best of 2: its first prefill touches the mmapped weights and allocates, as
     # llama-bench's warm-up run does for llama.cpp (which the table does not count either).
     r.add_argument("--fourcast-reps", type=int, default=2)
