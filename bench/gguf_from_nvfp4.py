@@ -19,9 +19,12 @@ engines so read the same weights, and the 52 GB BF16 checkpoint is never written
       twin: same names and shapes as SRC_DIR; unquantized tensors bit-identical; dequantized
       ones bit-identical to tools/refgen/quant/nvfp4_ref.py's dequant_modelopt, on the NVFP4
       grid of their block scales, and equal to SRC_DIR's weights rounded to that grid.
-  gguf_from_nvfp4.py compare-gguf A B [--map Q8_0=Q4_0 ...]
-      Same metadata (general.* and tokenizer.ggml.* included, bar general.file_type and
-      general.name), tensor names, shapes and (after --map) types in two GGUFs.
+  gguf_from_nvfp4.py compare-gguf A B [--map Q8_0=Q4_0 ...] [--metadata-only]
+      Same metadata (general.* and tokenizer.ggml.* included, bar general.file_type, the name
+      and size label), tensor names, shapes and (after --map) types in two GGUFs. A from
+      `convert_hf_to_gguf.py --vocab-only` on the same CONV_DIR has the metadata a BF16 twin
+      gets without its weights: compare that with --metadata-only (from a directory of the same
+      name: the converter takes general.finetune and the like from it).
 
 Dequantization (fourcast's src/quant/nvfp4.cpp dequantize_row, ModelOpt's order):
   W[n, k] = e2m1(code[n, k]) * (e4m3(weight_scale[n, k / 16]) * weight_scale_2), in fp32;
@@ -327,8 +330,7 @@ def compare_gguf(a: argparse.Namespace) -> None:
     from gguf import GGUFReader  # gguf-py of the llama.cpp tree (PYTHONPATH)
 
     ra, rb = GGUFReader(str(a.a)), GGUFReader(str(a.b))
-    skip = {"general.file_type", "general.name", "general.basename", "general.size_label",
-            "general.quantization_version"}
+    skip = {"general.file_type", "general.name", "general.basename", "general.size_label"}
     problems: list[str] = []
 
     def fields(r) -> dict[str, object]:
@@ -346,8 +348,11 @@ def compare_gguf(a: argparse.Namespace) -> None:
                             f"{'present' if k in fb else 'absent'} in B"
                             if (k in fa) != (k in fb) else f"metadata {k} differs")
     type_map = dict(m.split("=", 1) for m in a.map)
-    ta = {t.name: (t.tensor_type.name, [int(x) for x in t.shape]) for t in ra.tensors}
-    tb = {t.name: (t.tensor_type.name, [int(x) for x in t.shape]) for t in rb.tensors}
+    ta: dict[str, tuple[str, list[int]]] = {}
+    tb: dict[str, tuple[str, list[int]]] = {}
+    if not a.metadata_only:
+        ta = {t.name: (t.tensor_type.name, [int(x) for x in t.shape]) for t in ra.tensors}
+        tb = {t.name: (t.tensor_type.name, [int(x) for x in t.shape]) for t in rb.tensors}
     for n in sorted(set(ta) | set(tb)):
         if n not in ta or n not in tb:
             problems.append(f"tensor {n} only in {'A' if n in ta else 'B'}")
@@ -360,7 +365,8 @@ def compare_gguf(a: argparse.Namespace) -> None:
     counts: dict[str, int] = {}
     for q, _ in tb.values():
         counts[q] = counts.get(q, 0) + 1
-    print(f"compare-gguf: {len(fa)} metadata keys, {len(ta)} tensors; B's types {counts}")
+    print(f"compare-gguf: {len(fa)} metadata keys in A, {len(fb)} in B, {len(ta)} tensors; "
+          f"B's types {counts}")
     for p in problems:
         print("  " + p)
     if problems:
@@ -384,6 +390,7 @@ def main() -> None:
     g.add_argument("b", type=Path)
     g.add_argument("--map", nargs="*", default=[], metavar="TYPE_A=TYPE_B",
                    help="A's type that stands for B's (e.g. Q8_0=Q4_0)")
+    g.add_argument("--metadata-only", action="store_true", help="compare the metadata only")
     a = ap.parse_args()
     {"convert": convert, "check-dequant": check_dequant, "compare-gguf": compare_gguf}[a.cmd](a)
 
