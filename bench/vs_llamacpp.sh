@@ -48,7 +48,7 @@ while [[ $# -gt 0 ]]; do
     --heads) need_value "$@"; HEADS=$2; shift 2 ;;
     --clean-intermediates) CLEAN=1; shift ;;
     --prepare-only) PREPARE_ONLY=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
