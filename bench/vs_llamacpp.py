@@ -6,6 +6,9 @@ Subcommands:
                           safetensors and config.json linked, and a dense tokenizer.json (every id
                           below vocab_size present; fourcast's fixture tokenizer is sparse and the
                           converter walks ids 0..vocab_size-1).
+      --config-only       no safetensors, and config.json written without its quantization_config
+                          (the BF16 twin's config): for bench/gguf_from_nvfp4.py convert, which
+                          reads SRC's NVFP4 tensors itself.
   gguf-bytes FILE         weight bytes one decode token reads from a GGUF (needs gguf-py on
                           PYTHONPATH): every tensor, but one row of the token and per-layer token
                           embeddings (the tied head still reads all of token_embd), and experts
@@ -29,12 +32,15 @@ from pathlib import Path
 
 # ----------------------------------------------------------------------------- convert-dir
 
-def convert_dir(src: Path, dst: Path) -> None:
+def convert_dir(src: Path, dst: Path, config_only: bool = False) -> None:
     cfg = json.loads((src / "config.json").read_text())
     text = cfg.get("text_config", cfg)
     vocab = int(text["vocab_size"])
     dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
+    if config_only:
+        cfg.pop("quantization_config", None)
+        (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    for f in [] if config_only else src.iterdir():
         if f.suffix == ".safetensors" or f.name in ("config.json", "model.safetensors.index.json"):
             link = dst / f.name
             if not link.exists():
@@ -253,6 +259,8 @@ def main() -> None:
     c = sub.add_parser("convert-dir")
     c.add_argument("src", type=Path)
     c.add_argument("dst", type=Path)
+    c.add_argument("--config-only", action="store_true",
+                   help="no weights; config.json without quantization_config")
     g = sub.add_parser("gguf-bytes")
     g.add_argument("file", type=Path)
     g.add_argument("--total", action="store_true", help="print only the bytes per token")
@@ -278,7 +286,7 @@ def main() -> None:
     r.add_argument("--log", required=True)
     a = ap.parse_args()
     if a.cmd == "convert-dir":
-        convert_dir(a.src, a.dst)
+        convert_dir(a.src, a.dst, a.config_only)
     elif a.cmd == "gguf-bytes":
         b = gguf_bytes(a.file)
         print(f"{b['total']:.0f}" if a.total else json.dumps(b))

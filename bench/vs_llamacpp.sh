@@ -11,17 +11,21 @@
 #     vendor/llama.cpp tree (Release, GGML_NATIVE, no GPU): llama-bench, llama-quantize.
 #  2. A Python for that tree's convert_hf_to_gguf.py (torch, transformers): --python, else a venv
 #     made in WORK/venv with the versions tools/refgen/requirements.txt pins.
-#  3. `fourcast synth --shape S` BF16 checkpoint and its NVFP4 twin (`--quant modelopt`, same
-#     shape and seed) in WORK/models; fourcast's own tools built in --build (default build/).
-#  4. GGUF: BF16 (e2b) or Q8_0 (26b-a4b: a 52 GB BF16 GGUF would not fit beside the rest) straight
-#     from the converter, then llama-quantize to Q4_0 and Q4_K_M.
+#  3. `fourcast synth --shape S --quant modelopt` NVFP4 checkpoint in WORK/models (e2b: and its
+#     BF16 twin, same shape and seed); fourcast's own tools built in --build (default build/).
+#  4. GGUF. e2b: BF16 straight from convert_hf_to_gguf.py, then llama-quantize to Q4_0 and Q4_K_M.
+#     26b-a4b (a BF16 checkpoint, 52 GB, and its Q8_0 GGUF, 27 GB, would not fit beside the rest):
+#     bench/gguf_from_nvfp4.py runs llama.cpp's converter on the NVFP4 checkpoint's tensors,
+#     dequantized on the fly under the BF16 twin's names and shapes, and writes Q4_0 with gguf-py's
+#     numpy Q4_0: that file is the Q4_0 row (every matrix Q4_0, token_embd included, where
+#     llama-quantize Q4_0 would give the tied token_embd Q6_K; norms, router, scalars F32), and
+#     llama-quantize --allow-requantize makes Q4_K_M from it. Both engines read the same weights.
 #  5. Interleaved rounds (llama.cpp Q4_0, Q4_K_M, fourcast NVFP4 with the checkpoint's head, with
 #     --lm-head-dtype nvfp4, and that with --cpu-prefill-int8 (--heads picks); then again), each
 #     process in its own scheduler autogroup at nice -15,
 #     bracketed by build/bench/bench_bandwidth; one table of medians (bench/vs_llamacpp.py run).
-# --clean-intermediates removes the GGUF the quantized ones were made from, the converter's input
-# directory and (26b-a4b) the BF16 checkpoint once they are no longer needed; nothing else is
-# ever removed.
+# --clean-intermediates removes the e2b BF16 GGUF the quantized ones were made from and the
+# converter's input directory once they are no longer needed; nothing else is ever removed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,13 +48,14 @@ while [[ $# -gt 0 ]]; do
     --heads) need_value "$@"; HEADS=$2; shift 2 ;;
     --clean-intermediates) CLEAN=1; shift ;;
     --prepare-only) PREPARE_ONLY=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
+# Free disk the preparation needs: NEED_GB from nothing, GGUF_GB once the NVFP4 checkpoint exists.
 case $SHAPE in
-  e2b) OUTTYPE=bf16 NEED_GB=32 ;;        # synth BF16 10 + GGUF BF16 10 + 2 x Q4 3.5 + NVFP4 4
-  26b-a4b) OUTTYPE=q8_0 NEED_GB=125 ;;   # synth BF16 52 + GGUF Q8_0 27 + 2 x Q4 16 + NVFP4 15
+  e2b) OUTTYPE=bf16 NEED_GB=32 GGUF_GB=28 ;;     # NVFP4 4 + synth BF16 10 + GGUF BF16 10 + 2 x Q4 3.5
+  26b-a4b) OUTTYPE=q4_0 NEED_GB=50 GGUF_GB=33 ;; # NVFP4 16.5 + converter Q4_0 14.5 + Q4_K_M 16 + margin
   *) die "--shape '$SHAPE' is not e2b or 26b-a4b" ;;
 esac
 for v in ROUNDS THREADS DECODE; do
@@ -120,42 +125,73 @@ TOKENIZER=$ROOT/tests/fixtures/tokenizer/tokenizer.json
 BF16=$MODELS/$SHAPE-bf16
 NVFP4=$MODELS/$SHAPE-nvfp4
 GGUF_BASE=$MODELS/$SHAPE-$OUTTYPE.gguf
+# Seconds since $1 (date +%s) and the load average, for the step timings; a file's size.
+took() { echo "$(($(date +%s) - $1)) s, load $(cut -d' ' -f1-3 /proc/loadavg)"; }
+size() { du -h "$1" | cut -f1; }
 synth() {  # synth DIR [synth flags]: writes DIR once (DIR/.complete marks a finished write)
-  local dir=$1; shift
+  local dir=$1 t0; shift
   [[ -f $dir/.complete ]] && return 0
   log "fourcast synth --shape $SHAPE $* -> $dir"
+  t0=$(date +%s)
   "$FOURCAST" synth --shape "$SHAPE" --out "$dir" --seed "$SEED" --tokenizer "$TOKENIZER" \
     --threads "$THREADS" "$@"
   touch "$dir/.complete"
+  log "synth in $(took "$t0"): $(size "$dir")"
 }
-if [[ ! -f $GGUF_BASE && ! -f $MODELS/$SHAPE-Q4_K_M.gguf ]]; then
-  need_disk $NEED_GB "the $SHAPE checkpoints and GGUFs"
-  synth "$BF16"
+GGUFS_DONE=0
+[[ -f $MODELS/$SHAPE-Q4_0.gguf && -f $MODELS/$SHAPE-Q4_K_M.gguf ]] && GGUFS_DONE=1
+if [[ $GGUFS_DONE == 0 ]]; then
+  rm -f "$MODELS/$SHAPE"-*.gguf.tmp  # a broken-off step's output
+  if [[ -f $NVFP4/.complete ]]; then
+    need_disk $GGUF_GB "the $SHAPE GGUFs"
+  else
+    need_disk $NEED_GB "the $SHAPE checkpoints and GGUFs"
+  fi
 fi
+if [[ $OUTTYPE != q4_0 && $GGUFS_DONE == 0 && ! -f $GGUF_BASE ]]; then synth "$BF16"; fi
 synth "$NVFP4" --quant modelopt
 
 # --- 4. GGUF conversion and quantization --------------------------------------------------------
 CONV=$MODELS/$SHAPE-for-gguf
-if [[ ! -f $GGUF_BASE && ( ! -f $MODELS/$SHAPE-Q4_0.gguf || ! -f $MODELS/$SHAPE-Q4_K_M.gguf ) ]]; then
+if [[ $OUTTYPE == q4_0 ]]; then
+  # The converter's Q4_0 is the Q4_0 GGUF itself (see the top of this file).
+  GGUF_BASE=$MODELS/$SHAPE-Q4_0.gguf
+  if [[ ! -f $GGUF_BASE ]]; then
+    "$PY" "$ROOT/bench/vs_llamacpp.py" convert-dir --config-only "$NVFP4" "$CONV"
+    log "gguf_from_nvfp4.py convert --outtype q4_0 $NVFP4 -> $GGUF_BASE"
+    t0=$(date +%s)
+    "$PY" "$ROOT/bench/gguf_from_nvfp4.py" convert --llama-cpp "$LSRC" --outtype q4_0 "$NVFP4" \
+      "$CONV" "$GGUF_BASE.tmp"
+    mv "$GGUF_BASE.tmp" "$GGUF_BASE"
+    log "converted in $(took "$t0"): $(size "$GGUF_BASE")"
+  fi
+elif [[ ! -f $GGUF_BASE && $GGUFS_DONE == 0 ]]; then
   "$PY" "$ROOT/bench/vs_llamacpp.py" convert-dir "$BF16" "$CONV"
   log "convert_hf_to_gguf.py --outtype $OUTTYPE -> $GGUF_BASE"
+  t0=$(date +%s)
   "$PY" "$LSRC/convert_hf_to_gguf.py" "$CONV" --outtype "$OUTTYPE" --outfile "$GGUF_BASE.tmp"
   mv "$GGUF_BASE.tmp" "$GGUF_BASE"
+  log "converted in $(took "$t0"): $(size "$GGUF_BASE")"
 fi
 for Q in Q4_0 Q4_K_M; do
   out=$MODELS/$SHAPE-$Q.gguf
   [[ -f $out ]] && continue
   log "llama-quantize $Q -> $out"
   requant=()
-  [[ $OUTTYPE == q8_0 ]] && requant=(--allow-requantize)  # from Q8_0: there is no BF16 GGUF
+  [[ $OUTTYPE == q4_0 ]] && requant=(--allow-requantize)  # from Q4_0: there is no BF16 GGUF
+  t0=$(date +%s)
   "$LLAMA_QUANTIZE" "${requant[@]}" "$GGUF_BASE" "$out.tmp" "$Q" "$THREADS"
   mv "$out.tmp" "$out"
+  log "quantized in $(took "$t0"): $(size "$out")"
 done
 if [[ $CLEAN == 1 ]]; then
-  log "--clean-intermediates: removing $GGUF_BASE and $CONV"
-  rm -f "$GGUF_BASE"
+  if [[ $OUTTYPE == q4_0 ]]; then
+    log "--clean-intermediates: removing $CONV"
+  else
+    log "--clean-intermediates: removing $GGUF_BASE and $CONV"
+    rm -f "$GGUF_BASE"
+  fi
   rm -rf "$CONV"
-  if [[ $SHAPE == 26b-a4b ]]; then log "removing $BF16"; rm -rf "$BF16"; fi
 fi
 [[ $PREPARE_ONLY == 1 ]] && { log "--prepare-only: done"; exit 0; }
 
