@@ -207,7 +207,9 @@ def run(a: argparse.Namespace) -> None:
     for q, g, _ in a.gguf:
         configs.append((f"llama.cpp {q}", "llama", g))
     for head in a.heads:
-        label = head.replace("+int8", ", int8 prefill")
+        dtype, _, extra = head.partition("+")
+        label = dtype + {"": "", "int8": ", int8 prefill + decode", "int8p": ", int8 prefill",
+                         "int8d": ", int8 decode"}.get(extra, "+" + extra)
         configs.append((f"fourcast NVFP4, head {label}", "fourcast", head))
     samples: dict[str, list[dict[str, float]]] = {c[0]: [] for c in configs}
     loads = []

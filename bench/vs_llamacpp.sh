@@ -21,7 +21,8 @@
 #     llama-quantize Q4_0 would give the tied token_embd Q6_K; norms, router, scalars F32), and
 #     llama-quantize --allow-requantize makes Q4_K_M from it. Both engines read the same weights.
 #  5. Interleaved rounds (llama.cpp Q4_0, Q4_K_M, fourcast NVFP4 with the checkpoint's head, with
-#     --lm-head-dtype nvfp4, and that with --cpu-prefill-int8 (--heads picks); then again), each
+#     --lm-head-dtype nvfp4, and that with --cpu-prefill-int8 and --cpu-decode-int8 (--heads
+#     HEAD[+int8|+int8p|+int8d] picks); then again), each
 #     process in its own scheduler autogroup at nice -15,
 #     bracketed by build/bench/bench_bandwidth; one table of medians (bench/vs_llamacpp.py run).
 # --clean-intermediates removes the e2b BF16 GGUF the quantized ones were made from and the
