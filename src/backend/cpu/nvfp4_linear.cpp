@@ -4,6 +4,7 @@
 
 #include "backend/cpu/nvfp4_matmul.h"
 #include "backend/cpu/nvfp4_prefill_i8.h"
+#include "backend/cpu/nvfp4_prefill_i8_kernels.h"
 #include "core/error.h"
 #include "core/half.h"
 
@@ -79,6 +80,9 @@ const float* nvfp4_prepare_activations(ThreadPool& pool, std::vector<float>& scr
   *ld_out = K;
   return out;
 }
+
+// One split for both: nvfp4_matmul_i8's direct tiles serve exactly the decode_int8 steps.
+static_assert(kPrefillInt8MinRows == detail::kI8DirectMaxT + 1);
 
 void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
                   int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate,
