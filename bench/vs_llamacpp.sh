@@ -8,7 +8,8 @@
 # Steps (each skipped when its output exists, so a second run only measures):
 #  1. llama-cpp-python==0.3.36's source distribution from PyPI (pip download --no-binary), unpacked
 #     in WORK (default .llamacpp/, ignored by git); llama.cpp's CPU tools built from its
-#     vendor/llama.cpp tree (Release, GGML_NATIVE, no GPU): llama-bench, llama-quantize.
+#     vendor/llama.cpp tree (Release, GGML_NATIVE, no GPU; on CPUs with AMX the same ISA without
+#     ggml's AMX matmul, which segfaults there, in WORK/build-noamx): llama-bench, llama-quantize.
 #  2. A Python for that tree's convert_hf_to_gguf.py (torch, transformers): --python, else a venv
 #     made in WORK/venv with the versions tools/refgen/requirements.txt pins.
 #  3. `fourcast synth --shape S --quant modelopt` NVFP4 checkpoint in WORK/models (e2b: and its
@@ -49,7 +50,7 @@ while [[ $# -gt 0 ]]; do
     --heads) need_value "$@"; HEADS=$2; shift 2 ;;
     --clean-intermediates) CLEAN=1; shift ;;
     --prepare-only) PREPARE_ONLY=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -80,6 +81,17 @@ log "shape $SHAPE, work $WORK, $ROUNDS rounds, $THREADS threads; disk: $(df -h "
 SDIST=$WORK/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz
 LSRC=$WORK/llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp
 LBUILD=$WORK/build
+# On CPUs with AMX, GGML_NATIVE compiles ggml's AMX matmul in, and at this tree it segfaults in
+# ggml_backend_amx_mul_mat on the Q4_0 / Q4_K_M files here (gdb backtrace, Xeon with AMX-INT8):
+# there llama.cpp is built for the same CPU's AVX-512 / VNNI / BF16 without AMX instead.
+LLAMA_ISA=(-DGGML_NATIVE=ON)
+if grep -qw amx_int8 /proc/cpuinfo; then
+  LBUILD=$WORK/build-noamx
+  LLAMA_ISA=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+    -DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON
+    -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+    -DGGML_AMX_BF16=OFF)
+fi
 if [[ ! -f $SDIST ]]; then
   log "downloading llama-cpp-python==$LLAMA_CPP_PYTHON (source distribution)"
   python3 -m pip download --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$WORK"
@@ -89,8 +101,8 @@ if [[ ! -f $LSRC/convert_hf_to_gguf.py ]]; then
   tar -xzf "$SDIST" -C "$WORK"
 fi
 if [[ ! -x $LBUILD/bin/llama-bench || ! -x $LBUILD/bin/llama-quantize ]]; then
-  log "building llama-bench and llama-quantize (CPU, GGML_NATIVE)"
-  cmake -S "$LSRC" -B "$LBUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+  log "building llama-bench and llama-quantize (CPU: ${LLAMA_ISA[*]})"
+  cmake -S "$LSRC" -B "$LBUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${LLAMA_ISA[@]}" \
     -DGGML_CUDA=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >/dev/null
   cmake --build "$LBUILD" -j"$(nproc)" --target llama-bench llama-quantize

@@ -2,7 +2,10 @@
 // computes what the plain layout computes, on the CPU: every fixture without MoE, a script of
 // prefill, decode at batch sizes 1..11 and verification steps with hidden-state captures and
 // rollbacks (tests/common/step_script.h). The CPU kernels may pick another blocking for the
-// padded row count, so logits agree to fp32 summation-order differences, argmax exactly.
+// padded row count, so logits agree to fp32 summation-order differences, argmax exactly. On a CPU
+// with AMX tiles the padded 8- and 16-row steps of the NVFP4 fixture take the tiles where the
+// plain 5-, 7- and 11-row ones take the direct kernels (nvfp4_direct_max_rows): the same products
+// summed in another order, measured up to 2.6e-5 of the largest logit / hidden value.
 #include <gtest/gtest.h>
 
 #include "tests/common/step_script.h"
@@ -28,7 +31,7 @@ TEST_P(PaddedBatch, EqualsPlainLayout) {
   padded.pad_batches = true;
   gemma4::Model got(gemma4::load_config(dir), ckpt, be, padded);
   gemma4::Model want(gemma4::load_config(dir), ckpt, be);
-  const int steps = test::compare_step_script(got, want, be, be, 1e-5);
+  const int steps = test::compare_step_script(got, want, be, be, 5e-5);
   EXPECT_GT(steps, 20);
   // Every decode and verification step (12 + 3) went through the padded layout, none eagerly.
   EXPECT_EQ(got.graph_stats().padded_steps, 15);

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <memory>
 
+#include "backend/cpu/gemm_amx.h"
 #include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "core/error.h"
@@ -109,6 +110,10 @@ using detail::WKind;
 // sweeps over them. Measured on Zen 5 (1 MiB L2): direct beats blocked up to T*K ~ 200K.
 constexpr int64_t kDirectMaxT = 8;
 constexpr int64_t kDirectMaxActivations = int64_t{1} << 17;  // T*K floats
+// With AMX tiles for BF16 weights (gemm_amx.h) the blocked path wins from ~12 rows on whatever
+// the activations' size (E2B shapes, 2 threads, Xeon with AMX: T = 12 direct 176-199 GFLOP/s,
+// tiles 199-211; T = 64: 179-208 against 758-864).
+constexpr int64_t kAmxDirectMaxT = 10;
 // Prefill panel: W rows widened together (a multiple of every kernel set's nr: 3 and 4).
 constexpr int64_t kPanelRows = 48;
 // Prefill K block, at most: a 48 x 512 fp32 panel is 96 KiB (L2), a 4 x 512 activation tile is
@@ -148,6 +153,7 @@ bool cpu_has_avx2() {
 
 MatmulIsa resolve(MatmulIsa isa) {
   if (isa != MatmulIsa::kAuto) return isa;
+  if (detail::amx_bf16_usable()) return MatmulIsa::kAmx;
   if (cpu_has_avx512()) return MatmulIsa::kAvx512;
   if (cpu_has_avx2()) return MatmulIsa::kAvx2;
   return MatmulIsa::kScalar;
@@ -156,6 +162,9 @@ MatmulIsa resolve(MatmulIsa isa) {
 // Built once per family (immutable after; a decode step makes hundreds of calls).
 const KernelSet& kernels_for(MatmulIsa isa) {
   switch (resolve(isa)) {
+    case MatmulIsa::kAmx:
+      FC_CHECK(detail::amx_bf16_usable(), "matmul: this CPU (or kernel) does not support AMX-BF16");
+      [[fallthrough]];
     case MatmulIsa::kAvx512Bf16:
       FC_CHECK(cpu_has_avx512_bf16(), "matmul: this CPU does not support AVX512_BF16");
       [[fallthrough]];
@@ -270,13 +279,15 @@ void run_blocked(const KernelSet& ks, const Problem& p, int64_t n0, int64_t n1, 
   }
 }
 
-void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath path) {
+void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath path, bool amx) {
   const int64_t T = p.T, N = p.N, K = p.K;
   const int64_t macs = T * N * K;
   const int64_t threads =
       std::clamp<int64_t>(macs / kMinMacsPerThread, 1, static_cast<int64_t>(pool.size()));
 
-  if (path == MatmulPath::kAuto) {
+  if (path == MatmulPath::kAuto && amx && p.kind == WKind::kBF16) {
+    path = T <= kAmxDirectMaxT ? MatmulPath::kDirect : MatmulPath::kBlocked;
+  } else if (path == MatmulPath::kAuto) {
     path = T <= kDirectMaxT || T * K <= kDirectMaxActivations ? MatmulPath::kDirect
                                                               : MatmulPath::kBlocked;
   }
@@ -285,6 +296,17 @@ void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath pat
     const int64_t per = (N + threads - 1) / threads;
     const int64_t grain = (per + ks.nr - 1) / ks.nr * ks.nr;
     pool.parallel_for(N, grain, [&](int64_t b, int64_t e, int) { run_direct(ks, p, b, e); });
+    return;
+  }
+  if (amx && p.kind == WKind::kBF16) {  // bf16 weights as they are (gemm_amx.h)
+    // Three activation parts: as close to the fp32 sums as the fp32 direct kernels.
+    detail::AmxGemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate, 1.0f, 3};
+    const auto* w = reinterpret_cast<const uint16_t*>(p.w);
+    detail::amx_gemm(
+        pool, g, 1, threads,
+        [&](int64_t n0, int64_t rows, int64_t k0, int64_t kc, uint16_t* dst, int64_t ldd) {
+          detail::amx_fill_bf16(w, p.ld, n0, rows, k0, kc, dst, ldd);
+        });
     return;
   }
   if (ks.gemm) {  // packed panels (gemm_packed.h); F32 weights are packed from where they are
@@ -346,7 +368,7 @@ void matmul_with_isa(MatmulIsa isa, ThreadPool& pool, const float* x, int64_t T,
   p.y = y;
   p.ldy = ldy;
   p.accumulate = accumulate;
-  run(ks, pool, p, path);
+  run(ks, pool, p, path, resolve(isa) == MatmulIsa::kAmx);
 }
 
 void matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx, const MatView& w, float* y,
@@ -386,6 +408,8 @@ void matmul_ref(const float* x, int64_t T, int64_t ldx, const MatView& w, float*
 
 const char* matmul_isa() {
   switch (resolve(MatmulIsa::kAuto)) {
+    case MatmulIsa::kAmx:
+      return "amx-bf16";
     case MatmulIsa::kAvx512:
       return "avx512";
     case MatmulIsa::kAvx2:
@@ -397,6 +421,8 @@ const char* matmul_isa() {
 
 bool matmul_isa_supported(MatmulIsa isa) {
   switch (isa) {
+    case MatmulIsa::kAmx:
+      return detail::amx_bf16_usable();
     case MatmulIsa::kAvx512Bf16:
       return cpu_has_avx512_bf16();
     case MatmulIsa::kAvx512:

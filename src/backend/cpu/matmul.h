@@ -29,14 +29,18 @@ void matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx, const MatV
 void matmul_ref(const float* x, int64_t T, int64_t ldx, const MatView& w, float* y, int64_t ldy,
                 bool accumulate = false);
 
-// The instruction set the fast path picked at run time ("avx512", "avx2" or "scalar").
+// The instruction set the fast path picked at run time ("amx-bf16", "avx512", "avx2" or
+// "scalar").
 const char* matmul_isa();
 
 // Kernel families matmul can run; kAuto is the best one this CPU supports (what matmul uses).
 // kAvx512Bf16 (AVX-512 + AVX512_BF16) differs from kAvx512 only in the NVFP4 decode kernels
 // (nvfp4_matmul.h); dense matmul runs the kAvx512 kernels for it. Likewise kAvx2I16 (AVX2 + FMA
-// + F16C, NVFP4 decode in integers) runs the kAvx2 dense kernels.
-enum class MatmulIsa { kAuto, kAvx512Bf16, kAvx512, kAvx2I16, kAvx2, kScalar };
+// + F16C, NVFP4 decode in integers) runs the kAvx2 dense kernels. kAmx is kAvx512Bf16 with the
+// blocked (prefill) path of BF16 and NVFP4 weights on AMX-BF16 tiles (gemm_amx.h; activations
+// split into three bf16 parts, as close to fp32 as the fp32 kernels); it needs the CPU's AMX-TILE /
+// AMX-BF16 and the kernel's permission for the tile state, asked for once per process.
+enum class MatmulIsa { kAuto, kAmx, kAvx512Bf16, kAvx512, kAvx2I16, kAvx2, kScalar };
 
 bool matmul_isa_supported(MatmulIsa isa);
 

@@ -1,6 +1,7 @@
 #include "backend/cpu/nvfp4_linear.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "backend/cpu/nvfp4_matmul.h"
 #include "backend/cpu/nvfp4_prefill_i8.h"
@@ -84,6 +85,11 @@ const float* nvfp4_prepare_activations(ThreadPool& pool, std::vector<float>& scr
 // One split for both: nvfp4_matmul_i8's direct tiles serve exactly the decode_int8 steps.
 static_assert(kPrefillInt8MinRows == detail::kI8DirectMaxT + 1);
 
+int64_t nvfp4_int8_max_rows(MatmulIsa isa) {
+  const int64_t direct = nvfp4_direct_max_rows(isa);
+  return direct < detail::kI8DirectMaxT ? direct : INT64_MAX;
+}
+
 void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
                   int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate,
                   bool emulate_w4a4, MatmulIsa isa, bool prefill_int8, bool decode_int8) {
@@ -91,7 +97,8 @@ void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x,
   const float* xp = nvfp4_prepare_activations(pool, scratch, x, T, ldx, w, emulate_w4a4, &ld);
   if (emulate_w4a4 && w.input_scale > 0.0f) {
     nvfp4_matmul_with_isa(nvfp4_fp32_isa(), pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);
-  } else if (T >= kPrefillInt8MinRows ? prefill_int8 : decode_int8) {
+  } else if ((T >= kPrefillInt8MinRows ? prefill_int8 : decode_int8) &&
+             T <= nvfp4_int8_max_rows(isa)) {
     nvfp4_matmul_i8(pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);
   } else {
     nvfp4_matmul_with_isa(isa, pool, xp, T, ld, nvfp4_matrix(w), y, ldy, accumulate);

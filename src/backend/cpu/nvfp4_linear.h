@@ -32,6 +32,7 @@ const float* nvfp4_prepare_activations(ThreadPool& pool, std::vector<float>& scr
 // prefill_int8: W4A16 steps of at least kPrefillInt8MinRows rows run nvfp4_matmul_i8
 // (nvfp4_prefill_i8.h: int8 activations, not exact) instead; decode_int8: likewise the steps of
 // fewer rows (decode, small batches, speculative verification, the experts of a MoE step).
+// Either only where it is faster: steps of more than nvfp4_int8_max_rows(isa) rows stay exact.
 void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x, int64_t T,
                   int64_t ldx, const Weight& w, float* y, int64_t ldy, bool accumulate,
                   bool emulate_w4a4, MatmulIsa isa = MatmulIsa::kAuto, bool prefill_int8 = false,
@@ -40,6 +41,12 @@ void nvfp4_linear(ThreadPool& pool, std::vector<float>& scratch, const float* x,
 // The row count that splits prefill_int8 from decode_int8 (the same threshold as nvfp4_matmul's
 // direct path and nvfp4_matmul_i8's).
 inline constexpr int64_t kPrefillInt8MinRows = 33;
+
+// The most rows for which nvfp4_linear honours prefill_int8 / decode_int8: unlimited, except
+// with AMX tiles (MatmulIsa::kAmx), whose exact blocked path beats both int8 paths from
+// nvfp4_direct_max_rows(isa) + 1 rows on (2 threads, Xeon with AMX: E2B prefill GEMMs 760-950
+// GFLOP/s exact against 300-370 int8; the int8 direct tiles ~140 at 4 rows).
+int64_t nvfp4_int8_max_rows(MatmulIsa isa);
 
 // Scalar reference of nvfp4_linear: single-threaded preparation, then nvfp4_matmul_ref. If
 // prepared is not null it receives the prepared activations [T, w.cols] (always, even when

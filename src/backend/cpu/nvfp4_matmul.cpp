@@ -18,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/gemm_amx.h"
 #include "backend/cpu/gemm_packed.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "backend/cpu/nvfp4_kernels.h"
@@ -113,6 +114,9 @@ using detail::Nvfp4KernelSet;
 // (~160 GFLOP/s per Zen 5 core, weights in cache) and stay ahead of dequantize-to-panel + fp32
 // tiles up to T ~ 32 (K = 1536) - 48 (K = 6144), measured.
 constexpr int64_t kDirectMaxT = 32;
+// With AMX tiles (gemm_amx.h) the blocked path wins from ~6 rows (E2B q/gate/up, 2 threads, Xeon
+// with AMX: T = 4 direct 87 GFLOP/s, tiles 64; T = 8: 87 against 129; T = 32: 85 against 479).
+constexpr int64_t kAmxDirectMaxT = 5;
 // Prefill panel: weight rows dequantized together (a multiple of the dense kernels' nr: 3 and 4).
 constexpr int64_t kPanelRows = 48;
 // Prefill K block, at most (a multiple of 32): a 48 × 512 fp32 panel is 96 KiB (L2).
@@ -122,6 +126,7 @@ constexpr int64_t kMinMacsPerThread = int64_t{1} << 16;
 
 MatmulIsa resolve(MatmulIsa isa) {
   if (isa != MatmulIsa::kAuto) return isa;
+  if (matmul_isa_supported(MatmulIsa::kAmx)) return MatmulIsa::kAmx;
   if (matmul_isa_supported(MatmulIsa::kAvx512Bf16)) return MatmulIsa::kAvx512Bf16;
   if (matmul_isa_supported(MatmulIsa::kAvx512)) return MatmulIsa::kAvx512;
   if (matmul_isa_supported(MatmulIsa::kAvx2I16)) return MatmulIsa::kAvx2I16;
@@ -132,6 +137,7 @@ MatmulIsa resolve(MatmulIsa isa) {
 struct Kernels {
   Nvfp4KernelSet q;
   KernelSet dense;
+  bool amx = false;  // the blocked path on AMX-BF16 tiles (gemm_amx.h) instead of `dense`
 };
 
 // The tables are built once per family (immutable after; a decode step makes hundreds of calls).
@@ -139,6 +145,10 @@ const Kernels& kernels_for(MatmulIsa isa) {
   isa = resolve(isa);
   FC_CHECK(matmul_isa_supported(isa), "nvfp4_matmul: this CPU does not support the requested ISA");
   switch (isa) {
+    case MatmulIsa::kAmx: {
+      static const Kernels k{detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512(), true};
+      return k;
+    }
     case MatmulIsa::kAvx512Bf16: {
       static const Kernels k{detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512()};
       return k;
@@ -160,6 +170,10 @@ const Kernels& kernels_for(MatmulIsa isa) {
       return k;
     }
   }
+}
+
+int64_t nvfp4_direct_max_rows_of(const Kernels& ks) {
+  return ks.amx ? kAmxDirectMaxT : kDirectMaxT;
 }
 
 void check_args(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, const float* y,
@@ -247,7 +261,7 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
   const int64_t threads =
       std::clamp<int64_t>(T * N * K / kMinMacsPerThread, 1, static_cast<int64_t>(pool.size()));
   if (path == MatmulPath::kAuto)
-    path = T <= kDirectMaxT ? MatmulPath::kDirect : MatmulPath::kBlocked;
+    path = T <= nvfp4_direct_max_rows_of(ks) ? MatmulPath::kDirect : MatmulPath::kBlocked;
 
   if (path == MatmulPath::kDirect) {
     // The re-arranged activations: per call, reused by every row group (L1/L2 resident). A
@@ -267,6 +281,18 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     return;
   }
 
+  if (ks.amx) {  // e2m1 · e4m3 in bf16 tiles, the global scale on the sums (gemm_amx.h)
+    const quant::Nvfp4Matrix& w = p.w;
+    // Two activation parts, as the AVX512-BF16 direct kernels: decode- and prefill-sized steps
+    // see the same products (only their summation order differs).
+    detail::AmxGemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate, w.global_scale, 2};
+    detail::amx_gemm(
+        pool, g, 16, threads,
+        [&](int64_t n0, int64_t rows, int64_t k0, int64_t kc, uint16_t* dst, int64_t ldd) {
+          detail::amx_fill_nvfp4(w.packed, w.ld, w.scales, w.scale_ld, n0, rows, k0, kc, dst, ldd);
+        });
+    return;
+  }
   if (ks.dense.gemm) {  // packed panels (gemm_packed.h), dequantized exactly as dequantize_row
     const quant::Nvfp4Matrix& w = p.w;
     detail::GemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate};
@@ -326,13 +352,18 @@ void nvfp4_matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
 
 MatmulIsa nvfp4_fp32_isa() {
   const MatmulIsa isa = resolve(MatmulIsa::kAuto);
-  if (isa == MatmulIsa::kAvx512Bf16) return MatmulIsa::kAvx512;
+  if (isa == MatmulIsa::kAmx || isa == MatmulIsa::kAvx512Bf16) return MatmulIsa::kAvx512;
   if (isa == MatmulIsa::kAvx2I16) return MatmulIsa::kAvx2;
   return isa;
 }
 
+int64_t nvfp4_direct_max_rows(MatmulIsa isa) {
+  return nvfp4_direct_max_rows_of(kernels_for(isa));
+}
+
 const char* nvfp4_matmul_isa() {
-  return kernels_for(MatmulIsa::kAuto).q.name;
+  const Kernels& k = kernels_for(MatmulIsa::kAuto);
+  return k.amx ? "amx-bf16" : k.q.name;
 }
 
 void nvfp4_matmul_ref(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, float* y,

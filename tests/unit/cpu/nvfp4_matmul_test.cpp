@@ -27,19 +27,20 @@ constexpr float kPad = 12345.0f;  // sentinel in output padding that must not be
 
 std::vector<MatmulIsa> supported_isas() {
   std::vector<MatmulIsa> out;
-  for (MatmulIsa i : {MatmulIsa::kAvx512Bf16, MatmulIsa::kAvx512, MatmulIsa::kAvx2I16,
-                      MatmulIsa::kAvx2, MatmulIsa::kScalar}) {
+  for (MatmulIsa i : {MatmulIsa::kAmx, MatmulIsa::kAvx512Bf16, MatmulIsa::kAvx512,
+                      MatmulIsa::kAvx2I16, MatmulIsa::kAvx2, MatmulIsa::kScalar}) {
     if (matmul_isa_supported(i)) out.push_back(i);
   }
   return out;
 }
 
 const char* isa_name(MatmulIsa i) {
-  return i == MatmulIsa::kAvx512Bf16 ? "avx512-bf16"
-         : i == MatmulIsa::kAvx512   ? "avx512"
-         : i == MatmulIsa::kAvx2I16  ? "avx2-i16"
-         : i == MatmulIsa::kAvx2     ? "avx2"
-                                     : "scalar";
+  return i == MatmulIsa::kAmx          ? "amx-bf16"
+         : i == MatmulIsa::kAvx512Bf16 ? "avx512-bf16"
+         : i == MatmulIsa::kAvx512     ? "avx512"
+         : i == MatmulIsa::kAvx2I16    ? "avx2-i16"
+         : i == MatmulIsa::kAvx2       ? "avx2"
+                                       : "scalar";
 }
 
 // A random NVFP4 matrix [N, K]: every code (including 8 = -0), every scale byte except the NaNs

@@ -265,7 +265,11 @@ TEST(Nvfp4PrefillI8, CpuBackendOptIn) {
   const int64_t N = 40, K = 96;
   Q q(N, K, rng);
   const Weight w = test::nvfp4_weight_view(q.m);
-  for (int64_t T : {kPrefillInt8MinRows - 1, kPrefillInt8MinRows, int64_t{70}}) {
+  // With AMX tiles the int8 paths stop at 5 rows (nvfp4_int8_max_rows): 5 and 6 straddle it.
+  const int64_t cap = nvfp4_int8_max_rows(MatmulIsa::kAuto);
+  EXPECT_EQ(cap, matmul_isa_supported(MatmulIsa::kAmx) ? 5 : INT64_MAX);
+  for (int64_t T :
+       {int64_t{5}, int64_t{6}, kPrefillInt8MinRows - 1, kPrefillInt8MinRows, int64_t{70}}) {
     const std::vector<float> x = activations(T * K, rng);
     std::vector<float> i8(static_cast<size_t>(T * N)), exact(i8.size());
     nvfp4_matmul_i8(pool, x.data(), T, K, q.m, i8.data(), N);
@@ -278,7 +282,7 @@ TEST(Nvfp4PrefillI8, CpuBackendOptIn) {
       CpuBackend be(pool, o);
       std::vector<float> y(i8.size());
       be.linear(x.data(), T, K, w, y.data(), N, false);
-      const bool want_i8 = T >= kPrefillInt8MinRows ? o.prefill_int8 : o.decode_int8;
+      const bool want_i8 = (T >= kPrefillInt8MinRows ? o.prefill_int8 : o.decode_int8) && T <= cap;
       EXPECT_EQ(y, want_i8 ? i8 : exact) << "T=" << T << " opt=" << opt;
     }
   }
