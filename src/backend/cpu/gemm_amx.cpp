@@ -180,11 +180,12 @@ FC_AMX void pack_panel(const uint16_t* src, int64_t ldd, int64_t rp, int64_t kcp
 
 // ---- the tile loop -----------------------------------------------------------------------------
 
-// C[32 tokens × 32 weight rows] (+)= A · B over `chunks` 32-column chunks. a[i]: part i's token
-// row 0 of the block at the first chunk (row stride lda_bytes); b0 / b1: the first chunk's tile of
-// weight rows 0-15 / 16-31 (tiles of one row group 1 KiB apart); c: fp32 [32][ldc], loaded
-// first when load_c.
-template <int NP>
+// C[16·TT tokens × 32 weight rows] (+)= A · B over `chunks` 32-column chunks (TT = 1 or 2 token
+// tiles: a last block of 16 tokens, e.g. a MoE expert's, is not padded to 32). a[i]: part i's
+// token row 0 of the block at the first chunk (row stride lda_bytes); b0 / b1: the first chunk's
+// tile of weight rows 0-15 / 16-31 (tiles of one row group 1 KiB apart); c: fp32 [16·TT][ldc],
+// loaded first when load_c.
+template <int NP, int TT>
 FC_AMX void tile_block(const uint16_t* const (&a)[kMaxParts], int64_t lda_bytes, const uint8_t* b0,
                        const uint8_t* b1, int64_t chunks, float* c, int64_t ldc_bytes,
                        bool load_c) {
@@ -193,13 +194,17 @@ FC_AMX void tile_block(const uint16_t* const (&a)[kMaxParts], int64_t lda_bytes,
   if (load_c) {
     _tile_loadd(0, c0, ldc_bytes);
     _tile_loadd(1, c0 + 64, ldc_bytes);
-    _tile_loadd(2, c2, ldc_bytes);
-    _tile_loadd(3, c2 + 64, ldc_bytes);
+    if (TT == 2) {
+      _tile_loadd(2, c2, ldc_bytes);
+      _tile_loadd(3, c2 + 64, ldc_bytes);
+    }
   } else {
     _tile_zero(0);
     _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    if (TT == 2) {
+      _tile_zero(2);
+      _tile_zero(3);
+    }
   }
   const char* p0[NP];
   for (int i = 0; i < NP; ++i) p0[i] = reinterpret_cast<const char*>(a[i]);
@@ -207,22 +212,33 @@ FC_AMX void tile_block(const uint16_t* const (&a)[kMaxParts], int64_t lda_bytes,
   for (int64_t ch = 0; ch < chunks; ++ch) {
     _tile_loadd(4, b0 + ch * kTileBytes, 64);
     _tile_loadd(5, b1 + ch * kTileBytes, 64);
-    // The largest part first, each part's four products before the next part's loads.
+    // The largest part first, each part's products before the next part's loads.
 #pragma GCC unroll 3
     for (int i = 0; i < NP; ++i) {
       _tile_loadd(6, p0[i] + 64 * ch, lda_bytes);
-      _tile_loadd(7, p0[i] + second + 64 * ch, lda_bytes);
+      if (TT == 2) _tile_loadd(7, p0[i] + second + 64 * ch, lda_bytes);
       _tile_dpbf16ps(0, 6, 4);
       _tile_dpbf16ps(1, 6, 5);
-      _tile_dpbf16ps(2, 7, 4);
-      _tile_dpbf16ps(3, 7, 5);
+      if (TT == 2) {
+        _tile_dpbf16ps(2, 7, 4);
+        _tile_dpbf16ps(3, 7, 5);
+      }
     }
   }
   _tile_stored(0, c0, ldc_bytes);
   _tile_stored(1, c0 + 64, ldc_bytes);
-  _tile_stored(2, c2, ldc_bytes);
-  _tile_stored(3, c2 + 64, ldc_bytes);
+  if (TT == 2) {
+    _tile_stored(2, c2, ldc_bytes);
+    _tile_stored(3, c2 + 64, ldc_bytes);
+  }
 }
+
+using TileBlockFn = void (*)(const uint16_t* const (&)[kMaxParts], int64_t, const uint8_t*,
+                             const uint8_t*, int64_t, float*, int64_t, bool);
+
+// [parts - 2][token tiles - 1]
+constexpr TileBlockFn kTileBlocks[2][2] = {{&tile_block<2, 1>, &tile_block<2, 2>},
+                                           {&tile_block<3, 1>, &tile_block<3, 2>}};
 
 // y[t, n] (+)= scale · acc[t][n] for t < tn, n < rows.
 FC_AMX void epilogue(const float* acc, int64_t lda, int64_t tn, int64_t rows, float scale, float* y,
@@ -257,10 +273,11 @@ struct TaskBuffers {
 };
 
 // One task: weight rows [n0, n1) × tokens [t0, t1) (t0 a multiple of 32), every K block.
+// Tokens are taken 32 at a time, a last 1-16 as one 16-token tile.
 FC_AMX void run_task(const AmxGemmProblem& p, const uint16_t* const (&parts)[kMaxParts],
                      int64_t lda, int64_t kblock, const Bf16FillFn& fill, int64_t n0, int64_t n1,
                      int64_t t0, int64_t t1, TaskBuffers& tb) {
-  const int64_t rows = n1 - n0, rp = round_up(rows, 32), tn = t1 - t0, tp = round_up(tn, 32);
+  const int64_t rows = n1 - n0, rp = round_up(rows, 32), tn = t1 - t0, tp = round_up(tn, 16);
   const int64_t kbp = round_up(kblock, 32);
   uint16_t* rm = aligned_buffer<uint16_t>(tb.rowmajor, rp * kbp);
   uint8_t* packed = aligned_buffer<uint8_t>(tb.packed, rp * kbp * 2);
@@ -277,14 +294,10 @@ FC_AMX void run_task(const AmxGemmProblem& p, const uint16_t* const (&parts)[kMa
       const uint16_t* const a[kMaxParts] = {parts[0] + (t0 + t) * lda + kb,
                                             parts[1] + (t0 + t) * lda + kb,
                                             parts[2] + (t0 + t) * lda + kb};
+      const TileBlockFn block = kTileBlocks[p.parts - 2][tp - t >= kTokPair ? 1 : 0];
       for (int64_t r = 0; r < rp; r += 32) {
         const uint8_t* b0 = packed + (r / 16) * chunks * kTileBytes;
-        float* c = acc + t * rp + r;
-        if (p.parts == 2) {
-          tile_block<2>(a, lda * 2, b0, b0 + chunks * kTileBytes, chunks, c, rp * 4, kb > 0);
-        } else {
-          tile_block<3>(a, lda * 2, b0, b0 + chunks * kTileBytes, chunks, c, rp * 4, kb > 0);
-        }
+        block(a, lda * 2, b0, b0 + chunks * kTileBytes, chunks, acc + t * rp + r, rp * 4, kb > 0);
       }
     }
   }
@@ -320,17 +333,19 @@ FC_AMX void fill_nvfp4(const uint8_t* codes, int64_t ld, const uint8_t* scales, 
     const uint8_t* cr = codes + (n0 + r) * ld;
     const uint8_t* sr = scales + (n0 + r) * sld;
     uint16_t* d = dst + r * ldd;
+    __m512 s16 = _mm512_setzero_ps();  // the block scales of columns [k & ~255, +256)
     for (int64_t k = 0; k < kc; k += 32) {
       const int64_t col = k0 + k, left = std::min<int64_t>(32, kc - k);  // 16 or 32
       const __mmask16 bm = left >= 32 ? __mmask16{0xFFFF} : __mmask16{0x00FF};
+      if (k % 256 == 0) s16 = avx512::load_scales(sr + col / 16, (kc - k) / 16, one256);
       // dword p = code byte p: columns col + 2p (low nibble) and col + 2p + 1 (high nibble).
       const __m512i bytes = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(bm, cr + col / 2));
-      const __m512i idx =
-          _mm512_or_si512(_mm512_and_si512(bytes, _mm512_set1_epi32(0xF)),
-                          _mm512_slli_epi32(_mm512_and_si512(bytes, _mm512_set1_epi32(0xF0)), 12));
+      // vpermw reads index bits 4:0 and the table holds the 16 values twice, so word 2p may keep
+      // the byte's high nibble (bits 4-7, then 12-15) and word 2p + 1 gets it at bits 0-3.
+      const __m512i idx = _mm512_or_si512(bytes, _mm512_slli_epi32(bytes, 12));
       const __m512i wv = _mm512_permutexvar_epi16(idx, lut);
-      const __m512 sv =
-          _mm512_permutexvar_ps(halves, avx512::load_scales(sr + col / 16, left / 16, one256));
+      const __m512 sv = _mm512_permutexvar_ps(
+          _mm512_add_epi32(halves, _mm512_set1_epi32(static_cast<int>(k % 256 / 16))), s16);
       // e2m1 · e4m3 has at most 6 significant bits: exact in bf16, so the fp32 products'
       // truncation to their high halves is exact.
       const __m512 even = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(wv, 16)), sv);
