@@ -15,7 +15,9 @@ const std::map<std::string, std::string>& texts() {
        "w4a16|w4a4; --device cpu|cuda; --ignore-eos keeps going past EOS; --lm-head-dtype\n"
        "checkpoint|bf16|nvfp4 re-makes the LM head at load time (changes the logits);\n"
        "--cpu-prefill-int8 runs NVFP4 prefill steps with int8 activations (faster, not exact);\n"
-       "--cpu-decode-int8 does the same for decode steps (< 33 rows, MoE experts included).\n"},
+       "--cpu-decode-int8 does the same for decode steps (< 33 rows, MoE experts included).\n"
+       "On CPUs with AMX tiles both only take steps of up to 5 rows (the exact tiles are "
+       "faster).\n"},
       {"inspect",
        "usage: fourcast inspect --model DIR\n"
        "Config summary, tensor table, dtypes, parameter count and KV bytes per token.\n"},
@@ -38,7 +40,9 @@ const std::map<std::string, std::string>& texts() {
        "seconds; a second signal exits at once. --enforce-eager: no CUDA graphs.\n"
        "--lm-head-dtype checkpoint|bf16|nvfp4: the LM head re-made at load time (opt-in).\n"
        "--cpu-prefill-int8: NVFP4 prefill steps with int8 activations (faster, not exact).\n"
-       "--cpu-decode-int8: the same for decode steps (< 33 rows, MoE experts included).\n"},
+       "--cpu-decode-int8: the same for decode steps (< 33 rows, MoE experts included).\n"
+       "On CPUs with AMX tiles both only take steps of up to 5 rows (the exact tiles are "
+       "faster).\n"},
       {"tokenize",
        "usage: fourcast tokenize --tokenizer FILE (--text STR | --ids 1,2,3) [--json]\n"
        "                         [--text-specials]\n"

@@ -216,10 +216,13 @@ void CpuBackend::kv_write(const float* k, int64_t ldk, const float* v, int64_t l
 
 namespace {
 
-// One attention row (query token t, head h) over cache elements of type KV (float, bf16 bits or
-// e4m3 bytes; k_mul / v_mul are the FP8 per-layer scales, 1 otherwise).
-// Per-thread buffers of attention_row: scores (then softmax weights) and the cache-row offsets
-// (elements) of the attended positions.
+// The attention rows of query token t for the heads [g·rep, (g+1)·rep) that share KV head g
+// (rep = n_heads / n_kv_heads), over cache elements of type KV (float, bf16 bits or e4m3 bytes;
+// k_mul / v_mul are the FP8 per-layer scales, 1 otherwise). Each head's scores, softmax and
+// weighted sum are computed exactly as one row alone would be; the heads only share the passes
+// over the cache, so each K row is read once for all of them while it is in L1 (26B-A4B's global
+// layers have 8 query heads per KV head). Per-thread buffers: scores (then softmax weights, rep
+// rows of n) and the cache-row offsets (elements) of the attended positions.
 struct AttnScratch {
   std::vector<float> scores;
   std::vector<int64_t> offs;
@@ -227,8 +230,8 @@ struct AttnScratch {
 };
 
 template <typename KV>
-void attention_row(const AttentionArgs& a, int s, int64_t t, int h, AttnScratch& w, float k_mul,
-                   float v_mul) {
+void attention_group(const AttentionArgs& a, int s, int64_t t, int g, AttnScratch& w, float k_mul,
+                     float v_mul) {
   const int rep = a.n_heads / a.n_kv_heads;
   const int D = a.head_dim;
   const KV* kc = static_cast<const KV*>(a.k_cache);
@@ -236,31 +239,33 @@ void attention_row(const AttentionArgs& a, int s, int64_t t, int h, AttnScratch&
   const int p = a.pos0[s] + static_cast<int>(t - a.q_begin[s]);
   const int32_t* table = a.block_tables + a.table_offset[s];
   const int lo = a.sliding_window > 0 ? std::max(0, p - a.sliding_window + 1) : 0;
-  const int hi = a.kv_limit ? std::max(p, a.kv_limit[t]) : p;  // image blocks see ahead
-  const int g = h / rep;
-  const float* q = a.q + t * a.ldq + static_cast<int64_t>(h) * D;
+  const int hi = a.kv_limit ? std::max(p, a.kv_limit[t]) : p;            // image blocks see ahead
+  const float* q = a.q + t * a.ldq + static_cast<int64_t>(g) * rep * D;  // head g·rep
   const size_t n = static_cast<size_t>(hi - lo + 1);
-  w.scores.resize(n);
+  w.scores.resize(n * static_cast<size_t>(rep));
   w.offs.resize(n);
   w.rows.resize(n);
-  float mx = -INFINITY;
   for (int j = lo; j <= hi; ++j) {
     const int64_t slot =
         static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
     const int64_t off = (slot * a.n_kv_heads + g) * D;
-    const float sc = dot(q, kc + off, D) * (k_mul * a.scale);
     w.offs[static_cast<size_t>(j - lo)] = off;
-    w.scores[static_cast<size_t>(j - lo)] = sc;
-    mx = std::max(mx, sc);
+    for (int r = 0; r < rep; ++r) {
+      w.scores[r * n + static_cast<size_t>(j - lo)] =
+          dot(q + static_cast<int64_t>(r) * D, kc + off, D) * (k_mul * a.scale);
+    }
   }
-  const float sum = exp_sub_sum(w.scores.data(), static_cast<int64_t>(n), mx);
-  const float inv = v_mul / sum;
-  for (size_t i = 0; i < n; ++i) {
-    w.scores[i] *= inv;
-    w.rows[i] = vc + w.offs[i];
+  for (size_t i = 0; i < n; ++i) w.rows[i] = vc + w.offs[i];
+  for (int r = 0; r < rep; ++r) {
+    float* sc = w.scores.data() + r * n;
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; ++i) mx = std::max(mx, sc[i]);
+    const float sum = exp_sub_sum(sc, static_cast<int64_t>(n), mx);
+    const float inv = v_mul / sum;
+    for (size_t i = 0; i < n; ++i) sc[i] *= inv;
+    weighted_rows(sc, reinterpret_cast<const KV* const*>(w.rows.data()), static_cast<int64_t>(n), D,
+                  a.out + t * a.ldo + static_cast<int64_t>(g * rep + r) * D);
   }
-  weighted_rows(w.scores.data(), reinterpret_cast<const KV* const*>(w.rows.data()),
-                static_cast<int64_t>(n), D, a.out + t * a.ldo + static_cast<int64_t>(h) * D);
 }
 
 }  // namespace
@@ -269,7 +274,8 @@ void CpuBackend::attention(const AttentionArgs& a) {
   // Prefill-sized sequences in query tiles (attention_prefill.h); the rest row by row here.
   std::vector<uint8_t> tiled;
   attention_prefill(pool_, a, tiled);
-  // Work items: (token, query head). Same math as attention_ref, with vector-friendly dots.
+  // Work items: (token, KV head), each for the query heads sharing that KV head. Same math as
+  // attention_ref, with vector-friendly dots.
   // Sequence s owns batch rows [q_begin[s], q_begin[s] + n_q[s]) (not necessarily contiguous
   // across sequences: a caller may attend a subset of its rows).
   std::vector<std::pair<int32_t, int64_t>> rows;  // (sequence, batch row)
@@ -279,17 +285,18 @@ void CpuBackend::attention(const AttentionArgs& a) {
   }
   if (rows.empty()) return;
   const int64_t n_rows = static_cast<int64_t>(rows.size());
-  pool_.parallel_for(n_rows * a.n_heads, 1, [&](int64_t b, int64_t e, int) {
+  const int G = a.n_kv_heads;
+  pool_.parallel_for(n_rows * G, 1, [&](int64_t b, int64_t e, int) {
     AttnScratch scratch;
     for (int64_t item = b; item < e; ++item) {
-      const auto [s, r] = rows[static_cast<size_t>(item / a.n_heads)];
-      const int h = static_cast<int>(item % a.n_heads);
+      const auto [s, r] = rows[static_cast<size_t>(item / G)];
+      const int g = static_cast<int>(item % G);
       if (a.kv_dtype == DType::kBF16)
-        attention_row<uint16_t>(a, s, r, h, scratch, 1.0f, 1.0f);
+        attention_group<uint16_t>(a, s, r, g, scratch, 1.0f, 1.0f);
       else if (a.kv_dtype == DType::kF8_E4M3)
-        attention_row<uint8_t>(a, s, r, h, scratch, a.k_scale, a.v_scale);
+        attention_group<uint8_t>(a, s, r, g, scratch, a.k_scale, a.v_scale);
       else
-        attention_row<float>(a, s, r, h, scratch, 1.0f, 1.0f);
+        attention_group<float>(a, s, r, g, scratch, 1.0f, 1.0f);
     }
   });
 }
