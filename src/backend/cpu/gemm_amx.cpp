@@ -1,13 +1,5 @@
 // AMX-BF16 blocked GEMM (gemm_amx.h): capability check, activation split, weight-panel packing,
 // the tile loop and the epilogue.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__  // a gcc-only warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
 #include "backend/cpu/gemm_amx.h"
 
 #include <cpuid.h>
@@ -18,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-#include "backend/cpu/avx512_common.h"
+#include "backend/cpu/avx512_common.h"  // and <immintrin.h>
 #include "backend/cpu/gemm_packed.h"
 #include "core/error.h"
 
