@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "backend/cpu/gemm_packed.h"
 #include "core/thread_pool.h"
 
 namespace fc::cpu::detail {
@@ -40,13 +41,8 @@ bool amx_bf16_usable();
 using Bf16FillFn = std::function<void(int64_t n0, int64_t rows, int64_t k0, int64_t kc,
                                       uint16_t* dst, int64_t ldd)>;
 
-struct AmxGemmProblem {
-  const float* x = nullptr;  // [T, K], row stride ldx
-  int64_t T = 0, ldx = 0;
-  int64_t N = 0, K = 0;  // W is [N, K]
-  float* y = nullptr;    // [T, N], row stride ldy
-  int64_t ldy = 0;
-  bool accumulate = false;
+// GemmProblem (gemm_packed.h: x [T, K], W [N, K], y [T, N], strides, accumulate) plus:
+struct AmxGemmProblem : GemmProblem {
   float out_scale = 1.0f;  // multiplies Σ_k x·W (NVFP4's global scale)
   int parts = 3;           // bf16 parts per activation: 2 or 3 (see the top of this file)
 };

@@ -285,7 +285,8 @@ void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath pat
   const int64_t threads =
       std::clamp<int64_t>(macs / kMinMacsPerThread, 1, static_cast<int64_t>(pool.size()));
 
-  if (path == MatmulPath::kAuto && amx && p.kind == WKind::kBF16) {
+  const bool tiles = amx && p.kind == WKind::kBF16;  // BF16 weights on AMX tiles (gemm_amx.h)
+  if (path == MatmulPath::kAuto && tiles) {
     path = T <= kAmxDirectMaxT ? MatmulPath::kDirect : MatmulPath::kBlocked;
   } else if (path == MatmulPath::kAuto) {
     path = T <= kDirectMaxT || T * K <= kDirectMaxActivations ? MatmulPath::kDirect
@@ -298,9 +299,9 @@ void run(const KernelSet& ks, ThreadPool& pool, const Problem& p, MatmulPath pat
     pool.parallel_for(N, grain, [&](int64_t b, int64_t e, int) { run_direct(ks, p, b, e); });
     return;
   }
-  if (amx && p.kind == WKind::kBF16) {  // bf16 weights as they are (gemm_amx.h)
+  if (tiles) {
     // Three activation parts: as close to the fp32 sums as the fp32 direct kernels.
-    detail::AmxGemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate, 1.0f, 3};
+    detail::AmxGemmProblem g{{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate}, 1.0f, 3};
     const auto* w = reinterpret_cast<const uint16_t*>(p.w);
     detail::amx_gemm(
         pool, g, 1, threads,

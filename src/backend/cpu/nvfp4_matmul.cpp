@@ -285,7 +285,7 @@ void run(const Kernels& ks, ThreadPool& pool, const Problem& p, MatmulPath path)
     const quant::Nvfp4Matrix& w = p.w;
     // Two activation parts, as the AVX512-BF16 direct kernels: decode- and prefill-sized steps
     // see the same products (only their summation order differs).
-    detail::AmxGemmProblem g{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate, w.global_scale, 2};
+    detail::AmxGemmProblem g{{p.x, T, p.ldx, N, K, p.y, p.ldy, p.accumulate}, w.global_scale, 2};
     detail::amx_gemm(
         pool, g, 16, threads,
         [&](int64_t n0, int64_t rows, int64_t k0, int64_t kc, uint16_t* dst, int64_t ldd) {
