@@ -97,6 +97,7 @@ inline cpu::MatmulIsa isa_from_name(const std::string& s, bool* ok) {
   *ok = true;
   if (s == "amx-bf16") return MatmulIsa::kAmx;
   if (s == "avx512-bf16") return MatmulIsa::kAvx512Bf16;
+  if (s == "avx512-vnni") return MatmulIsa::kAvx512Vnni;
   if (s == "avx512") return MatmulIsa::kAvx512;
   if (s == "avx2-i16") return MatmulIsa::kAvx2I16;
   if (s == "avx2") return MatmulIsa::kAvx2;

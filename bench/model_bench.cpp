@@ -4,7 +4,9 @@
 //   bench_model --model DIR [--model DIR2 ...] [--threads N] [--prompt-len 256] [--decode-tokens
 //   16] [--reps 2] [--nvfp4-isa auto|avx512-bf16|avx512|avx2-i16|avx2|scalar]
 //   [--lm-head-dtype checkpoint|bf16|nvfp4] [--cpu-prefill-int8] [--cpu-decode-int8]
-//   [--profile-ops]
+//   [--cpu-weights-mmap] [--profile-ops]
+// --cpu-weights-mmap: weights used in place from the checkpoint mapping (CpuOptions::copy_weights
+// off; the load line then shows no copy);
 // --profile-ops prints the per-op wall time of the fastest prefill and of the fastest decode
 // window (bench/op_profile.h);
 // --cpu-prefill-int8 / --cpu-decode-int8 run NVFP4 prefill / decode steps in the opt-in int8
@@ -181,6 +183,7 @@ int main(int argc, char** argv) {
     ThreadPool pool(threads > 0 ? threads : hardware_threads());
     co.prefill_int8 = has_flag(argc, argv, "--cpu-prefill-int8");
     co.decode_int8 = has_flag(argc, argv, "--cpu-decode-int8");
+    co.copy_weights = !has_flag(argc, argv, "--cpu-weights-mmap");
     cpu::CpuBackend cpu_be(pool, co);
     std::unique_ptr<bench::TimedBackend> timed;
     if (has_flag(argc, argv, "--profile-ops"))
@@ -188,15 +191,22 @@ int main(int argc, char** argv) {
     Backend& be = timed ? static_cast<Backend&>(*timed) : static_cast<Backend&>(cpu_be);
     if (co.prefill_int8) std::printf("prefill: int8 activations (--cpu-prefill-int8)\n");
     if (co.decode_int8) std::printf("decode: int8 activations (--cpu-decode-int8)\n");
-    std::printf("nvfp4 kernels: %s\n",
-                co.nvfp4_isa == cpu::MatmulIsa::kAuto ? cpu::nvfp4_matmul_isa() : isa_name.c_str());
+    if (co.nvfp4_isa == cpu::MatmulIsa::kAuto) {
+      std::printf("nvfp4 kernels: %s (direct: %s)\n", cpu::nvfp4_matmul_isa(),
+                  cpu::nvfp4_direct_kernels());
+    } else {
+      std::printf("nvfp4 kernels: %s\n", isa_name.c_str());
+    }
     bench::BandwidthProbe probe(pool, size_t{1} << 30);
     std::vector<Result> results;
     double bw = 0;
     for (const std::string& dir : dirs)
       results.push_back(
           bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, head, bw, timed.get()));
-    std::printf("\nmemory read bandwidth (1 GiB, %d threads, best of the run): %.2f GB/s\n",
+    std::printf("\nweights copied to huge-page memory at load: %.2f GB%s\n",
+                static_cast<double>(cpu_be.weight_bytes_copied()) / 1e9,
+                co.copy_weights ? "" : " (--cpu-weights-mmap)");
+    std::printf("memory read bandwidth (1 GiB, %d threads, best of the run): %.2f GB/s\n",
                 pool.size(), bw / 1e9);
     std::printf(
         "decode GB/s: best decode window; of bw: against the best probe of the run; paired: the\n"

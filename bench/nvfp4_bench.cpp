@@ -200,7 +200,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "isa %s not supported here\n", isa_name.c_str());
     return 1;
   }
-  if (isa == MatmulIsa::kAuto) isa_name = fc::cpu::nvfp4_matmul_isa();
+  if (isa == MatmulIsa::kAuto) {
+    isa_name = std::string(fc::cpu::nvfp4_matmul_isa()) +
+               " (direct: " + fc::cpu::nvfp4_direct_kernels() + ")";
+  }
   fc::ThreadPool pool(threads);
   std::printf("isa: %s, threads: %d%s\n", isa_name.c_str(), threads,
               int8 ? ", NVFP4 decode columns: the opt-in int8 kernels (--int8)" : "");

@@ -10,12 +10,13 @@
 namespace fc::cli {
 
 std::unique_ptr<Backend> make_backend(const std::string& device, ThreadPool& pool, bool w4a4,
-                                      bool prefill_int8, bool decode_int8) {
+                                      bool prefill_int8, bool decode_int8, bool weights_mmap) {
   if (device == "cpu") {
     cpu::CpuOptions o;
     o.emulate_w4a4 = w4a4;
     o.prefill_int8 = prefill_int8;
     o.decode_int8 = decode_int8;
+    o.copy_weights = !weights_mmap;
     if (prefill_int8) log_line(LogLevel::kInfo, "NVFP4 prefill: int8 activations (not exact)");
     if (decode_int8) log_line(LogLevel::kInfo, "NVFP4 decode: int8 activations (not exact)");
     return std::make_unique<cpu::CpuBackend>(pool, o);
@@ -23,6 +24,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device, ThreadPool& poo
   if (device != "cuda") fail("--device ", device, ": not one of cpu, cuda");
   if (prefill_int8) fail("--cpu-prefill-int8: applies to --device cpu only");
   if (decode_int8) fail("--cpu-decode-int8: applies to --device cpu only");
+  if (weights_mmap) fail("--cpu-weights-mmap: applies to --device cpu only");
 #ifdef FOURCAST_HAS_CUDA
   cuda::CudaOptions o;
   o.emulate_w4a4 = w4a4;

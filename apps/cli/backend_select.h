@@ -14,7 +14,10 @@ namespace fc::cli {
 // activation-QDQ emulation (--nvfp4-mode w4a4) on either backend. prefill_int8: the CPU
 // backend's opt-in int8 NVFP4 prefill (--cpu-prefill-int8, not exact; CpuOptions), decode_int8
 // the same for decode-sized steps (--cpu-decode-int8); each an error with --device cuda.
+// weights_mmap: the CPU backend uses the weights in place from the checkpoint mapping instead of
+// copying them to huge pages (--cpu-weights-mmap; CpuOptions::copy_weights).
 std::unique_ptr<Backend> make_backend(const std::string& device, ThreadPool& pool, bool w4a4,
-                                      bool prefill_int8 = false, bool decode_int8 = false);
+                                      bool prefill_int8 = false, bool decode_int8 = false,
+                                      bool weights_mmap = false);
 
 }  // namespace fc::cli

@@ -31,15 +31,16 @@ int cmd_generate(int argc, char** argv) {
          {"--model", "--prompt-ids", "--max-tokens", "--temperature", "--top-k", "--top-p",
           "--min-p", "--seed", "--threads", "--prefill-chunk", "--repetition-penalty",
           "--kv-cache-dtype", "--nvfp4-mode", "--device", "--lm-head-dtype"},
-         {"--ignore-eos", "--zero-nan-scales", "--cpu-prefill-int8", "--cpu-decode-int8"});
+         {"--ignore-eos", "--zero-nan-scales", "--cpu-prefill-int8", "--cpu-decode-int8",
+          "--cpu-weights-mmap"});
   const std::string dir = a.require("--model");
   const std::vector<int32_t> prompt = parse_id_list(a.require("--prompt-ids"), "--prompt-ids");
   ThreadPool pool(a.get_int("--threads", hardware_threads()));
   const std::string mode = a.get("--nvfp4-mode").value_or("w4a16");
   if (mode != "w4a16" && mode != "w4a4") fail("--nvfp4-mode: '", mode, "' is not w4a16 or w4a4");
-  const std::unique_ptr<Backend> backend =
-      make_backend(a.get("--device").value_or("cpu"), pool, mode == "w4a4",
-                   a.has("--cpu-prefill-int8"), a.has("--cpu-decode-int8"));
+  const std::unique_ptr<Backend> backend = make_backend(
+      a.get("--device").value_or("cpu"), pool, mode == "w4a4", a.has("--cpu-prefill-int8"),
+      a.has("--cpu-decode-int8"), a.has("--cpu-weights-mmap"));
   Backend& be = *backend;
   gemma4::Config cfg = gemma4::load_config(dir);
   std::shared_ptr<const Checkpoint> ckpt = Checkpoint::open_dir(dir);

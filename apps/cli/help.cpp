@@ -16,8 +16,10 @@ const std::map<std::string, std::string>& texts() {
        "checkpoint|bf16|nvfp4 re-makes the LM head at load time (changes the logits);\n"
        "--cpu-prefill-int8 runs NVFP4 prefill steps with int8 activations (faster, not exact);\n"
        "--cpu-decode-int8 does the same for decode steps (< 33 rows, MoE experts included).\n"
-       "On CPUs with AMX tiles both only take steps of up to 5 rows (the exact tiles are "
-       "faster).\n"},
+       "On CPUs with AMX tiles both only take steps of up to 5 rows (9 with the integer "
+       "decode kernels; the exact tiles are faster).\n"
+       "--cpu-weights-mmap: use the weights in place from the checkpoint mapping (default: copied\n"
+       "at load to huge pages while memory allows; decode reads them faster).\n"},
       {"inspect",
        "usage: fourcast inspect --model DIR\n"
        "Config summary, tensor table, dtypes, parameter count and KV bytes per token.\n"},
@@ -41,8 +43,10 @@ const std::map<std::string, std::string>& texts() {
        "--lm-head-dtype checkpoint|bf16|nvfp4: the LM head re-made at load time (opt-in).\n"
        "--cpu-prefill-int8: NVFP4 prefill steps with int8 activations (faster, not exact).\n"
        "--cpu-decode-int8: the same for decode steps (< 33 rows, MoE experts included).\n"
-       "On CPUs with AMX tiles both only take steps of up to 5 rows (the exact tiles are "
-       "faster).\n"},
+       "On CPUs with AMX tiles both only take steps of up to 5 rows (9 with the integer "
+       "decode kernels; the exact tiles are faster).\n"
+       "--cpu-weights-mmap: use the weights in place from the checkpoint mapping (default: copied\n"
+       "at load to huge pages while memory allows; decode reads them faster).\n"},
       {"tokenize",
        "usage: fourcast tokenize --tokenizer FILE (--text STR | --ids 1,2,3) [--json]\n"
        "                         [--text-specials]\n"

@@ -104,7 +104,8 @@ int cmd_serve(int argc, char** argv) {
 
   ThreadPool pool(o.threads > 0 ? o.threads : hardware_threads());
   const std::unique_ptr<Backend> backend =
-      make_backend(o.device, pool, o.nvfp4_mode == "w4a4", o.cpu_prefill_int8, o.cpu_decode_int8);
+      make_backend(o.device, pool, o.nvfp4_mode == "w4a4", o.cpu_prefill_int8, o.cpu_decode_int8,
+                   o.cpu_weights_mmap);
   Backend& be = *backend;
   gemma4::Config cfg = gemma4::load_config(o.model);
   check_quantization_flag(o, cfg);

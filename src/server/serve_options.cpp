@@ -115,6 +115,7 @@ ServeOptions parse_serve_options(int argc, char** argv, int first) {
       {"--enforce-eager", [&] { o.enforce_eager = true; }},
       {"--cpu-prefill-int8", [&] { o.cpu_prefill_int8 = true; }},
       {"--cpu-decode-int8", [&] { o.cpu_decode_int8 = true; }},
+      {"--cpu-weights-mmap", [&] { o.cpu_weights_mmap = true; }},
   };
   const std::vector<std::string> ignored_switches = {
       "--trust-remote-code",    "--disable-hybrid-kv-cache-manager",

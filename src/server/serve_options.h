@@ -61,6 +61,7 @@ struct ServeOptions {
   bool enforce_eager = false;        // vLLM's --enforce-eager: no CUDA graphs for decode steps
   bool cpu_prefill_int8 = false;     // NVFP4 prefill with int8 activations on the CPU (not exact)
   bool cpu_decode_int8 = false;      // the same for decode-sized steps (< 33 rows; not exact)
+  bool cpu_weights_mmap = false;     // CPU weights used in place from the mmap (no huge-page copy)
   std::string nvfp4_mode = "w4a16";  // w4a16 (Hopper / vLLM Marlin numerics) | w4a4 (emulation)
   // CORS, vLLM's flags (JSON lists, default ["*"]; --allow-credentials off).
   std::vector<std::string> allowed_origins = {"*"};

@@ -69,6 +69,30 @@ int64_t grain_rows(int64_t n, int64_t work = 1 << 14) {
 
 }  // namespace
 
+Weight CpuBackend::upload(const Weight& host) {
+  if (!opts_.copy_weights || host.empty()) return host;
+  Weight w = host;
+  const auto span = [](int64_t rows, int64_t ld, int64_t row_bytes) {
+    return rows <= 0 ? size_t{0} : static_cast<size_t>((rows - 1) * ld + row_bytes);
+  };
+  if (host.nvfp4()) {  // codes: ld bytes per row; scales: scale_ld bytes per row
+    w.data = arena_.copy(host.data, span(host.rows, host.ld, host.cols / 2), pool_);
+    w.block_scale = static_cast<const uint8_t*>(
+        arena_.copy(host.block_scale, span(host.rows, host.scale_ld, host.cols / 16), pool_));
+    if (host.pre_quant_scale) {
+      w.pre_quant_scale =
+          arena_.copy(host.pre_quant_scale,
+                      static_cast<size_t>(host.cols * dtype_bits(host.pqs_dtype) / 8), pool_);
+    }
+  } else {  // ld elements per row
+    const int64_t bits = dtype_bits(host.dtype);
+    if (bits % 8 != 0) return host;  // sub-byte dense types are not copied
+    const int64_t es = bits / 8;
+    w.data = arena_.copy(host.data, span(host.rows, host.ld * es, host.cols * es), pool_);
+  }
+  return w;
+}
+
 void* CpuBackend::alloc(size_t bytes) {
   void* p = std::aligned_alloc(64, ((std::max<size_t>(bytes, 1) + 63) / 64) * 64);
   if (!p) fail("CPU backend: out of memory allocating ", bytes, " bytes");

@@ -1,11 +1,13 @@
-// The CPU implementation of fc::Backend: fp32 activations in host memory, weights used in place
-// from the checkpoint mapping, data-parallel over a ThreadPool owned by the caller.
+// The CPU implementation of fc::Backend: fp32 activations in host memory, weights copied at upload
+// into huge-page memory (or used in place from the checkpoint mapping), data-parallel over a
+// ThreadPool owned by the caller.
 #pragma once
 
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/matmul.h"
+#include "backend/cpu/weight_arena.h"
 #include "core/thread_pool.h"
 
 namespace fc::cpu {
@@ -24,6 +26,11 @@ struct CpuOptions {
   // Opt-in, NOT exact: the same int8 activations for the NVFP4 W4A16 steps of fewer rows (decode,
   // small batches, speculative verification, MoE experts; nvfp4_prefill_i8.h's direct tiles).
   bool decode_int8 = false;
+  // Weights copied at upload into backend-owned anonymous memory on transparent huge pages
+  // (weight_arena.h: decode streams them ~2x faster than from the checkpoint's mmap'ed 4 KiB
+  // page-cache pages on the Xeon of docs/benchmarks.md). false: used in place from the mapping
+  // (no extra memory, no copy at load; `--cpu-weights-mmap`).
+  bool copy_weights = true;
 };
 
 class CpuBackend final : public Backend {
@@ -37,7 +44,9 @@ class CpuBackend final : public Backend {
   void to_device(void* dst, const void* src, size_t bytes) override;
   void to_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
-  Weight upload(const Weight& host) override { return host; }
+  Weight upload(const Weight& host) override;
+  // Bytes of weights copied by upload (CpuOptions::copy_weights).
+  size_t weight_bytes_copied() const { return arena_.bytes(); }
 
   void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y, int64_t ldy,
               bool accumulate) override;
@@ -97,6 +106,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool& pool_;
   CpuOptions opts_;
+  WeightArena arena_;                 // upload's copies (CpuOptions::copy_weights)
   std::vector<float> nvfp4_scratch_;  // activations prepared for NVFP4 linears (pqs / W4A4)
 };
 

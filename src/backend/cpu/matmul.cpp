@@ -128,6 +128,11 @@ bool cpu_has_avx512() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 }
 
+bool cpu_has_avx512_vnni() {
+  __builtin_cpu_init();
+  return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+}
+
 bool cpu_has_avx512_bf16() {
   __builtin_cpu_init();
   return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
@@ -168,6 +173,7 @@ const KernelSet& kernels_for(MatmulIsa isa) {
     case MatmulIsa::kAvx512Bf16:
       FC_CHECK(cpu_has_avx512_bf16(), "matmul: this CPU does not support AVX512_BF16");
       [[fallthrough]];
+    case MatmulIsa::kAvx512Vnni:
     case MatmulIsa::kAvx512: {
       FC_CHECK(cpu_has_avx512(), "matmul: this CPU does not support AVX-512 (F/BW/VL)");
       static const KernelSet k = detail::kernels_avx512();
@@ -426,6 +432,8 @@ bool matmul_isa_supported(MatmulIsa isa) {
       return detail::amx_bf16_usable();
     case MatmulIsa::kAvx512Bf16:
       return cpu_has_avx512_bf16();
+    case MatmulIsa::kAvx512Vnni:
+      return cpu_has_avx512_vnni();
     case MatmulIsa::kAvx512:
       return cpu_has_avx512();
     case MatmulIsa::kAvx2I16:

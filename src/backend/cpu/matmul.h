@@ -40,7 +40,9 @@ const char* matmul_isa();
 // blocked (prefill) path of BF16 and NVFP4 weights on AMX-BF16 tiles (gemm_amx.h; activations
 // split into three bf16 parts, as close to fp32 as the fp32 kernels); it needs the CPU's AMX-TILE /
 // AMX-BF16 and the kernel's permission for the tile state, asked for once per process.
-enum class MatmulIsa { kAuto, kAmx, kAvx512Bf16, kAvx512, kAvx2I16, kAvx2, kScalar };
+// kAvx512Vnni (AVX-512 + AVX512_VNNI) is kAvx512 with the NVFP4 decode kernels in integers
+// (vpdpbusd, the numerics of kAvx2I16).
+enum class MatmulIsa { kAuto, kAmx, kAvx512Bf16, kAvx512Vnni, kAvx512, kAvx2I16, kAvx2, kScalar };
 
 bool matmul_isa_supported(MatmulIsa isa);
 

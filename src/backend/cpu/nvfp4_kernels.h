@@ -49,7 +49,10 @@ using Nvfp4DequantFn = void (*)(const uint8_t* codes, int64_t ld, const uint8_t*
 using Nvfp4ArrangeFn = void (*)(const float* x, int64_t T, int64_t ldx, int64_t K, float* xd,
                                 int64_t ldxd);
 
-enum class Nvfp4XLayout { kF32Lanes, kBf16HiLo, kI16Planes };
+// Kernels that multiply with vpdpbusd (Nvfp4XLayout::kI8Planes) take the activations as the
+// kI16Planes numbers, laid out per group of 128 columns in 512 bytes (128 floats of the buffer,
+// so ldxd is as for kBf16HiLo; nvfp4_matmul_avx512vnni.cpp).
+enum class Nvfp4XLayout { kF32Lanes, kBf16HiLo, kI16Planes, kI8Planes };
 
 struct Nvfp4KernelSet {
   const char* name = "";
@@ -87,10 +90,12 @@ Nvfp4KernelSet nvfp4_kernels_avx2();         // AVX2 + FMA + F16C
 Nvfp4KernelSet nvfp4_kernels_avx2_i16();     // the same, direct tiles in integers (vpmaddubsw)
 Nvfp4KernelSet nvfp4_kernels_avx512();       // AVX-512 F/BW/VL + FMA
 Nvfp4KernelSet nvfp4_kernels_avx512_bf16();  // the same + AVX512_BF16 (direct tiles in bf16)
+Nvfp4KernelSet nvfp4_kernels_avx512_vnni();  // AVX-512 + AVX512_VNNI (direct tiles in integers)
 // Columns per activation group of a set's direct-kernel layout.
 inline int64_t nvfp4_x_group(const Nvfp4KernelSet& ks) {
   switch (ks.x_layout) {
     case Nvfp4XLayout::kBf16HiLo:
+    case Nvfp4XLayout::kI8Planes:
       return 128;
     case Nvfp4XLayout::kI16Planes:
       return 64;

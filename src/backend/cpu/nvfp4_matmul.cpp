@@ -14,6 +14,7 @@
 #include "backend/cpu/nvfp4_matmul.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -117,6 +118,10 @@ constexpr int64_t kDirectMaxT = 32;
 // With AMX tiles (gemm_amx.h) the blocked path wins from ~6 rows (E2B q/gate/up, 2 threads, Xeon
 // with AMX: T = 4 direct 87 GFLOP/s, tiles 64; T = 8: 87 against 129; T = 32: 85 against 479).
 constexpr int64_t kAmxDirectMaxT = 5;
+// The same with the integer direct kernels (avx512-vnni), 2x the bf16 ones from T = 4 on: tiles win
+// from ~10 rows (same shape and machine: T = 8 direct 808 us, tiles 1029; T = 9 935 / 972; T = 10
+// 1010 / 970; K = 6144 down at T = 10: 1025 / 1023).
+constexpr int64_t kAmxVnniDirectMaxT = 9;
 // Prefill panel: weight rows dequantized together (a multiple of the dense kernels' nr: 3 and 4).
 constexpr int64_t kPanelRows = 48;
 // Prefill K block, at most (a multiple of 32): a 48 × 512 fp32 panel is 96 KiB (L2).
@@ -124,6 +129,7 @@ constexpr int64_t kMaxKBlock = 512;
 // Less work than this (multiply-adds) per thread is not worth waking a thread for.
 constexpr int64_t kMinMacsPerThread = int64_t{1} << 16;
 
+// The family kAuto builds on (its blocked path; its direct kernels are measured, auto_kernels).
 MatmulIsa resolve(MatmulIsa isa) {
   if (isa != MatmulIsa::kAuto) return isa;
   if (matmul_isa_supported(MatmulIsa::kAmx)) return MatmulIsa::kAmx;
@@ -140,9 +146,11 @@ struct Kernels {
   bool amx = false;  // the blocked path on AMX-BF16 tiles (gemm_amx.h) instead of `dense`
 };
 
+const Kernels& auto_kernels();
+
 // The tables are built once per family (immutable after; a decode step makes hundreds of calls).
 const Kernels& kernels_for(MatmulIsa isa) {
-  isa = resolve(isa);
+  if (isa == MatmulIsa::kAuto) return auto_kernels();
   FC_CHECK(matmul_isa_supported(isa), "nvfp4_matmul: this CPU does not support the requested ISA");
   switch (isa) {
     case MatmulIsa::kAmx: {
@@ -151,6 +159,10 @@ const Kernels& kernels_for(MatmulIsa isa) {
     }
     case MatmulIsa::kAvx512Bf16: {
       static const Kernels k{detail::nvfp4_kernels_avx512_bf16(), detail::kernels_avx512()};
+      return k;
+    }
+    case MatmulIsa::kAvx512Vnni: {
+      static const Kernels k{detail::nvfp4_kernels_avx512_vnni(), detail::kernels_avx512()};
       return k;
     }
     case MatmulIsa::kAvx512: {
@@ -173,7 +185,8 @@ const Kernels& kernels_for(MatmulIsa isa) {
 }
 
 int64_t nvfp4_direct_max_rows_of(const Kernels& ks) {
-  return ks.amx ? kAmxDirectMaxT : kDirectMaxT;
+  if (!ks.amx) return kDirectMaxT;
+  return ks.q.x_layout == detail::Nvfp4XLayout::kI8Planes ? kAmxVnniDirectMaxT : kAmxDirectMaxT;
 }
 
 void check_args(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, const float* y,
@@ -227,6 +240,77 @@ void run_direct(const Nvfp4KernelSet& ks, const Problem& p, const float* xd, int
                               p.y + t * p.ldy + n, p.ldy, p.accumulate);
     }
   }
+}
+
+// Seconds per call of one direct set on a decode-sized product in L2 (K = 2048, N = 256, T = 1,
+// one thread, 128 KiB of codes; arranging the activations included), best of 7 after a warm-up.
+double time_direct(const Nvfp4KernelSet& ks) {
+  constexpr int64_t K = 2048, N = 256;
+  std::vector<uint8_t> codes(static_cast<size_t>(N * K / 2)),
+      scales(static_cast<size_t>(N * K / 16));
+  uint32_t r = 12345;  // a fixed LCG: the timing must not depend on a seed
+  const auto next = [&r] { return (r = r * 1664525u + 1013904223u) >> 24; };
+  for (auto& c : codes) c = static_cast<uint8_t>(next());
+  for (auto& s : scales) s = static_cast<uint8_t>(0x30 + next() % 16);  // finite, near 1
+  std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+  for (auto& v : x) v = static_cast<float>(next()) / 256.0f - 0.5f;
+  Problem p;
+  p.x = x.data();
+  p.T = 1;
+  p.ldx = K;
+  p.w.packed = codes.data();
+  p.w.scales = scales.data();
+  p.w.rows = N;
+  p.w.cols = K;
+  p.w.ld = K / 2;
+  p.w.scale_ld = K / 16;
+  p.w.global_scale = 1.0f;
+  p.y = y.data();
+  p.ldy = N;
+  const int64_t ldxd = detail::nvfp4_x_row_floats(ks, K);
+  std::vector<float> buf(static_cast<size_t>(ldxd + 16));
+  const auto addr = reinterpret_cast<uintptr_t>(buf.data());
+  float* xd = buf.data() + ((64 - addr % 64) % 64) / sizeof(float);  // 64-byte aligned
+  double best = 0.0;
+  for (int rep = 0; rep < 8; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    arrange(ks, p.x, 1, K, K, xd, ldxd);
+    run_direct(ks, p, xd, ldxd, 0, N);
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0 && (best == 0.0 || t < best)) best = t;
+  }
+  return best;
+}
+
+// kAuto: the family of resolve(kAuto) with the fastest direct (decode) kernel set of those the
+// CPU supports, measured once per process. Which set wins depends on the core, not only on its
+// instruction sets: on the Intel Xeon of docs/benchmarks.md vdpbf16ps takes both vector ports for
+// two cycles, so the integer set (vpdpbusd) is 2.4x and the fp32 one 1.6x the bf16 one there,
+// while on Zen 5 the bf16 set was the fastest measured. Candidates in order of preference; a later
+// one must be 10% faster to be taken, so that close timings do not flip the choice between runs.
+const Kernels& auto_kernels() {
+  static const Kernels k = [] {
+    const MatmulIsa fam = resolve(MatmulIsa::kAuto);
+    Kernels out = kernels_for(fam);
+    std::vector<MatmulIsa> cands;
+    if (matmul_isa_supported(MatmulIsa::kAvx512)) {
+      cands = {MatmulIsa::kAvx512Vnni, MatmulIsa::kAvx512Bf16, MatmulIsa::kAvx512};
+    } else if (matmul_isa_supported(MatmulIsa::kAvx2)) {
+      cands = {MatmulIsa::kAvx2I16, MatmulIsa::kAvx2};
+    }
+    double best = 0.0;
+    for (MatmulIsa c : cands) {
+      if (!matmul_isa_supported(c)) continue;
+      const Nvfp4KernelSet& q = kernels_for(c).q;
+      const double t = time_direct(q);
+      if (best == 0.0 || t < 0.9 * best) {
+        best = t;
+        out.q = q;
+      }
+    }
+    return out;
+  }();
+  return k;
 }
 
 // y[t0:t1, n0:n1] (n0 a panel start) through fp32 panels of kPanelRows × kblock in scratch.
@@ -352,7 +436,8 @@ void nvfp4_matmul(ThreadPool& pool, const float* x, int64_t T, int64_t ldx,
 
 MatmulIsa nvfp4_fp32_isa() {
   const MatmulIsa isa = resolve(MatmulIsa::kAuto);
-  if (isa == MatmulIsa::kAmx || isa == MatmulIsa::kAvx512Bf16) return MatmulIsa::kAvx512;
+  if (isa == MatmulIsa::kAmx || isa == MatmulIsa::kAvx512Bf16 || isa == MatmulIsa::kAvx512Vnni)
+    return MatmulIsa::kAvx512;
   if (isa == MatmulIsa::kAvx2I16) return MatmulIsa::kAvx2;
   return isa;
 }
@@ -364,6 +449,10 @@ int64_t nvfp4_direct_max_rows(MatmulIsa isa) {
 const char* nvfp4_matmul_isa() {
   const Kernels& k = kernels_for(MatmulIsa::kAuto);
   return k.amx ? "amx-bf16" : k.q.name;
+}
+
+const char* nvfp4_direct_kernels() {
+  return kernels_for(MatmulIsa::kAuto).q.name;
 }
 
 void nvfp4_matmul_ref(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w, float* y,

@@ -27,8 +27,9 @@ constexpr float kPad = 12345.0f;  // sentinel in output padding that must not be
 
 std::vector<MatmulIsa> supported_isas() {
   std::vector<MatmulIsa> out;
-  for (MatmulIsa i : {MatmulIsa::kAmx, MatmulIsa::kAvx512Bf16, MatmulIsa::kAvx512,
-                      MatmulIsa::kAvx2I16, MatmulIsa::kAvx2, MatmulIsa::kScalar}) {
+  for (MatmulIsa i :
+       {MatmulIsa::kAmx, MatmulIsa::kAvx512Bf16, MatmulIsa::kAvx512Vnni, MatmulIsa::kAvx512,
+        MatmulIsa::kAvx2I16, MatmulIsa::kAvx2, MatmulIsa::kScalar}) {
     if (matmul_isa_supported(i)) out.push_back(i);
   }
   return out;
@@ -37,6 +38,7 @@ std::vector<MatmulIsa> supported_isas() {
 const char* isa_name(MatmulIsa i) {
   return i == MatmulIsa::kAmx          ? "amx-bf16"
          : i == MatmulIsa::kAvx512Bf16 ? "avx512-bf16"
+         : i == MatmulIsa::kAvx512Vnni ? "avx512-vnni"
          : i == MatmulIsa::kAvx512     ? "avx512"
          : i == MatmulIsa::kAvx2I16    ? "avx2-i16"
          : i == MatmulIsa::kAvx2       ? "avx2"
@@ -79,7 +81,8 @@ std::vector<float> random_vec(size_t n, std::mt19937& rng) {
 }
 
 // |Σ x·w| error allowed: fp32 summation-order error, relative to Σ|x||w|. fixed16: the kernels
-// hold each activation as fixed point per 16-column block (kAvx2I16's direct path, 24 bits),
+// hold each activation as fixed point per 16-column block (the direct paths of kAvx2I16 and
+// kAvx512Vnni, 24 bits),
 // within 2⁻²² · max_block |x| of it, so the bound adds 2⁻²² · Σ_blocks max_block |x| · Σ_block |w|.
 std::vector<float> tolerances(const float* x, int64_t T, int64_t ldx, const quant::Nvfp4Matrix& w,
                               bool fixed16 = false) {
@@ -107,15 +110,16 @@ std::vector<float> tolerances(const float* x, int64_t T, int64_t ldx, const quan
 
 // Whether nvfp4_matmul's own choice on this CPU is the fixed-point family (its direct path).
 bool default_is_fixed16() {
-  return std::string(nvfp4_matmul_isa()) == "avx2-i16";
+  const std::string isa = nvfp4_direct_kernels();
+  return isa == "avx2-i16" || isa == "avx512-vnni";
 }
 
 TEST(Nvfp4Matmul, MatchesReferenceEveryIsaPathShapeAndStride) {
   std::mt19937 rng(7);
   ThreadPool pool1(1), pool3(3);
-  // K % 64 = 16, 48, 32, 16, 16 (a partial last group of 1, 3, 2 scale blocks for the 64-column
+  // K % 64 = 16, 48, 32, 48, 16, 16 (a partial last group of 1, 3, 2 scale blocks for the 64-column
   // kernels), N odd and not a multiple of any tile, T across both tile heights and both paths.
-  for (int64_t K : {16, 48, 96, 272, 1040}) {
+  for (int64_t K : {16, 48, 96, 240, 272, 1040}) {
     for (int64_t N : {1, 17, 33, 257}) {
       const Nvfp4Weights w(N, K, rng);
       for (int64_t T : {1, 2, 3, 5, 17, 33, 64}) {
@@ -152,9 +156,9 @@ TEST(Nvfp4Matmul, MatchesReferenceEveryIsaPathShapeAndStride) {
                     }
                     const float want = ref[static_cast<size_t>(1 + t * ldy + n)];
                     const float extra = acc ? 1e-6f * std::fabs(y0[1 + t * ldy + n]) : 0.0f;
-                    // kAvx2I16's blocked path (kAuto beyond 32 rows) is the exact fp32 one.
+                    // The integer sets' blocked path (kAuto beyond 32 rows) is the fp32 one.
                     const bool fixed16 =
-                        isa == MatmulIsa::kAvx2I16 &&
+                        (isa == MatmulIsa::kAvx2I16 || isa == MatmulIsa::kAvx512Vnni) &&
                         (path == MatmulPath::kDirect || (path == MatmulPath::kAuto && T <= 32));
                     const float t_n = (fixed16 ? tol16 : tol)[static_cast<size_t>(t * N + n)];
                     ASSERT_NEAR(got, want, t_n + extra) << where << " t=" << t << " n=" << n;

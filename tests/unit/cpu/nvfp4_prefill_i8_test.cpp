@@ -265,11 +265,14 @@ TEST(Nvfp4PrefillI8, CpuBackendOptIn) {
   const int64_t N = 40, K = 96;
   Q q(N, K, rng);
   const Weight w = test::nvfp4_weight_view(q.m);
-  // With AMX tiles the int8 paths stop at 5 rows (nvfp4_int8_max_rows): 5 and 6 straddle it.
+  // With AMX tiles the int8 paths stop where the exact direct path does (nvfp4_int8_max_rows: 5
+  // rows, 9 with the integer direct kernels); edge and edge + 1 straddle it.
   const int64_t cap = nvfp4_int8_max_rows(MatmulIsa::kAuto);
-  EXPECT_EQ(cap, matmul_isa_supported(MatmulIsa::kAmx) ? 5 : INT64_MAX);
-  for (int64_t T :
-       {int64_t{5}, int64_t{6}, kPrefillInt8MinRows - 1, kPrefillInt8MinRows, int64_t{70}}) {
+  const int64_t direct = nvfp4_direct_max_rows(MatmulIsa::kAuto);
+  EXPECT_EQ(cap, matmul_isa_supported(MatmulIsa::kAmx) ? direct : INT64_MAX);
+  if (matmul_isa_supported(MatmulIsa::kAmx)) EXPECT_TRUE(direct == 5 || direct == 9) << direct;
+  const int64_t edge = cap == INT64_MAX ? 5 : cap;
+  for (int64_t T : {edge, edge + 1, kPrefillInt8MinRows - 1, kPrefillInt8MinRows, int64_t{70}}) {
     const std::vector<float> x = activations(T * K, rng);
     std::vector<float> i8(static_cast<size_t>(T * N)), exact(i8.size());
     nvfp4_matmul_i8(pool, x.data(), T, K, q.m, i8.data(), N);
