@@ -22,6 +22,7 @@
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/nvfp4_matmul.h"
 #include "backend/cpu/nvfp4_prefill_i8.h"
+#include "backend/cpu/weight_arena.h"
 #include "bench/bench_util.h"
 #include "core/thread_pool.h"
 #include "quant/nvfp4.h"
@@ -229,10 +230,17 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> scales_buf(size_t{56} << 20);
   for (auto& w : codes_buf) w = rng.next();
   for (auto& s : scales_buf) s = static_cast<uint8_t>(0x20 + rng.next() % 0x30);
-  const auto* codes = reinterpret_cast<const uint8_t*>(codes_buf.data());
   // BF16: 512 MiB of small random values.
-  std::vector<uint16_t> bf16(size_t{1} << 28);
-  for (auto& h : bf16) h = static_cast<uint16_t>(0x3C00 + rng.next() % 0x200);
+  std::vector<uint16_t> bf16_buf(size_t{1} << 28);
+  for (auto& h : bf16_buf) h = static_cast<uint16_t>(0x3C00 + rng.next() % 0x200);
+  // Both on huge pages, as the CPU backend keeps checkpoint weights (cpu/weight_arena.h).
+  fc::cpu::WeightArena arena;
+  const auto* codes =
+      static_cast<const uint8_t*>(arena.copy(codes_buf.data(), codes_buf.size() * 8, pool));
+  const auto* scales =
+      static_cast<const uint8_t*>(arena.copy(scales_buf.data(), scales_buf.size(), pool));
+  const auto* bf16 =
+      static_cast<const uint16_t*>(arena.copy(bf16_buf.data(), bf16_buf.size() * 2, pool));
 
   const Shape shapes[] = {{"E2B q/gate/up", 1536, 6144}, {"E2B down", 6144, 1536},
                           {"E2B o-proj", 2048, 1536},    {"E2B kv-proj", 1536, 512},
@@ -252,14 +260,14 @@ int main(int argc, char** argv) {
       r.q_copies = static_cast<int>(
           std::min<int64_t>(static_cast<int64_t>(codes_buf.size() * 8) / (s.N * s.K / 2),
                             static_cast<int64_t>(scales_buf.size()) / (s.N * s.K / 16)));
-      r.b_copies = static_cast<int>(static_cast<int64_t>(bf16.size()) / (s.N * s.K));
+      r.b_copies = static_cast<int>(static_cast<int64_t>(bf16_buf.size()) / (s.N * s.K));
       r.x.assign(static_cast<size_t>(T * s.K), 0.01f);
       r.y.assign(static_cast<size_t>(T * s.N), 0.0f);
       runs.push_back(std::move(r));
     }
   }
   auto copy_view = [&](const Shape& s, int c) {
-    return nvfp4_view(codes + c * s.N * s.K / 2, scales_buf.data() + c * s.N * s.K / 16, s);
+    return nvfp4_view(codes + c * s.N * s.K / 2, scales + c * s.N * s.K / 16, s);
   };
 
   // The machine may be shared: interleave the bandwidth reference with the runs and keep the
@@ -276,7 +284,7 @@ int main(int argc, char** argv) {
       r.q_best = std::min(r.q_best, seconds_since(t0));
       t0 = Clock::now();
       for (int c = 0; c < r.b_copies; ++c) {
-        const fc::cpu::MatView v{bf16.data() + c * s.K * s.N, fc::DType::kBF16, s.N, s.K, s.K};
+        const fc::cpu::MatView v{bf16 + c * s.K * s.N, fc::DType::kBF16, s.N, s.K, s.K};
         fc::cpu::matmul_with_isa(isa, pool, r.x.data(), r.T, s.K, v, r.y.data(), s.N);
       }
       r.b_best = std::min(r.b_best, seconds_since(t0));
@@ -320,7 +328,7 @@ int main(int argc, char** argv) {
       const double tq = best_time(3, [&] {
         fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, copy_view(s, 0), y.data(), s.N);
       });
-      const fc::cpu::MatView v{bf16.data(), fc::DType::kBF16, s.N, s.K, s.K};
+      const fc::cpu::MatView v{bf16, fc::DType::kBF16, s.N, s.K, s.K};
       const double tb = best_time(
           3, [&] { fc::cpu::matmul_with_isa(isa, pool, x.data(), T, s.K, v, y.data(), s.N); });
       const double flop = 2.0 * static_cast<double>(T * s.K * s.N);
