@@ -205,7 +205,9 @@ int main(int argc, char** argv) {
           bench_one(dir, be, pool, probe, prompt_len, decode_tokens, reps, head, bw, timed.get()));
     std::printf("\nweights copied to huge-page memory at load: %.2f GB%s\n",
                 static_cast<double>(cpu_be.weight_bytes_copied()) / 1e9,
-                co.copy_weights ? "" : " (--cpu-weights-mmap)");
+                !co.copy_weights               ? " (--cpu-weights-mmap)"
+                : cpu_be.weight_copy_stopped() ? " (stopped for want of memory: the rest in place)"
+                                               : "");
     std::printf("memory read bandwidth (1 GiB, %d threads, best of the run): %.2f GB/s\n",
                 pool.size(), bw / 1e9);
     std::printf(

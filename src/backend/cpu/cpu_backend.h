@@ -47,6 +47,8 @@ class CpuBackend final : public Backend {
   Weight upload(const Weight& host) override;
   // Bytes of weights copied by upload (CpuOptions::copy_weights).
   size_t weight_bytes_copied() const { return arena_.bytes(); }
+  // Whether the copy stopped for want of memory (the later weights stay in the mapping).
+  bool weight_copy_stopped() const { return arena_.refused(); }
 
   void linear(const float* x, int64_t T, int64_t ldx, const Weight& w, float* y, int64_t ldy,
               bool accumulate) override;
