@@ -40,6 +40,9 @@ struct Weight {
   // AWQ pre_quant_scale [cols] (dtype pqs_dtype): the activation is multiplied by it first.
   const void* pre_quant_scale = nullptr;
   DType pqs_dtype = DType::kBF16;
+  // Read only by row gathers (embed), never multiplied as a whole (an untied embedding table,
+  // E2B's per-layer embeddings): a host backend may leave it where it is (CpuBackend::upload).
+  bool gather_only = false;
 
   bool empty() const { return data == nullptr; }
   bool nvfp4() const { return format == WeightFormat::kNvfp4; }

@@ -70,7 +70,9 @@ int64_t grain_rows(int64_t n, int64_t work = 1 << 14) {
 }  // namespace
 
 Weight CpuBackend::upload(const Weight& host) {
-  if (!opts_.copy_weights || host.empty()) return host;
+  // Gathered tables stay in the mapping: a step reads a few rows of them (E2B's per-layer
+  // embeddings are 4.7 GB BF16, 35 rows of 256 per token).
+  if (!opts_.copy_weights || host.empty() || host.gather_only) return host;
   Weight w = host;
   const auto span = [](int64_t rows, int64_t ld, int64_t row_bytes) {
     return rows <= 0 ? size_t{0} : static_cast<size_t>((rows - 1) * ld + row_bytes);
@@ -240,7 +242,7 @@ void CpuBackend::kv_write(const float* k, int64_t ldk, const float* v, int64_t l
 
 namespace {
 
-// The attention rows of query token t for the heads [g·rep, (g+1)·rep) that share KV head g
+// The attention rows of query token t for the heads g·rep + [r0, r1) of those sharing KV head g
 // (rep = n_heads / n_kv_heads), over cache elements of type KV (float, bf16 bits or e4m3 bytes;
 // k_mul / v_mul are the FP8 per-layer scales, 1 otherwise). Each head's scores, softmax and
 // weighted sum are computed exactly as one row alone would be; the heads only share the passes
@@ -254,17 +256,18 @@ struct AttnScratch {
 };
 
 template <typename KV>
-void attention_group(const AttentionArgs& a, int s, int64_t t, int g, AttnScratch& w, float k_mul,
-                     float v_mul) {
-  const int rep = a.n_heads / a.n_kv_heads;
+void attention_group(const AttentionArgs& a, int s, int64_t t, int g, int r0, int r1,
+                     AttnScratch& w, float k_mul, float v_mul) {
+  const int rep = r1 - r0;
   const int D = a.head_dim;
   const KV* kc = static_cast<const KV*>(a.k_cache);
   const KV* vc = static_cast<const KV*>(a.v_cache);
   const int p = a.pos0[s] + static_cast<int>(t - a.q_begin[s]);
   const int32_t* table = a.block_tables + a.table_offset[s];
   const int lo = a.sliding_window > 0 ? std::max(0, p - a.sliding_window + 1) : 0;
-  const int hi = a.kv_limit ? std::max(p, a.kv_limit[t]) : p;            // image blocks see ahead
-  const float* q = a.q + t * a.ldq + static_cast<int64_t>(g) * rep * D;  // head g·rep
+  const int hi = a.kv_limit ? std::max(p, a.kv_limit[t]) : p;  // image blocks see ahead
+  const int h0 = g * (a.n_heads / a.n_kv_heads) + r0;          // first query head
+  const float* q = a.q + t * a.ldq + static_cast<int64_t>(h0) * D;
   const size_t n = static_cast<size_t>(hi - lo + 1);
   w.scores.resize(n * static_cast<size_t>(rep));
   w.offs.resize(n);
@@ -288,7 +291,7 @@ void attention_group(const AttentionArgs& a, int s, int64_t t, int g, AttnScratc
     const float inv = v_mul / sum;
     for (size_t i = 0; i < n; ++i) sc[i] *= inv;
     weighted_rows(sc, reinterpret_cast<const KV* const*>(w.rows.data()), static_cast<int64_t>(n), D,
-                  a.out + t * a.ldo + static_cast<int64_t>(g * rep + r) * D);
+                  a.out + t * a.ldo + static_cast<int64_t>(h0 + r) * D);
   }
 }
 
@@ -309,18 +312,27 @@ void CpuBackend::attention(const AttentionArgs& a) {
   }
   if (rows.empty()) return;
   const int64_t n_rows = static_cast<int64_t>(rows.size());
-  const int G = a.n_kv_heads;
-  pool_.parallel_for(n_rows * G, 1, [&](int64_t b, int64_t e, int) {
+  const int G = a.n_kv_heads, rep = a.n_heads / a.n_kv_heads;
+  // Fewer (row, KV head) items than threads (a decode step of a model with one or two KV heads,
+  // E2B): the query heads of a group are split into S parts, each reading the group's K rows
+  // itself. Every head's dots, softmax and sums are the same either way.
+  const int64_t want = pool_.size();
+  const int S = static_cast<int>(
+      std::clamp<int64_t>((want + n_rows * G - 1) / (n_rows * G), 1, static_cast<int64_t>(rep)));
+  const int per = (rep + S - 1) / S;
+  pool_.parallel_for(n_rows * G * S, 1, [&](int64_t b, int64_t e, int) {
     AttnScratch scratch;
     for (int64_t item = b; item < e; ++item) {
-      const auto [s, r] = rows[static_cast<size_t>(item / G)];
-      const int g = static_cast<int>(item % G);
+      const auto [s, r] = rows[static_cast<size_t>(item / (G * S))];
+      const int g = static_cast<int>(item / S % G), part = static_cast<int>(item % S);
+      const int r0 = std::min(rep, part * per), r1 = std::min(rep, r0 + per);
+      if (r0 == r1) continue;
       if (a.kv_dtype == DType::kBF16)
-        attention_group<uint16_t>(a, s, r, g, scratch, 1.0f, 1.0f);
+        attention_group<uint16_t>(a, s, r, g, r0, r1, scratch, 1.0f, 1.0f);
       else if (a.kv_dtype == DType::kF8_E4M3)
-        attention_group<uint8_t>(a, s, r, g, scratch, a.k_scale, a.v_scale);
+        attention_group<uint8_t>(a, s, r, g, r0, r1, scratch, a.k_scale, a.v_scale);
       else
-        attention_group<float>(a, s, r, g, scratch, 1.0f, 1.0f);
+        attention_group<float>(a, s, r, g, r0, r1, scratch, 1.0f, 1.0f);
     }
   });
 }

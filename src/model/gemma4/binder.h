@@ -58,6 +58,13 @@ class Binder {
     if (!t) fail("missing tensor ", name, " in ", ckpt_.dir(), " (required by the config)");
     return bind(*t, std::move(shape));
   }
+  // get() for a table read only by row gathers (Weight::gather_only).
+  Weight get_rows(const std::string& rel, std::vector<int64_t> shape) {
+    const TensorInfo* t = ckpt_.find(prefix_ + rel);
+    if (!t)
+      fail("missing tensor ", prefix_ + rel, " in ", ckpt_.dir(), " (required by the config)");
+    return bind(*t, std::move(shape), true);
+  }
   Weight opt(const std::string& rel, std::vector<int64_t> shape) {
     const TensorInfo* t = ckpt_.find(prefix_ + rel);
     return t ? bind(*t, std::move(shape)) : Weight{};
@@ -255,7 +262,7 @@ class Binder {
     return owned_.back().data();
   }
 
-  Weight bind(const TensorInfo& t, std::vector<int64_t> shape) {
+  Weight bind(const TensorInfo& t, std::vector<int64_t> shape, bool gather_only = false) {
     if (!binder_detail::is_float_dtype(t.dtype))
       fail("tensor ", t.name, " in ", t.file, " has dtype ", dtype_name(t.dtype),
            "; dense weights must be F32, BF16 or F16",
@@ -280,6 +287,7 @@ class Binder {
       for (size_t i = 0; i + 1 < shape.size(); ++i) w.rows *= shape[i];
     }
     w.ld = w.cols;
+    w.gather_only = gather_only;
     return be_.upload(w);
   }
 

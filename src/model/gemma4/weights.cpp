@@ -44,15 +44,17 @@ Weights bind_weights(const Config& c, const Checkpoint& ckpt, Backend& backend,
   Binder b(c.quant, c.tensor_prefix, ckpt, backend, options, w.owned, w.nvfp4_linears);
   const int64_t H = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
   const int64_t P = c.hidden_size_per_layer_input, Hq = c.num_attention_heads;
-  w.embed_tokens = b.get("embed_tokens.weight", {V, H});
-  w.norm = b.get("norm.weight", {H});
   const bool head = ckpt.find("lm_head.weight") || ckpt.find("lm_head.weight_packed");
-  w.lm_head = (head && !c.tie_word_embeddings) ? b.linear("lm_head", V, H, true) : w.embed_tokens;
+  const bool untied = head && !c.tie_word_embeddings;  // the table is then only gathered
+  w.embed_tokens =
+      untied ? b.get_rows("embed_tokens.weight", {V, H}) : b.get("embed_tokens.weight", {V, H});
+  w.norm = b.get("norm.weight", {H});
+  w.lm_head = untied ? b.linear("lm_head", V, H, true) : w.embed_tokens;
   if (!c.tie_word_embeddings && !head)
     fail("missing tensor lm_head.weight in ", ckpt.dir(), " (tie_word_embeddings is false)");
   if (P > 0) {
     w.embed_tokens_per_layer =
-        b.get("embed_tokens_per_layer.weight", {c.vocab_size_per_layer_input, L * P});
+        b.get_rows("embed_tokens_per_layer.weight", {c.vocab_size_per_layer_input, L * P});
     w.per_layer_model_projection = b.linear("per_layer_model_projection", L * P, H);
     w.per_layer_projection_norm = b.get("per_layer_projection_norm.weight", {P});
   }

@@ -235,6 +235,29 @@ TEST(Nvfp4Matmul, ReferenceIsTheDequantizedDot) {
   }
 }
 
+// kAuto's direct (decode) kernels are the set nvfp4_direct_kernels() names (measured once per
+// process): one of those this CPU supports, and nvfp4_matmul's decode-sized results are that
+// set's, bit for bit; the blocked path is the family's.
+TEST(Nvfp4Matmul, AutoUsesTheMeasuredDirectSet) {
+  const std::string name = nvfp4_direct_kernels();
+  MatmulIsa isa = MatmulIsa::kAuto;
+  for (MatmulIsa i : supported_isas()) {
+    if (i != MatmulIsa::kAmx && name == isa_name(i)) isa = i;
+  }
+  ASSERT_NE(isa, MatmulIsa::kAuto) << "direct set " << name << " is not a supported family";
+  std::mt19937 rng(31);
+  ThreadPool pool(2);
+  const Nvfp4Weights w(67, 1040, rng);
+  for (int64_t T : {1, 2, 3, 4, 5}) {
+    const std::vector<float> x = random_vec(static_cast<size_t>(T * 1040), rng);
+    std::vector<float> a(static_cast<size_t>(T * 67)), b(a.size());
+    nvfp4_matmul(pool, x.data(), T, 1040, w.m, a.data(), 67);
+    nvfp4_matmul_with_isa(isa, pool, x.data(), T, 1040, w.m, b.data(), 67, false,
+                          MatmulPath::kDirect);
+    EXPECT_EQ(a, b) << name << " T=" << T;
+  }
+}
+
 TEST(Nvfp4Matmul, RejectsBadShapes) {
   std::mt19937 rng(1);
   ThreadPool pool(1);
