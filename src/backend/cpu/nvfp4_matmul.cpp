@@ -284,10 +284,11 @@ double time_direct(const Nvfp4KernelSet& ks) {
 
 // kAuto: the family of resolve(kAuto) with the fastest direct (decode) kernel set of those the
 // CPU supports, measured once per process. Which set wins depends on the core, not only on its
-// instruction sets: on the Intel Xeon of docs/benchmarks.md vdpbf16ps takes both vector ports for
-// two cycles, so the integer set (vpdpbusd) is 2.4x and the fp32 one 1.6x the bf16 one there,
-// while on Zen 5 the bf16 set was the fastest measured. Candidates in order of preference; a later
-// one must be 10% faster to be taken, so that close timings do not flip the choice between runs.
+// instruction sets: on the Intel Xeon of docs/benchmarks.md vdpbf16ps retires one per two cycles,
+// so there the integer set (vpdpbusd) is 1.5-2.4x and the fp32 one 1.3-1.6x the bf16 one, while
+// on Zen 5 the bf16 set was 1.4x the fp32 one (the integer set was not measured there). Candidates
+// in order of preference; a later one must be 10% faster to be taken, so that close timings do not
+// flip the choice between runs.
 const Kernels& auto_kernels() {
   static const Kernels k = [] {
     const MatmulIsa fam = resolve(MatmulIsa::kAuto);

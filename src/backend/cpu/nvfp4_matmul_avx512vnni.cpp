@@ -4,8 +4,8 @@
 // instruction for its vpmaddubsw + vpmaddwd + add.
 //
 // Why: on the Intel Xeon of docs/benchmarks.md (AVX512-BF16, AMX) vdpbf16ps zmm retires one per
-// two cycles and takes both vector ports, while vpdpbusd zmm retires two per cycle (measured with
-// 12 independent chains: 1.75 against 6.9 G instructions/s). The bf16 kernels
+// two cycles, vpdpbusd zmm two per cycle (measured with 12 independent chains: 1.75 against 6.9 G
+// instructions/s). The bf16 kernels
 // (nvfp4_matmul_avx512bf16.cpp) run ~24 cycles per 64 code bytes there and the fp32 ones
 // (nvfp4_matmul_avx512.cpp) ~14, both below what two cores stream from DRAM; here 64 code bytes
 // take 2 vpshufb, 6 vpdpbusd and ~12 more single-uop operations per activation row.
@@ -32,20 +32,12 @@
 //   [384, 448) int32 c[n] = 12 Σ_{k<8} q[8n + k]
 //   [448, 512) fp32  a[n] = as_{n/2} / 2
 // zeros past K.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__  // a gcc-only warning group
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
-#include "backend/cpu/avx512_common.h"
+#include "backend/cpu/avx512_common.h"  // immintrin.h, with its warning pragmas
 #include "backend/cpu/nvfp4_kernels.h"
 
 #define FC_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
