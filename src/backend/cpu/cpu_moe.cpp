@@ -1,8 +1,9 @@
 // CpuBackend::moe_experts (backend.h): the routed experts of a Gemma 4 MoE block.
 //
-// Whole experts are spread over the pool's threads, each expert's gate / up / down matmuls
-// running on its thread alone (a one-thread pool runs inline), instead of one expert after the
-// other with every small matmul split over all threads: a prefill of T tokens gives each of
+// Steps of several tokens spread whole experts over the pool's threads, each expert's gate / up /
+// down matmuls running on its thread alone (a one-thread pool runs inline), instead of one expert
+// after the other with every small matmul split over all threads (what one-token steps do, below):
+// a prefill of T tokens gives each of
 // the 128 experts about 8·T/128 rows, so the per-matmul thread hand-offs (3 per expert) and the
 // idle ends of tiny parallel loops were most of the MoE time. Every output row is computed by
 // the same kernels in the same order as before (matmul results do not depend on the thread
@@ -61,8 +62,12 @@ void CpuBackend::moe_chunk(const float* x, int64_t ldx, int64_t T, const int32_t
   }
   // Expert outputs per slot: ys[s * H ..] = Expert_{idx[s]}(x[s / k]).
   std::vector<float> ys(static_cast<size_t>(T * k * H));
-  pool_.parallel_for(static_cast<int64_t>(order.size()), 1, [&](int64_t b, int64_t e, int) {
-    ThreadPool solo(1);  // no worker threads: parallel_for runs inline on this thread
+  // A one-token step (decode): every expert has one row, so one expert after the other with each
+  // matmul split over all threads, which streams the ~1 MB expert matrices faster than one expert
+  // per thread (26B-A4B decode on the Xeon of docs/benchmarks.md: moe_experts 43-48 → 39 ms per
+  // token). Results are the same either way (a matmul's rows do not depend on its thread count).
+  const bool split = T == 1;
+  const auto run = [&](ThreadPool& mm_pool, int64_t b, int64_t e) {
     std::vector<float> xs, gu, act, y, scratch;
     for (int64_t i = b; i < e; ++i) {
       const int ex = order[static_cast<size_t>(i)];
@@ -74,21 +79,29 @@ void CpuBackend::moe_chunk(const float* x, int64_t ldx, int64_t T, const int32_t
         std::copy(src, src + H, xs.data() + r * H);
       }
       gu.resize(static_cast<size_t>(n * 2 * inter));
-      linear_on(solo, scratch, xs.data(), n, H, gate[ex], gu.data(), 2 * inter, false);
-      linear_on(solo, scratch, xs.data(), n, H, up[ex], gu.data() + inter, 2 * inter, false);
+      linear_on(mm_pool, scratch, xs.data(), n, H, gate[ex], gu.data(), 2 * inter, false);
+      linear_on(mm_pool, scratch, xs.data(), n, H, up[ex], gu.data() + inter, 2 * inter, false);
       act.resize(static_cast<size_t>(n * inter));
       for (int64_t r = 0; r < n; ++r) {
         gelu_mul_row(gu.data() + r * 2 * inter, gu.data() + r * 2 * inter + inter,
                      act.data() + r * inter, inter);
       }
       y.resize(static_cast<size_t>(n * H));
-      linear_on(solo, scratch, act.data(), n, inter, down[ex], y.data(), H, false);
+      linear_on(mm_pool, scratch, act.data(), n, inter, down[ex], y.data(), H, false);
       for (int64_t r = 0; r < n; ++r) {
         std::copy(y.data() + r * H, y.data() + (r + 1) * H,
                   ys.data() + rows[static_cast<size_t>(r)] * H);
       }
     }
-  });
+  };
+  if (split) {
+    run(pool_, 0, static_cast<int64_t>(order.size()));
+  } else {
+    pool_.parallel_for(static_cast<int64_t>(order.size()), 1, [&](int64_t b, int64_t e, int) {
+      ThreadPool solo(1);  // no worker threads: parallel_for runs inline on this thread
+      run(solo, b, e);
+    });
+  }
   // out[t] = Σ_j weights[t, j] · ys[t, j], the j taken in ascending expert id (HF's index_add
   // loop over experts); tokens split over the threads.
   pool_.parallel_for(T, 1, [&](int64_t b, int64_t e, int) {
