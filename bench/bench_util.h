@@ -65,7 +65,7 @@ class BandwidthProbe {
  public:
   // The buffer is on transparent huge pages where the kernel has them (madvise), as the CPU
   // backend's weights are (cpu/weight_arena.h): on 4 KiB pages the probe would measure TLB misses
-  // too (on the Xeon guest of docs/benchmarks.md: 21-25 GB/s against 29-30 GB/s on huge pages).
+  // too (bench_bandwidth on the Xeon guest of docs/benchmarks.md: 24-34 GB/s before, 33-38 since).
   BandwidthProbe(ThreadPool& pool, size_t bytes) : pool_(pool), n_(bytes / 8) {
     map_size_ = n_ * 8 + (size_t{2} << 20);
     void* m =

@@ -319,6 +319,29 @@ int main(int argc, char** argv) {
                 20.0 * static_cast<double>(s.N * (s.K / 2 + s.K / 16)) / t / 1e9);
   }
 
+  // Where the direct path stops paying (nvfp4_direct_max_rows): both paths at T around it, one
+  // matrix reused (in cache), microseconds per call.
+  std::printf("\n%-14s %6s %6s %4s | %10s | %10s | %s\n", "direct/blocked", "K", "N", "T",
+              "direct us", "blocked us", "auto direct up to");
+  for (const Shape& s : {shapes[0], shapes[1]}) {
+    for (int64_t T : {4, 6, 8, 9, 10, 12, 16}) {
+      std::vector<float> x(static_cast<size_t>(T * s.K), 0.01f), y(static_cast<size_t>(T * s.N));
+      double us[2];
+      for (int path = 0; path < 2; ++path) {
+        const fc::cpu::MatmulPath p =
+            path == 0 ? fc::cpu::MatmulPath::kDirect : fc::cpu::MatmulPath::kBlocked;
+        us[path] = 1e6 * best_time(3, [&] {
+                     fc::cpu::nvfp4_matmul_with_isa(isa, pool, x.data(), T, s.K, copy_view(s, 0),
+                                                    y.data(), s.N, false, p);
+                   });
+      }
+      std::printf("%-14s %6lld %6lld %4lld | %10.1f | %10.1f | %lld\n", s.name,
+                  static_cast<long long>(s.K), static_cast<long long>(s.N),
+                  static_cast<long long>(T), us[0], us[1],
+                  static_cast<long long>(fc::cpu::nvfp4_direct_max_rows(isa)));
+    }
+  }
+
   // Prefill (compute-bound; one matrix reused, so it stays in cache): GFLOP/s.
   std::printf("\n%-14s %6s %6s %4s | %12s | %12s\n", "prefill", "K", "N", "T", "nvfp4 GFLOP/s",
               "bf16 GFLOP/s");

@@ -52,6 +52,21 @@ using Nvfp4ArrangeFn = void (*)(const float* x, int64_t T, int64_t ldx, int64_t 
 // Kernels that multiply with vpdpbusd (Nvfp4XLayout::kI8Planes) take the activations as the
 // kI16Planes numbers, laid out per group of 128 columns in 512 bytes (128 floats of the buffer,
 // so ldxd is as for kBf16HiLo; nvfp4_matmul_avx512vnni.cpp).
+// The 24-bit fixed point of the integer direct kernels (kI16Planes, kI8Planes), one scale per
+// 16-column block of an activation row whose largest |x| is mx: x ≈ as · q with q = rint(x · inv),
+// |q| <= kQ24Max (+1 from the rounding of x · inv), which keeps q's top int8 plane within
+// [-127, 127]. A block holding a non-finite value gets as = NaN (every output it touches is NaN)
+// and inv = 0; an all-zero block as = inv = 0. Shared so both kernel families see the same q.
+inline constexpr float kQ24Max = 8323072.0f;  // 32512 · 256
+struct Q24BlockScale {
+  float as = 0.0f, inv = 0.0f;
+};
+inline Q24BlockScale q24_block_scale(float mx, bool finite) {
+  if (!finite) return {__builtin_nanf(""), 0.0f};
+  if (mx > 0.0f) return {mx / kQ24Max, kQ24Max / mx};
+  return {};
+}
+
 enum class Nvfp4XLayout { kF32Lanes, kBf16HiLo, kI16Planes, kI8Planes };
 
 struct Nvfp4KernelSet {

@@ -119,8 +119,9 @@ constexpr int64_t kDirectMaxT = 32;
 // with AMX: T = 4 direct 87 GFLOP/s, tiles 64; T = 8: 87 against 129; T = 32: 85 against 479).
 constexpr int64_t kAmxDirectMaxT = 5;
 // The same with the integer direct kernels (avx512-vnni), 2x the bf16 ones from T = 4 on: tiles win
-// from ~10 rows (same shape and machine: T = 8 direct 808 us, tiles 1029; T = 9 935 / 972; T = 10
-// 1010 / 970; K = 6144 down at T = 10: 1025 / 1023).
+// from ~10 rows (bench_nvfp4's direct/blocked table, same shape and machine: T = 8 direct 876 us,
+// tiles 1007; T = 9 994 / 956; T = 10 1051 / 964; K = 6144 down: T = 10 1057 / 1096, 12 1248 /
+// 1020).
 constexpr int64_t kAmxVnniDirectMaxT = 9;
 // Prefill panel: weight rows dequantized together (a multiple of the dense kernels' nr: 3 and 4).
 constexpr int64_t kPanelRows = 48;

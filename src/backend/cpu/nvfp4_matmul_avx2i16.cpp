@@ -54,7 +54,6 @@ using avx2_int::ld32;
 
 constexpr int64_t kGroup = 64;        // columns per decode group
 constexpr int64_t kGroupBytes = 256;  // arranged activation bytes per group and row
-constexpr float kQMax = 8323072.0f;   // 32512 · 256: keeps h within [-127, 127] (above)
 // 2 activation rows × 4 weight rows: 8 accumulators, the rest of the 16 registers for decode.
 constexpr int kMR = 2, kNR = 4;
 
@@ -186,15 +185,9 @@ FC_AVX2 void arrange(const float* x, int64_t T, int64_t ldx, int64_t K, float* x
         bool finite = true;
         for (int k = 0; k < 16; ++k) finite = finite && std::isfinite(v[16 * b + k]);
         const float mx = _mm_cvtss_f32(m4);
-        float as = 0.0f, inv = 0.0f;
-        if (!finite) {
-          as = NAN;
-        } else if (mx > 0.0f) {
-          as = mx / kQMax;
-          inv = kQMax / mx;
-        }
+        const auto [as, inv] = q24_block_scale(mx, finite);
         const __m256 iv = _mm256_set1_ps(inv);
-        // vcvtps2dq rounds to nearest even; |x · inv| <= kQMax up to one rounding (+1).
+        // vcvtps2dq rounds to nearest even; |x · inv| <= kQ24Max up to one rounding (+1).
         _mm256_store_si256(
             reinterpret_cast<__m256i*>(q + 16 * b),
             _mm256_cvtps_epi32(_mm256_mul_ps(finite ? v0 : _mm256_setzero_ps(), iv)));

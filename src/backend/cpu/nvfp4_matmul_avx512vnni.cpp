@@ -4,8 +4,8 @@
 // instruction for its vpmaddubsw + vpmaddwd + add.
 //
 // Why: on the Intel Xeon of docs/benchmarks.md (AVX512-BF16, AMX) vdpbf16ps zmm retires one per
-// two cycles, vpdpbusd zmm two per cycle (measured with 12 independent chains: 1.75 against 6.9 G
-// instructions/s). The bf16 kernels
+// two cycles, vpdpbusd zmm two per cycle (bench_isa_rates, 12 independent chains: 1.6 against 6.6
+// G instructions/s). The bf16 kernels
 // (nvfp4_matmul_avx512bf16.cpp) run ~24 cycles per 64 code bytes there and the fp32 ones
 // (nvfp4_matmul_avx512.cpp) ~14, both below what two cores stream from DRAM; here 64 code bytes
 // take 2 vpshufb, 6 vpdpbusd and ~12 more single-uop operations per activation row.
@@ -51,7 +51,6 @@ using namespace avx512;
 
 constexpr int64_t kGroup = 128;       // columns per decode group
 constexpr int64_t kGroupBytes = 512;  // arranged activation bytes per group and row
-constexpr float kQMax = 8323072.0f;   // 32512 · 256: keeps h within [-127, 127] (above)
 // 2 activation rows × 4 weight rows: 8 accumulators; more rows share one decode (T = 2..5 steps
 // of speculative decoding) without spilling.
 constexpr int kMR = 2, kNR = 4;
@@ -166,7 +165,7 @@ struct Tile {
 };
 
 // x [T, K] into the kI8Planes layout, 128 columns at a time (zeros past K). The block scales
-// and q are computed as in nvfp4_matmul_avx2i16.cpp (same as_b, same rounding), so both integer
+// come from q24_block_scale and q is rounded as in nvfp4_matmul_avx2i16.cpp, so both integer
 // kernels see the same activations.
 FC_AVX512VNNI void arrange(const float* x, int64_t T, int64_t ldx, int64_t K, float* xd,
                            int64_t ldxd) {
@@ -199,14 +198,8 @@ FC_AVX512VNNI void arrange(const float* x, int64_t T, int64_t ldx, int64_t K, fl
         // |x| < inf is false for inf and NaN.
         const bool finite = _mm512_cmp_ps_mask(av, inf, _CMP_LT_OQ) == 0xFFFF;
         const float mx = _mm512_reduce_max_ps(av);
-        float as = 0.0f, inv = 0.0f;
-        if (!finite) {
-          as = NAN;
-        } else if (mx > 0.0f) {
-          as = mx / kQMax;
-          inv = kQMax / mx;
-        }
-        // vcvtps2dq rounds to nearest even; |x · inv| <= kQMax up to one rounding (+1).
+        const auto [as, inv] = q24_block_scale(mx, finite);
+        // vcvtps2dq rounds to nearest even; |x · inv| <= kQ24Max up to one rounding (+1).
         q[b] = _mm512_cvtps_epi32(
             _mm512_mul_ps(finite ? v : _mm512_setzero_ps(), _mm512_set1_ps(inv)));
         ascale[2 * b] = ascale[2 * b + 1] = 0.5f * as;

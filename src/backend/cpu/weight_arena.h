@@ -2,11 +2,11 @@
 // chunks marked for transparent huge pages (madvise MADV_HUGEPAGE), 64-byte aligned tensors.
 //
 // Why: decode streams every weight once per token, and on 4 KiB pages that is a TLB miss per 4 KiB
-// (two-level in a VM). Measured on the Intel Xeon guest of docs/benchmarks.md, a BF16 GEMV over the
-// 26B-A4B head (262144 × 2816) read 14.3 GB/s from the checkpoint's mmap'ed page-cache pages and
-// 27-30 GB/s from a copy in anonymous memory; E2B's head shape 21-22 GB/s on 4 KiB anonymous pages,
-// 29.7 on huge pages. The copy costs load time (a parallel memcpy) and, while the page cache still
-// holds the file, memory the kernel can reclaim.
+// (two-level in a VM). On the Intel Xeon guest of docs/benchmarks.md (bench_model
+// [--cpu-weights-mmap]): E2B decode 11.8 tok/s from the mapping, 14.2 from the copies; 26B-A4B's
+// BF16 head 104 ms per token from long-cached page-cache pages, 51 ms copied. The copy costs load
+// time (a parallel memcpy) and, while the page cache still holds the file, memory the kernel can
+// reclaim.
 #pragma once
 
 #include <cstddef>

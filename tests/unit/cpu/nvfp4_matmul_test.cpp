@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -255,6 +256,39 @@ TEST(Nvfp4Matmul, AutoUsesTheMeasuredDirectSet) {
     nvfp4_matmul_with_isa(isa, pool, x.data(), T, 1040, w.m, b.data(), 67, false,
                           MatmulPath::kDirect);
     EXPECT_EQ(a, b) << name << " T=" << T;
+  }
+}
+
+// A non-finite activation makes every output of its row non-finite on every family and path
+// (the reference's inf·w / NaN·w sums are; the fixed-point families give its block a NaN scale),
+// and leaves the other rows as they were.
+TEST(Nvfp4Matmul, NonFiniteActivationsPoisonTheirRowOnly) {
+  std::mt19937 rng(41);
+  ThreadPool pool(2);
+  const Nvfp4Weights w(21, 272, rng);
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    std::vector<float> x = random_vec(static_cast<size_t>(3 * 272), rng);
+    x[272 + 37] = bad;  // row 1, block 2
+    const std::vector<float> tol = tolerances(x.data(), 3, 272, w.m, true);
+    std::vector<float> ref(static_cast<size_t>(3 * 21));
+    nvfp4_matmul_ref(x.data(), 3, 272, w.m, ref.data(), 21);
+    for (MatmulIsa isa : supported_isas()) {
+      for (MatmulPath path : {MatmulPath::kDirect, MatmulPath::kBlocked}) {
+        std::vector<float> y(ref.size());
+        nvfp4_matmul_with_isa(isa, pool, x.data(), 3, 272, w.m, y.data(), 21, false, path);
+        for (int64_t t = 0; t < 3; ++t) {
+          for (int64_t n = 0; n < 21; ++n) {
+            const size_t i = static_cast<size_t>(t * 21 + n);
+            if (t == 1) {
+              EXPECT_FALSE(std::isfinite(y[i])) << isa_name(isa) << " n=" << n << " " << bad;
+            } else {
+              EXPECT_NEAR(y[i], ref[i], tol[i]) << isa_name(isa) << " t=" << t << " n=" << n;
+            }
+          }
+        }
+      }
+    }
   }
 }
 
